@@ -1,0 +1,100 @@
+"""Command line: ``python -m slrnet train | infer | eval | export | suite`` (also the ``slrnet`` script).
+
+    python -m slrnet --help
+    python -m slrnet train --config configs/shapes_quick.yaml --run demo
+    python -m slrnet infer --help                 # the flags of slrnet.infer
+    python -m slrnet suite --only 02 --profile full
+    python -m slrnet --debug eval ...             # full traceback instead of a one-line error
+
+Each subcommand lives in a library module exposing ``add_cli_arguments(parser)`` and
+``cli_run(args) -> int``. Modules are imported lazily and only for the subcommand used: the first
+positional word of argv is read before argparse runs, so the top-level ``--help`` never imports
+torch or a model, and still works when one of those modules is broken.
+
+Errors the user can fix (``ValueError``, ``FileNotFoundError``, ``KeyError`` from the library: a bad
+path, a mistyped config key) print ``error: ...`` on one line and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# subcommand -> (module, one-line help); the module is imported only when its subcommand runs.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("slrnet.train", "train SLRNet from a YAML config (single device or torchrun/DDP)"),
+    "infer": ("slrnet.infer", "multi-scale + flip inference, palette PNG masks"),
+    "eval": ("slrnet.evaluate", "mIoU of predicted masks or of a checkpoint on a split"),
+    "export": ("slrnet.export", "export pseudo labels for two-stage training"),
+    "suite": ("slrnet.suite", "run the notebook suite with papermill (profiles smoke/quick/full)"),
+}
+USER_ERRORS = (ValueError, FileNotFoundError, KeyError)
+EXIT_USER_ERROR = 2
+
+
+def _prog() -> str:
+    return "python -m slrnet" if os.path.basename(sys.argv[0]) == "__main__.py" else "slrnet"
+
+
+def _requested_command(argv: list[str]) -> str | None:
+    """The first positional word: top-level options (--debug, -h, --version) take no value."""
+    for token in argv:
+        if token == "--":
+            return None
+        if not token.startswith("-"):
+            return token
+    return None
+
+
+def _one_line(err: BaseException) -> str:
+    # KeyError's str() is the repr of its key; show the message itself.
+    text = str(err.args[0]) if isinstance(err, KeyError) and len(err.args) == 1 else str(err)
+    return " ".join(line.strip() for line in text.splitlines() if line.strip()) or type(err).__name__
+
+
+def build_parser(command: str | None = None) -> tuple[argparse.ArgumentParser, object | None]:
+    """Top-level parser; only ``command``'s subparser is filled in (its module imported)."""
+    from slrnet import __version__
+
+    parser = argparse.ArgumentParser(
+        prog=_prog(), description="SLRNet teaching and analysis suite (Pan et al., IJCV 2022).",
+        epilog="Run '%(prog)s COMMAND --help' for a command's options.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    parser.add_argument("--version", action="version", version=f"slrnet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    module = None
+    for name, (module_name, summary) in COMMANDS.items():
+        sp = sub.add_parser(name, help=summary, description=summary, conflict_handler="resolve")
+        sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
+        if name == command:
+            module = importlib.import_module(module_name)  # may raise: the caller reports it
+            module.add_cli_arguments(sp)
+    return parser, module
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _requested_command(argv)
+    debug = "--debug" in argv
+    if command not in COMMANDS:
+        command = None  # argparse prints the help / "invalid choice" message itself
+    try:
+        parser, module = build_parser(command)
+    except Exception as err:  # noqa: BLE001 -- a broken command module must not hide the others
+        if debug:
+            raise
+        print(f"error: the '{command}' command is unavailable: importing {COMMANDS[command][0]} failed "
+              f"({type(err).__name__}: {_one_line(err)})", file=sys.stderr)
+        return 1
+    args = parser.parse_args(argv)  # exits with status 2 on bad flags, 0 on --help
+    try:
+        return int(module.cli_run(args) or 0)
+    except USER_ERRORS as err:
+        if args.debug:
+            raise
+        print(f"error: {_one_line(err)}  (rerun with --debug for the traceback)", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,323 @@
+"""The embedded default dataset, "shapes": procedurally generated, written in Pascal VOC layout.
+
+Six foreground classes of distinct silhouettes (circle, square, triangle, star, cross, crescent) on
+textured backgrounds (colour gradients, smooth noise, thin-line and dot clutter that is *not* an
+object). Each image holds 1-3 instances (a class may repeat) at random scale, rotation and position;
+later instances may occlude earlier ones, but every instance stays at least 60 % visible. Colour
+and texture are drawn independently of the class, so only shape identifies it. Masks mark a void
+band (255) along every label border, like VOC's.
+
+    >>> from slrnet.data.synthetic import ensure_default_dataset, SHAPES_CLASSES
+    >>> root = ensure_default_dataset()                 # data/shapes, generated once (~10 s), then cached
+    >>> root = ensure_default_dataset("/tmp/tiny", image_size=64, num_train=10, num_val=5, seed=1)
+
+Determinism: image ``i`` of a split is drawn from ``numpy.random.default_rng([seed, split_code, i])``
+and saved with fixed JPEG/PNG settings and no timestamps, so the same seed and library versions give
+byte-identical files (and images do not change when only the counts change). Load the result with
+``slrnet.data.voc.VOCSegmentation`` like any VOC-layout folder.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import PIL
+from PIL import Image, ImageDraw
+
+from slrnet.data.voc import VOID, save_palette_png
+
+SHAPES_CLASSES = ("background", "circle", "square", "triangle", "star", "cross", "crescent")
+GENERATOR_VERSION = 1
+DEFAULT_OPTIONS = {
+    "image_size": 128,     # square images, pixels
+    "num_train": 2000,
+    "num_val": 300,
+    "seed": 0,
+    "max_instances": 3,    # 1..max_instances objects per image
+    "jpeg_quality": 90,
+    "void_width": 1,       # void band reaches this many pixels to each side of a label border
+}
+_SPLIT_CODES = {"train": 0, "val": 1}
+MIN_VISIBLE = 0.6          # fraction of an instance's area that must stay unoccluded
+RADIUS_RANGE = (0.10, 0.24)  # instance radius as a fraction of the image size
+
+
+def full_options(**options) -> dict:
+    """Defaults filled in and checked; unknown keys are errors naming the key."""
+    unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
+    if unknown:
+        raise ValueError(f"shapes dataset: unknown option(s) {unknown}; expected some of {sorted(DEFAULT_OPTIONS)}")
+    opts = {**DEFAULT_OPTIONS, **options}
+    for key, value in opts.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"shapes dataset: option {key} must be an integer, got {value!r}")
+        opts[key] = int(value)
+    if opts["image_size"] < 32:
+        raise ValueError(f"shapes dataset: image_size must be >= 32, got {opts['image_size']}")
+    if opts["num_train"] < 1 or opts["num_val"] < 1:
+        raise ValueError("shapes dataset: num_train and num_val must be >= 1")
+    if not 1 <= opts["max_instances"] <= 6:
+        raise ValueError(f"shapes dataset: max_instances must be in 1..6, got {opts['max_instances']}")
+    if not 1 <= opts["jpeg_quality"] <= 100 or opts["void_width"] < 0:
+        raise ValueError("shapes dataset: jpeg_quality must be in 1..100 and void_width >= 0")
+    return opts
+
+
+# -- drawing ---------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=4)
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)                 # (S, S) each
+    return xx, yy
+
+
+def _rotated(points, cx: float, cy: float, r: float, theta: float) -> list[tuple[float, float]]:
+    """Unit-radius polygon -> image coordinates (scaled by r, rotated by theta, centred)."""
+    c, s = math.cos(theta), math.sin(theta)
+    return [(cx + r * (x * c - y * s), cy + r * (x * s + y * c)) for x, y in points]
+
+
+def _star(n=5, outer=1.4, inner=0.6):
+    return [((outer if k % 2 == 0 else inner) * math.cos(math.pi * k / n - math.pi / 2),
+             (outer if k % 2 == 0 else inner) * math.sin(math.pi * k / n - math.pi / 2)) for k in range(2 * n)]
+
+
+# Unit silhouettes, scaled so their areas are comparable (about 2.5-3.1 r^2).
+_POLYGONS = {
+    "square": [(1.25 * math.cos(a), 1.25 * math.sin(a)) for a in (math.pi / 4 + k * math.pi / 2 for k in range(4))],
+    "triangle": [(1.45 * math.cos(a), 1.45 * math.sin(a)) for a in (-math.pi / 2 + k * 2 * math.pi / 3 for k in range(3))],
+    "star": _star(),
+    "cross": [(x * 0.38, y * 0.38) for x, y in
+              [(1, 3), (1, 1), (3, 1), (3, -1), (1, -1), (1, -3), (-1, -3), (-1, -1), (-3, -1), (-3, 1), (-1, 1), (-1, 3)]],
+}
+
+# Farthest point of each silhouette from its centre, in units of r.
+_EXTENT = {"circle": 1.0, "square": 1.25, "triangle": 1.45, "star": 1.4, "cross": 1.2, "crescent": 1.2}
+
+
+def shape_mask(name: str, cx: float, cy: float, r: float, theta: float, size: int) -> np.ndarray:
+    """Boolean (S, S) silhouette of class ``name`` centred at (cx, cy) with radius r, rotated by theta."""
+    canvas = Image.new("L", (size, size), 0)
+    draw = ImageDraw.Draw(canvas)
+    if name == "circle":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
+    elif name == "crescent":  # a disc with an offset disc bitten out; the bite direction is the rotation
+        big = 1.2 * r
+        draw.ellipse([cx - big, cy - big, cx + big, cy + big], fill=255)
+        ox, oy, small = cx + 0.6 * big * math.cos(theta), cy + 0.6 * big * math.sin(theta), 0.8 * big
+        draw.ellipse([ox - small, oy - small, ox + small, oy + small], fill=0)
+    else:
+        draw.polygon(_rotated(_POLYGONS[name], cx, cy, r, theta), fill=255)
+    return np.asarray(canvas) > 127
+
+
+def _smooth_noise(rng: np.random.Generator, size: int, cells: int, std: float) -> np.ndarray:
+    """Low-frequency colour noise, float32 (S, S, 3), zero mean-ish, by bicubic upsampling a tiny grid."""
+    small = np.clip(rng.normal(128, 48, (cells, cells, 3)), 0, 255).astype(np.uint8)
+    big = np.asarray(Image.fromarray(small, "RGB").resize((size, size), Image.BICUBIC), dtype=np.float32)
+    return (big - 128.0) * (std / 48.0)
+
+
+def _gradient(rng: np.random.Generator, size: int, c0, c1) -> np.ndarray:
+    xx, yy = _grid(size)
+    angle = rng.uniform(0, 2 * math.pi)
+    t = xx * math.cos(angle) + yy * math.sin(angle)
+    t = (t - t.min()) / max(1e-6, float(t.max() - t.min()))              # (S, S) in [0, 1]
+    return np.asarray(c0, np.float32) + (np.asarray(c1, np.float32) - np.asarray(c0, np.float32)) * t[..., None]
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Gradient + smooth noise + clutter (thin lines, dots): uint8 (S, S, 3)."""
+    image = _gradient(rng, size, rng.uniform(0, 255, 3), rng.uniform(0, 255, 3))
+    image += _smooth_noise(rng, size, int(rng.integers(3, 9)), rng.uniform(10, 40))
+    canvas = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(canvas)
+    for _ in range(int(rng.integers(2, 9))):   # thin lines: long but never blob-like
+        x0, y0, x1, y1 = rng.uniform(-0.1, 1.1, 4) * size
+        draw.line([(x0, y0), (x1, y1)], fill=tuple(int(v) for v in rng.integers(0, 256, 3)),
+                  width=int(rng.integers(1, 3)))
+    for _ in range(int(rng.integers(5, 30))):  # dots far smaller than any object
+        x, y = rng.uniform(0, size, 2)
+        d = rng.uniform(0.5, 2.0)
+        draw.ellipse([x - d, y - d, x + d, y + d], fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+    return np.asarray(canvas, dtype=np.float32)
+
+
+def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
+    """An object's appearance, float32 (S, S, 3): solid, stripes, checker, gradient or noisy (any colour)."""
+    xx, yy = _grid(size)
+    c0, c1 = rng.uniform(0, 255, 3).astype(np.float32), rng.uniform(0, 255, 3).astype(np.float32)
+    kind = int(rng.integers(0, 5))
+    if kind == 0:
+        return np.broadcast_to(c0, (size, size, 3)).copy()
+    if kind == 1:
+        period, angle = rng.uniform(4, 10), rng.uniform(0, math.pi)
+        t = (np.sin(2 * math.pi * (xx * math.cos(angle) + yy * math.sin(angle)) / period) > 0).astype(np.float32)
+    elif kind == 2:
+        cell = int(rng.integers(3, 8))
+        t = ((xx // cell + yy // cell) % 2).astype(np.float32)
+    elif kind == 3:
+        return _gradient(rng, size, c0, c1)
+    else:
+        return c0 + _smooth_noise(rng, size, int(rng.integers(6, 16)), rng.uniform(15, 40))
+    return c0 + (c1 - c0) * t[..., None]
+
+
+def void_band(label: np.ndarray, width: int) -> np.ndarray:
+    """Set to 255 every pixel within ``width`` (Chebyshev) of a pixel with a different label."""
+    if width <= 0:
+        return label.copy()
+    h, w = label.shape
+    padded = np.pad(label, width, mode="edge")
+    border = np.zeros(label.shape, dtype=bool)
+    for dy in range(-width, width + 1):
+        for dx in range(-width, width + 1):
+            if dy or dx:
+                border |= padded[width + dy:width + dy + h, width + dx:width + dx + w] != label
+    out = label.copy()
+    out[border] = VOID
+    return out
+
+
+def render_sample(rng: np.random.Generator, size: int = 128, max_instances: int = 3,
+                  void_width: int = 1) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """One image: (uint8 (S, S, 3) image, uint8 (S, S) mask with void band, list of instance dicts)."""
+    image = _background(rng, size)                                        # (S, S, 3) float32
+    label = np.zeros((size, size), dtype=np.uint8)
+    full_areas, visible, instances = [], [], []
+    for _ in range(int(rng.integers(1, max_instances + 1))):
+        cls = int(rng.integers(1, len(SHAPES_CLASSES)))
+        for _attempt in range(12):
+            r = rng.uniform(*RADIUS_RANGE) * size
+            margin = 0.9 * _EXTENT[SHAPES_CLASSES[cls]] * r   # at most a sliver may leave the image
+            cx, cy = rng.uniform(margin, size - margin, 2)
+            theta = rng.uniform(0, 2 * math.pi)
+            m = shape_mask(SHAPES_CLASSES[cls], cx, cy, r, theta, size)
+            # The new instance goes on top: every earlier one must stay MIN_VISIBLE visible.
+            if all((v & ~m).sum() >= MIN_VISIBLE * a for v, a in zip(visible, full_areas)):
+                break
+        else:
+            continue  # no placement kept the others visible: fewer instances in this image
+        under = image[m].mean(0)
+        best, best_dist = None, -1.0
+        for _try in range(6):  # colour is random, but keep the object distinguishable from what it covers
+            tex = _texture(rng, size)
+            dist = float(np.linalg.norm(tex[m].mean(0) - under))
+            if dist > best_dist:
+                best, best_dist = tex, dist
+            if dist >= 60:
+                break
+        image[m] = best[m]
+        label[m] = cls
+        visible = [v & ~m for v in visible] + [m]
+        full_areas.append(int(m.sum()))
+        instances.append({"class": SHAPES_CLASSES[cls], "center": (float(cx), float(cy)), "radius": float(r),
+                          "angle": float(theta)})
+    image += rng.normal(0, rng.uniform(2, 6), image.shape).astype(np.float32)  # sensor noise
+    return np.clip(image + 0.5, 0, 255).astype(np.uint8), void_band(label, void_width), instances
+
+
+# -- writing ---------------------------------------------------------------------------------------
+
+def _write_split(root: Path, split: str, opts: dict) -> list[str]:
+    from slrnet.utils import progress
+
+    count = opts[f"num_{split}"]
+    names = [f"{split}_{i:06d}" for i in range(count)]
+    for i in progress(range(count), desc=f"shapes {split}", leave=False):
+        rng = np.random.default_rng([opts["seed"], _SPLIT_CODES[split], i])
+        image, mask, _ = render_sample(rng, opts["image_size"], opts["max_instances"], opts["void_width"])
+        Image.fromarray(image, "RGB").save(root / "JPEGImages" / f"{names[i]}.jpg", format="JPEG",
+                                           quality=opts["jpeg_quality"])
+        save_palette_png(mask, root / "SegmentationClass" / f"{names[i]}.png")
+    return names
+
+
+def _meta(opts: dict) -> dict:
+    return {"dataset": "shapes", "generator": "slrnet.data.synthetic", "version": GENERATOR_VERSION,
+            "seed": opts["seed"], "options": opts, "classes": list(SHAPES_CLASSES),
+            "libraries": {"numpy": np.__version__, "pillow": PIL.__version__}}
+
+
+def generate_dataset(root, **options) -> Path:
+    """Write the shapes dataset into ``root`` (which must not exist or be empty). Returns ``root``."""
+    opts = full_options(**options)
+    root = Path(root)
+    if root.exists() and any(root.iterdir()):
+        raise FileExistsError(f"generate_dataset: {root} is not empty; use ensure_default_dataset to (re)generate")
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for split in ("train", "val"):
+        names = _write_split(root, split, opts)
+        (root / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(names) + "\n")
+    (root / "classes.txt").write_text("\n".join(SHAPES_CLASSES) + "\n")
+    (root / "meta.json").write_text(json.dumps(_meta(opts), indent=2, sort_keys=True) + "\n")  # written last
+    return root
+
+
+def _is_complete(root: Path, opts: dict) -> bool:
+    """True when ``root`` holds a finished generation with exactly these options."""
+    try:
+        meta = json.loads((root / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if meta.get("version") != GENERATOR_VERSION or meta.get("options") != opts:
+        return False
+    for split in ("train", "val"):
+        listed = root / "ImageSets" / "Segmentation" / f"{split}.txt"
+        names = listed.read_text().split() if listed.is_file() else []
+        if len(names) != opts[f"num_{split}"]:
+            return False
+        if not all((root / "JPEGImages" / f"{n}.jpg").is_file() and (root / "SegmentationClass" / f"{n}.png").is_file()
+                   for n in names):
+            return False
+    return True
+
+
+def ensure_default_dataset(root=None, **options) -> Path:
+    """Return a folder holding the shapes dataset for ``options``, generating it when needed.
+
+    ``root`` defaults to ``<slrnet.utils.default_data_root()>/shapes``. A cached copy is reused when its
+    ``meta.json`` matches the options; otherwise the dataset is generated into a temporary sibling
+    folder and swapped in by renames, so an interrupted run never leaves a half-written dataset. A
+    non-empty folder that was not written by this generator is never touched (an error instead).
+    """
+    from slrnet.utils import default_data_root
+
+    opts = full_options(**options)
+    root = Path(root).expanduser() if root is not None else default_data_root() / "shapes"
+    if _is_complete(root, opts):
+        return root
+    if root.exists() and not root.is_dir():
+        raise FileExistsError(f"shapes dataset root {root} exists and is not a folder")
+    if root.is_dir() and any(root.iterdir()) and not (root / "meta.json").is_file():
+        raise FileExistsError(f"{root} is not empty and has no meta.json from the shapes generator; refusing to "
+                              f"overwrite it. Pass another root or remove the folder.")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+    try:
+        generate_dataset(tmp, **opts)
+        if _is_complete(root, opts):        # another process finished first: keep theirs
+            return root
+        old = None
+        if root.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
+            os.replace(root, old / "dataset")
+        try:
+            os.replace(tmp, root)
+        except OSError:
+            if _is_complete(root, opts):    # lost a race to another process that wrote the same dataset
+                return root
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return root

@@ -1,0 +1,372 @@
+"""Pascal-VOC-layout segmentation datasets: VOC2012, VOC+SBD (``SegmentationClassAug``), the embedded
+"shapes" dataset, or your own data in the same layout.
+
+Layout under ``root``::
+
+    JPEGImages/<name>.jpg                     images
+    SegmentationClass/<name>.png              masks (palette or grey PNG, 255 = void); or SegmentationClassAug/
+    Annotations/<name>.xml                    optional: object names, used for image labels when a mask is missing
+    ImageSets/Segmentation/{train,val,...}.txt   one name per line, or "/JPEGImages/x.jpg /SegmentationClassAug/x.png"
+    classes.txt                               optional: one class name per line, background first (else the 21 VOC classes)
+
+    >>> from slrnet.data.voc import VOCSegmentation
+    >>> ds = VOCSegmentation("data/shapes", split="val")
+    >>> s = ds[0]   # {"image": (3,H,W) float32, "mask": (H,W) int64, "labels": (K-1,) float32, "name": str, "has_mask": bool}
+    >>> ds.image_labels().shape     # (len(ds), K-1), read from the masks / XML only
+    >>> ds.validate()               # scans the split; raises DatasetError listing every problem
+
+Image-level labels (the weak supervision) are the classes present in the mask other than background
+and 255, or, for images without a mask, the object names in ``Annotations/<name>.xml``. Bad input
+raises ``DatasetError`` (a ValueError; ``DatasetFileNotFoundError`` is also a FileNotFoundError)
+naming the file and what was expected.
+"""
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from slrnet.data.transforms import MEAN, STD, TrainTransform, ValTransform, denormalize  # noqa: F401 (re-exported)
+
+VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
+               "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+               "train", "tvmonitor")
+VOID = 255
+
+
+class DatasetError(ValueError):
+    """The dataset on disk is not what the loader expects; the message names the file."""
+
+
+class DatasetFileNotFoundError(DatasetError, FileNotFoundError):
+    """A root, list or listed file does not exist."""
+
+
+def voc_colormap(n: int = 256) -> np.ndarray:
+    """The Pascal VOC palette, uint8 (n, 3): class i's colour spreads i's bits over R, G, B (255 -> 224,224,192)."""
+    cmap = np.zeros((n, 3), dtype=np.uint8)
+    for i in range(n):
+        c, rgb = i, [0, 0, 0]
+        for bit in range(8):
+            for ch in range(3):
+                rgb[ch] |= ((c >> ch) & 1) << (7 - bit)
+            c >>= 3
+        cmap[i] = rgb
+    return cmap
+
+
+_PALETTE = voc_colormap().flatten().tolist()
+
+
+def save_palette_png(mask, path) -> Path:
+    """Write a (H, W) label map (values 0..254 and 255 = void) as a VOC palette PNG."""
+    array = np.asarray(mask)
+    if array.ndim != 2:
+        raise ValueError(f"save_palette_png({path}): expected a (H, W) label map, got shape {array.shape}")
+    if array.size and (array.min() < 0 or array.max() > 255):
+        raise ValueError(f"save_palette_png({path}): label values must lie in [0, 255]")
+    image = Image.fromarray(array.astype(np.uint8), "P")
+    image.putpalette(_PALETTE)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format="PNG")
+    return path
+
+
+def _open_image(path: Path, what: str) -> Image.Image:
+    if not path.is_file():
+        raise DatasetFileNotFoundError(f"{what} not found: {path}")
+    try:
+        image = Image.open(path)
+        image.load()  # decode now, so truncated files fail here and not deep inside a worker
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DatasetError(f"{what} {path} is corrupt or truncated ({e}); expected a readable image file") from None
+    return image
+
+
+def load_image(path) -> Image.Image:
+    """Open an image file as RGB; errors name the file."""
+    return _open_image(Path(path), "image").convert("RGB")
+
+
+def load_mask(path) -> np.ndarray:
+    """Read a label map as uint8 (H, W): palette/grey PNGs give their indices, RGB masks are decoded
+    with the VOC colormap."""
+    path = Path(path)
+    image = _open_image(path, "mask")
+    if image.mode in ("P", "L", "1"):
+        return np.array(image if image.mode != "1" else image.convert("L"), dtype=np.uint8)
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        values = np.array(image)
+        if values.size and (values.min() < 0 or values.max() > 255 or not np.all(values == np.round(values))):
+            raise DatasetError(f"mask {path}: expected integer labels in [0, 255], found range "
+                               f"[{values.min()}, {values.max()}]")
+        return values.astype(np.uint8)
+    if image.mode in ("RGB", "RGBA"):
+        rgb = np.array(image.convert("RGB"), dtype=np.int64)
+        codes = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]           # (H, W)
+        cmap = voc_colormap().astype(np.int64)
+        lut = {int((r << 16) | (g << 8) | b): i for i, (r, g, b) in enumerate(cmap)}
+        uniq, inverse = np.unique(codes, return_inverse=True)
+        unknown = [u for u in uniq.tolist() if u not in lut]
+        if unknown:
+            u = unknown[0]
+            raise DatasetError(f"mask {path}: RGB colour {(u >> 16, (u >> 8) & 255, u & 255)} is not in the VOC "
+                               f"colormap; expected a palette/grey PNG of class indices or VOC colours")
+        return np.array([lut[u] for u in uniq.tolist()], dtype=np.uint8)[inverse].reshape(codes.shape)
+    raise DatasetError(f"mask {path}: unsupported image mode {image.mode!r}; expected a palette or grey PNG")
+
+
+def read_classes_file(path) -> tuple[str, ...]:
+    """``classes.txt``: one name per line, background first; blank lines ignored."""
+    path = Path(path)
+    names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    if len(names) < 2:
+        raise DatasetError(f"{path}: expected at least two class names (background first), got {list(names)}")
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise DatasetError(f"{path}: class names must be unique, repeated: {dup}")
+    if len(names) > 255:
+        raise DatasetError(f"{path}: at most 255 classes fit in a uint8 mask with 255 = void, got {len(names)}")
+    return names
+
+
+def read_xml_objects(path) -> list[str]:
+    """Object names in a VOC ``Annotations/<name>.xml`` file."""
+    try:
+        tree = ET.parse(path)
+    except (ET.ParseError, OSError) as e:
+        raise DatasetError(f"annotation {path} is not valid VOC XML ({e})") from None
+    return [(obj.findtext("name") or "").strip() for obj in tree.getroot().iter("object")]
+
+
+def parse_list_file(path, root: Path, mask_dir: str) -> list[tuple[str, Path, Path]]:
+    """Items (name, image path, mask path) from a list file with bare names or two-column paths."""
+    items = []
+    for lineno, line in enumerate(Path(path).read_text().splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) > 2:
+            raise DatasetError(f"{path}:{lineno}: expected a name or 'image_path mask_path', got {line!r}")
+        if len(fields) == 1 and "/" not in fields[0] and not fields[0].lower().endswith((".jpg", ".jpeg", ".png")):
+            name = fields[0]
+            items.append((name, root / "JPEGImages" / f"{name}.jpg", root / mask_dir / f"{name}.png"))
+            continue
+        image_path = root / fields[0].lstrip("/")
+        name = Path(fields[0]).stem
+        mask_path = root / fields[1].lstrip("/") if len(fields) == 2 else root / mask_dir / f"{name}.png"
+        items.append((name, image_path, mask_path))
+    if not items:
+        raise DatasetError(f"{path}: the list file is empty; expected one image name per line")
+    return items
+
+
+class VOCSegmentation:
+    """A split of a VOC-layout dataset (see the module docstring for the layout and sample format).
+
+    Args:
+        root: dataset folder.
+        split: list name, read from ``ImageSets/Segmentation/<split>.txt`` unless ``list_file`` is given.
+        list_file: explicit list (absolute, relative to the CWD, to ``root`` or to ``ImageSets/Segmentation``).
+        mask_dir: mask folder under root; None picks ``SegmentationClassAug`` when present, else ``SegmentationClass``.
+        transform: ``(PIL image, uint8 mask) -> (float32 (3,H,W), int64 (H,W))``; None = ``ValTransform()``.
+        classes: class names (background first); None reads ``classes.txt`` or uses ``VOC_CLASSES``.
+    """
+
+    def __init__(self, root, split: str = "train", list_file=None, mask_dir: str | None = "SegmentationClass",
+                 transform=None, classes=None):
+        self.root = Path(root).expanduser()
+        if not self.root.is_dir():
+            raise DatasetFileNotFoundError(f"dataset root not found: {self.root} (expected a folder with "
+                                           f"JPEGImages/, SegmentationClass/ and ImageSets/Segmentation/)")
+        if mask_dir is None:
+            mask_dir = "SegmentationClassAug" if (self.root / "SegmentationClassAug").is_dir() else "SegmentationClass"
+        self.split, self.mask_dir = split, mask_dir
+        self.list_file = self._find_list(list_file, split)
+        if classes is not None:
+            self.class_names = tuple(classes)
+            self.classes_source = "the classes argument"
+        elif (self.root / "classes.txt").is_file():
+            self.class_names = read_classes_file(self.root / "classes.txt")
+            self.classes_source = str(self.root / "classes.txt")
+        else:
+            self.class_names, self.classes_source = VOC_CLASSES, "the 21 default VOC classes (no classes.txt)"
+        self.num_classes = len(self.class_names)
+        self.transform = transform if transform is not None else ValTransform()
+
+        items = parse_list_file(self.list_file, self.root, mask_dir)
+        self.names = [n for n, _, _ in items]
+        self.image_paths = [p for _, p, _ in items]
+        missing = [p for p in self.image_paths if not p.is_file()]
+        if missing:
+            raise DatasetFileNotFoundError(f"{self.list_file} lists {len(missing)} image(s) that do not exist, "
+                                           f"e.g. {missing[0]}")
+        # Masks may be missing for some items (semi-supervised data, SBD-only images): labels then come from XML.
+        self.mask_paths = [m if m.is_file() else None for _, _, m in items]
+        self._labels_cache: np.ndarray | None = None
+
+    def _find_list(self, list_file, split: str) -> Path:
+        if list_file is None:
+            path = self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
+            if not path.is_file():
+                have = sorted(p.stem for p in path.parent.glob("*.txt")) if path.parent.is_dir() else []
+                raise DatasetFileNotFoundError(f"split list not found: {path} (available splits: {have or 'none'})")
+            return path
+        list_file = Path(list_file).expanduser()
+        for candidate in (list_file, self.root / list_file, self.root / "ImageSets" / "Segmentation" / list_file):
+            if candidate.is_file():
+                return candidate
+        raise DatasetFileNotFoundError(f"list file not found: {list_file} (also looked under {self.root} "
+                                       f"and {self.root / 'ImageSets' / 'Segmentation'})")
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    # -- labels ----------------------------------------------------------------------------------------
+
+    def mask_value_counts(self, mask: np.ndarray, path) -> np.ndarray:
+        """Per-value pixel counts (256,); raises when a value is neither a class index nor 255."""
+        counts = np.bincount(mask.ravel(), minlength=256)                    # (256,)
+        bad = [v for v in np.flatnonzero(counts).tolist() if self.num_classes <= v < VOID]
+        if bad:
+            raise DatasetError(f"mask {path} has values {bad}, but {self.classes_source} defines "
+                               f"{self.num_classes} classes (valid values 0..{self.num_classes - 1} and 255 = void); "
+                               f"the class list disagrees with the masks")
+        return counts
+
+    def labels_from_xml(self, index: int) -> np.ndarray:
+        labels = np.zeros(self.num_classes - 1, dtype=np.float32)          # (K-1,)
+        xml = self.root / "Annotations" / f"{self.names[index]}.xml"
+        if not xml.is_file():
+            return labels  # no mask and no annotation: unlabelled (e.g. a test split)
+        lookup = {n: i for i, n in enumerate(self.class_names)}
+        for obj in read_xml_objects(xml):
+            if obj not in lookup or lookup[obj] == 0:
+                raise DatasetError(f"annotation {xml}: object name {obj!r} is not a foreground class of "
+                                   f"{self.classes_source}: {list(self.class_names[1:])}")
+            labels[lookup[obj] - 1] = 1.0
+        return labels
+
+    def labels_from_counts(self, counts: np.ndarray) -> np.ndarray:
+        return (counts[1:self.num_classes] > 0).astype(np.float32)          # (K-1,) background and void dropped
+
+    def label_source(self, index: int) -> str:
+        """'mask', 'xml' or 'none': where item ``index``'s image labels come from."""
+        if self.mask_paths[index] is not None:
+            return "mask"
+        return "xml" if (self.root / "Annotations" / f"{self.names[index]}.xml").is_file() else "none"
+
+    def image_labels(self) -> np.ndarray:
+        """Multi-hot foreground labels of every item, float32 (N, K-1), reading only masks / XML (cached)."""
+        if self._labels_cache is None:
+            from slrnet.utils import progress
+
+            out = np.zeros((len(self), self.num_classes - 1), dtype=np.float32)
+            for i in progress(range(len(self)), desc=f"labels {self.split}", leave=False):
+                if self.mask_paths[i] is not None:
+                    out[i] = self.labels_from_counts(self.mask_value_counts(load_mask(self.mask_paths[i]),
+                                                                              self.mask_paths[i]))
+                else:
+                    out[i] = self.labels_from_xml(i)
+            self._labels_cache = out
+        return self._labels_cache.copy()
+
+    # -- samples ---------------------------------------------------------------------------------------
+
+    def load_raw(self, index: int) -> tuple[Image.Image, np.ndarray, np.ndarray, bool]:
+        """(RGB image, uint8 mask (H, W) with 255 where unknown, labels (K-1,), has_mask), checked."""
+        image = load_image(self.image_paths[index])
+        mask_path = self.mask_paths[index]
+        if mask_path is None:
+            mask = np.full((image.height, image.width), VOID, dtype=np.uint8)
+            return image, mask, self.labels_from_xml(index), False
+        mask = load_mask(mask_path)
+        if mask.shape != (image.height, image.width):
+            raise DatasetError(f"mask {mask_path} has size {mask.shape[1]}x{mask.shape[0]} (WxH) but its image "
+                               f"{self.image_paths[index]} is {image.width}x{image.height}; expected equal sizes")
+        labels = self.labels_from_counts(self.mask_value_counts(mask, mask_path))
+        return image, mask, labels, True
+
+    def __getitem__(self, index: int) -> dict:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self)} items")
+        index = index % len(self)
+        image, mask, labels, has_mask = self.load_raw(index)
+        x, y = self.transform(image, mask)
+        return {"image": x, "mask": y, "labels": torch.from_numpy(labels), "name": self.names[index],
+                "has_mask": has_mask}
+
+    def validate(self) -> dict:
+        """Read every image and mask of the split; raise one DatasetError listing all problems, else
+        return a summary (counts and per-class image frequencies)."""
+        from slrnet.utils import progress
+
+        problems, labels = [], np.zeros((len(self), self.num_classes - 1), dtype=np.float32)
+        sources = {"mask": 0, "xml": 0, "none": 0}
+        for i in progress(range(len(self)), desc=f"validate {self.split}", leave=False):
+            try:
+                _, _, labels[i], _ = self.load_raw(i)
+                sources[self.label_source(i)] += 1
+            except DatasetError as e:
+                problems.append(str(e))
+        if problems:
+            shown = "\n  ".join(problems[:10])
+            more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+            raise DatasetError(f"{self.list_file}: {len(problems)} of {len(self)} items are invalid:\n  {shown}{more}")
+        self._labels_cache = labels
+        return {"root": str(self.root), "split": self.split, "num_images": len(self),
+                "num_with_mask": sources["mask"], "numlabels_from_xml": sources["xml"],
+                "num_without_labels": sources["none"], "class_names": list(self.class_names),
+                "class_image_counts": {n: int(c) for n, c in zip(self.class_names[1:], labels.sum(0))}}
+
+    def __repr__(self) -> str:
+        return (f"VOCSegmentation(root={str(self.root)!r}, split={self.split!r}, items={len(self)}, "
+                f"classes={self.num_classes}, mask_dir={self.mask_dir!r}, transform={self.transform!r})")
+
+
+def resolve_data_root(root) -> Path:
+    """A config root: absolute as is; relative, the CWD if it exists there, else ``data/...`` under
+    ``slrnet.utils.default_data_root()`` ($SLRNET_DATA) and anything else under the checkout."""
+    from slrnet.utils import default_data_root, repo_root
+
+    path = Path(root).expanduser()
+    if path.is_absolute() or path.exists():
+        return path
+    if path.parts and path.parts[0] == "data":
+        return default_data_root().joinpath(*path.parts[1:])
+    return repo_root() / path
+
+
+def build_dataset(cfg_dataset: dict, split: str, train: bool) -> VOCSegmentation:
+    """Dataset from a config's ``dataset`` section (keys as in the original YAML configs).
+
+    Keys: ``name`` ("shapes" generates the embedded dataset on first use, with ``generate`` options;
+    any other name is a VOC-layout root), ``root``, ``crop_size``, ``scale`` [lo, hi]; optional
+    ``list`` (or ``<split>_list``), ``mask_dir`` (None = auto), ``classes``. ``train=True`` gives the
+    training transform, else full images.
+    """
+    cfg = dict(cfg_dataset)
+    name = str(cfg.get("name", "voc")).lower()
+    if name == "shapes":
+        from slrnet.data.synthetic import ensure_default_dataset
+
+        root = ensure_default_dataset(resolve_data_root(cfg["root"]) if cfg.get("root") else None,
+                                      **(cfg.get("generate") or {}))
+    else:
+        if not cfg.get("root"):
+            raise DatasetError(f"dataset.root: expected the folder of the '{name}' dataset, got {cfg.get('root')!r}")
+        root = resolve_data_root(cfg["root"])
+    list_file = cfg.get("list") or cfg.get(f"{split}_list")
+    if list_file is None and split == "train" and (root / "ImageSets/Segmentation/train_aug.txt").is_file():
+        list_file = root / "ImageSets/Segmentation/train_aug.txt"      # the SBD-augmented training list
+    if train:
+        transform = TrainTransform(crop_size=int(cfg.get("crop_size", 321)), scale=tuple(cfg.get("scale", (0.9, 1.0))))
+    else:
+        transform = ValTransform()
+    return VOCSegmentation(root, split=split, list_file=list_file, mask_dir=cfg.get("mask_dir"),
+                           transform=transform, classes=cfg.get("classes"))

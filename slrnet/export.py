@@ -1,0 +1,145 @@
+"""Pseudo-label export for two-stage training (METHOD.md sections 5-6, "pseudo labels -> DeepLabV3+").
+
+The single-stage network labels its own training set; a fully supervised segmenter is then trained
+on those labels. Inference uses the ground-truth *image* labels to pick the classes
+(``use_cls_label=True``): legitimate here, because the training set's image labels are the weak
+supervision itself. The output is a VOC-layout root any segmentation codebase can read::
+
+    <out_root>/SegmentationClassAug/<name>.png          palette PNGs (the CRF output with apply_crf)
+    <out_root>/ImageSets/Segmentation/train_aug.txt     bare names, one per line
+    <out_root>/ImageSets/Segmentation/train_aug_pairs.txt   "/JPEGImages/<name>.jpg /SegmentationClassAug/<name>.png"
+    <out_root>/JPEGImages -> <data root>/JPEGImages     a symlink (link_images=True)
+    <out_root>/classes.txt                              copied when the source root has one
+    <out_root>/export_summary.json                      settings, counts, pseudo-label quality vs. masks
+
+    >>> from slrnet.export import export_pseudo_labels
+    >>> info = export_pseudo_labels(model, train_set, "outputs/pseudo_voc", apply_crf=True)
+    >>> info["quality"]["miou"]        # pseudo labels vs. the training masks, where the set has them
+
+Command line: ``python -m slrnet export --config C --checkpoint P --output DIR [--apply_crf 1]``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+from slrnet.infer import DEFAULT_SCALES, check_label_leak, iter_inference, split_description
+
+
+def _relative_image_path(dataset, index: int, name: str) -> str:
+    """The image's path under the dataset root, for the two-column list ('/JPEGImages/x.jpg' default)."""
+    root, paths = getattr(dataset, "root", None), getattr(dataset, "image_paths", None)
+    if root is not None and paths is not None:
+        try:
+            return "/" + Path(paths[index]).relative_to(root).as_posix()
+        except ValueError:  # an image outside the root: keep the VOC convention
+            pass
+    return f"/JPEGImages/{name}.jpg"
+
+
+def export_pseudo_labels(model, dataset, out_root, *, apply_crf: bool = False, use_cls_label: bool = True,
+                         allow_label_leak: bool = False, scales: Sequence[float] = DEFAULT_SCALES,
+                         flip: bool = True, fp_cut: float = 0.3, top_k: int = 6, bg_pow: float = 3,
+                         mask_dir: str = "SegmentationClassAug", list_name: str = "train_aug.txt",
+                         link_images: bool = True, num_workers: int | None = None, device="auto",
+                         amp: bool = True, max_images: int | None = None) -> dict:
+    """Label every image of ``dataset`` and write a VOC-layout root at ``out_root``; returns a summary."""
+    from slrnet.data.voc import save_palette_png
+    from slrnet.metrics import ConfusionMatrix, default_class_names
+    from slrnet.utils import atomic_write_bytes, write_json
+
+    check_label_leak(dataset, use_cls_label, allow_label_leak)
+    out_root = Path(out_root)
+    src_root = getattr(dataset, "root", None)
+    if src_root is not None and out_root.resolve() == Path(src_root).resolve() and (out_root / mask_dir).exists():
+        raise ValueError(f"export: out_root {out_root} is the dataset root and {mask_dir}/ exists there; "
+                         f"exporting would overwrite its masks. Choose another output folder.")
+    labels_dir = out_root / mask_dir
+    cm = None
+    names, pairs = [], []
+    records = iter_inference(model, dataset, scales=scales, flip=flip, use_cls_label=use_cls_label, fp_cut=fp_cut,
+                             top_k=top_k, bg_pow=bg_pow, apply_crf=apply_crf, num_workers=num_workers,
+                             device=device, amp=amp, max_images=max_images)
+    for index, rec in enumerate(records):
+        label = rec["pred_crf"] if apply_crf else rec["pred"]               # (H, W) uint8
+        save_palette_png(label, labels_dir / f"{rec['name']}.png")
+        names.append(rec["name"])
+        pairs.append(f"{_relative_image_path(dataset, index, rec['name'])} /{mask_dir}/{rec['name']}.png")
+        if rec["mask"] is not None:  # how good are the pseudo labels where pixel labels exist?
+            cm = cm or ConfusionMatrix(getattr(dataset, "num_classes", None) or rec["num_classes"])
+            cm.update(label, rec["mask"])
+
+    lists = out_root / "ImageSets" / "Segmentation"
+    pairs_name = f"{Path(list_name).stem}_pairs{Path(list_name).suffix or '.txt'}"
+    atomic_write_bytes(lists / list_name, ("\n".join(names) + "\n").encode())
+    atomic_write_bytes(lists / pairs_name, ("\n".join(pairs) + "\n").encode())
+    if src_root is not None:
+        src_root = Path(src_root)
+        if (src_root / "classes.txt").is_file() and not (out_root / "classes.txt").exists():
+            shutil.copyfile(src_root / "classes.txt", out_root / "classes.txt")
+        images = out_root / "JPEGImages"
+        if link_images and (src_root / "JPEGImages").is_dir() and not images.exists():
+            os.symlink((src_root / "JPEGImages").resolve(), images, target_is_directory=True)
+
+    class_names = getattr(dataset, "class_names", None)
+    summary = {
+        "out_root": str(out_root), "source_root": None if src_root is None else str(src_root),
+        "split": split_description(dataset), "num_images": len(names), "mask_dir": mask_dir,
+        "list_file": str(lists / list_name), "pairs_list_file": str(lists / pairs_name),
+        "uses_gt_labels": bool(use_cls_label),
+        "settings": {"scales": list(scales), "flip": flip, "use_cls_label": bool(use_cls_label), "fp_cut": fp_cut,
+                     "top_k": top_k, "bg_pow": bg_pow, "apply_crf": apply_crf},
+        "quality": None if cm is None else cm.summary(class_names or default_class_names(cm.num_classes)),
+    }
+    write_json(out_root / "export_summary.json", summary)
+    return summary
+
+
+# ----------------------------------------------------------------------------- command line
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    from slrnet.infer import parse_scales
+
+    parser.add_argument("--config", required=True, help="YAML experiment config")
+    parser.add_argument("--checkpoint", required=True, help="trained single-stage weights")
+    parser.add_argument("--output", required=True, help="output VOC-layout root for the pseudo labels")
+    parser.add_argument("--data_root", default=None, help="VOC-layout root (default: the config's dataset.root)")
+    parser.add_argument("--data_list", default=None, help="training list (default: train_aug.txt or train.txt)")
+    parser.add_argument("--apply_crf", type=int, default=1, choices=(0, 1), help="refine labels with the dense CRF")
+    parser.add_argument("--use_cls_label", type=int, default=1, choices=(0, 1),
+                        help="keep the ground-truth image classes (the weak labels of the training set)")
+    parser.add_argument("--allow_label_leak", type=int, default=0, choices=(0, 1),
+                        help="permit --use_cls_label 1 on a list that is not a training list")
+    parser.add_argument("--bg_pow", type=float, default=None, help="background power (config: test.bg_pow)")
+    parser.add_argument("--fp_cut", type=float, default=None, help="score threshold without --use_cls_label")
+    parser.add_argument("--scales", type=parse_scales, default=None, help="comma-separated scales (config: test.scales)")
+    parser.add_argument("--mask_dir", default="SegmentationClassAug", help="label folder name under --output")
+    parser.add_argument("--list_name", default="train_aug.txt", help="list file name under ImageSets/Segmentation")
+    parser.add_argument("--link_images", type=int, default=1, choices=(0, 1), help="symlink JPEGImages/")
+    parser.add_argument("--max_images", type=int, default=0, help="stop after this many images (0 = all)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1 | mps")
+    parser.add_argument("--num_workers", type=int, default=0, help="CRF processes (0 = all CPU cores)")
+
+
+def cli_run(args: argparse.Namespace) -> int:
+    from slrnet.infer import build_split, load_model
+    from slrnet.utils import resolve_device
+
+    device = resolve_device(args.device)
+    model, cfg = load_model(args.config, args.checkpoint, device)
+    test = cfg["test"]
+    dataset = build_split(cfg["dataset"], args.data_root, args.data_list, default_split="train")
+    info = export_pseudo_labels(
+        model, dataset, args.output, apply_crf=bool(args.apply_crf), use_cls_label=bool(args.use_cls_label),
+        allow_label_leak=bool(args.allow_label_leak), scales=args.scales or test["scales"], flip=test["flip"],
+        fp_cut=test["fp_cut"] if args.fp_cut is None else args.fp_cut, top_k=test["top_k"],
+        bg_pow=test["bg_pow"] if args.bg_pow is None else args.bg_pow, mask_dir=args.mask_dir,
+        list_name=args.list_name, link_images=bool(args.link_images), num_workers=args.num_workers,
+        device=device, max_images=args.max_images or None)
+    quality = info["quality"]
+    extra = f"; pseudo-label mIoU vs. masks {100 * quality['miou']:.2f}" if quality and quality["miou"] is not None else ""
+    print(f"wrote {info['num_images']} pseudo labels to {args.output}/{args.mask_dir}{extra}")
+    return 0

@@ -1,0 +1,369 @@
+"""Test-time inference: multi-scale + flip averaging, class filtering, optional dense CRF, palette PNGs.
+
+METHOD.md section 5 (the authors' ``tools/infer_voc.py``):
+
+1. ``predict_multiscale``: the image is resized to each scale (default 1, 1.5, 2, 0.5, 0.75; bilinear,
+   align_corners=True) and also flipped horizontally; each view goes through ``model.predict`` (single
+   view, eval mode). Masks (softmax probabilities) are resized back to the input size and un-flipped;
+   masks and class-score logits are averaged over all views.
+2. ``filter_classes``: foreground classes are kept either from the ground-truth image labels
+   (``use_cls_label``; legitimate for pseudo-labelling the training set, a label leak on val/test)
+   or when sigmoid(score) > ``fp_cut`` (0.3) and the class is among the ``top_k`` (6) scores. Dropped
+   classes are zeroed; the background channel is raised to ``bg_pow`` (3 weakly, 1 semi), which
+   lowers background confidence and lets objects grow. No renormalisation (argmax and the CRF unary
+   do not need it). Models without class scores (the semi "wo_cls" variant) keep every class.
+3. Prediction = argmax; optionally refined by the dense CRF (``slrnet.crf``) in a process pool.
+
+    >>> from slrnet.infer import predict_multiscale, filter_classes, run_inference
+    >>> scores, probs = predict_multiscale(model, image, scales=[1, 0.5])   # image (3,H,W) normalised
+    >>> pred = filter_classes(probs, scores, fp_cut=0.3, bg_pow=3).argmax(0)  # (H, W)
+    >>> summary = run_inference(model, val_set, "outputs/infer", apply_crf=True)
+    >>> # writes outputs/infer/raw/<name>.png, outputs/infer/crf/<name>.png, outputs/infer/summary.json
+
+Command line: ``python -m slrnet infer --config C --checkpoint P --output DIR [--apply_crf 1] ...``
+(the flags of the original script, plus ``--scales --device --num_workers --allow_label_leak``).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+from collections import deque
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DEFAULT_SCALES = (1.0, 1.5, 2.0, 0.5, 0.75)
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
+
+
+@torch.inference_mode()
+def predict_multiscale(model, image: torch.Tensor, scales: Sequence[float] = DEFAULT_SCALES, flip: bool = True,
+                       amp: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Average ``model.predict`` over scales x {identity, horizontal flip}.
+
+    ``image`` is (3, H, W) or (B, 3, H, W), normalised, on the model's device. Returns
+    ``(scores, probs)``: scores (B, K-1) mean logits (None if the model has none), probs (B, K, H, W)
+    float32 mean probabilities; the batch axis is dropped for a (3, H, W) input.
+    """
+    if len(scales) == 0:
+        raise ValueError("predict_multiscale: scales must hold at least one scale")
+    single = image.dim() == 3
+    x = image[None] if single else image                                   # (B, 3, H, W)
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"predict_multiscale: expected an image (3, H, W) or (B, 3, H, W), got {tuple(image.shape)}")
+    B, _, H, W = x.shape
+    use_amp = amp and x.device.type == "cuda"
+    probs_sum, scores_sum, num_views = None, None, 0
+    for s in scales:
+        if s <= 0:
+            raise ValueError(f"predict_multiscale: scales must be positive, got {s}")
+        xs = _resize(x, (max(1, round(H * s)), max(1, round(W * s))))
+        if flip:
+            xs = torch.cat([xs, xs.flip(-1)])                              # (2B, 3, h, w): one forward pass
+        with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
+            out = model.predict(xs)
+        masks = out["masks"]
+        if masks.dim() != 4 or masks.shape[0] != xs.shape[0]:
+            raise ValueError(f"model.predict returned masks of shape {tuple(masks.shape)}; "
+                             f"expected ({xs.shape[0]}, K, h, w)")
+        masks = _resize(masks.float(), (H, W))                             # (V*B, K, H, W)
+        scores = None if out.get("scores") is None else out["scores"].float()  # (V*B, K-1)
+        if flip:
+            masks = masks[:B] + masks[B:].flip(-1)
+            scores = None if scores is None else scores[:B] + scores[B:]
+        probs_sum = masks if probs_sum is None else probs_sum + masks
+        if scores is not None:
+            scores_sum = scores if scores_sum is None else scores_sum + scores
+        num_views += 2 if flip else 1
+    probs = probs_sum / num_views                                          # (B, K, H, W)
+    scores = None if scores_sum is None else scores_sum / num_views        # (B, K-1)
+    if single:
+        return (None if scores is None else scores[0]), probs[0]
+    return scores, probs
+
+
+def select_classes(scores: torch.Tensor | None, labels=None, fp_cut: float = 0.3,
+                   top_k: int = 6) -> torch.Tensor | None:
+    """Which foreground classes to keep, bool (..., K-1); None = keep all (no scores, no labels).
+
+    With ``labels`` (multi-hot ground-truth image labels) exactly those are kept; otherwise a class
+    needs sigmoid(score) > fp_cut and a rank within the ``top_k`` highest scores (top_k <= 0: no cap).
+    """
+    if labels is not None:
+        return torch.as_tensor(labels, device=None if scores is None else scores.device) > 0.5
+    if scores is None:
+        return None
+    keep = torch.sigmoid(scores.float()) > fp_cut                           # (..., K-1)
+    if 0 < top_k < scores.shape[-1]:
+        top = scores.topk(top_k, dim=-1).indices
+        in_top = torch.zeros_like(keep).scatter_(-1, top, True)
+        keep &= in_top
+    return keep
+
+
+def apply_class_filter(probs: torch.Tensor, keep: torch.Tensor | None, bg_pow: float = 3) -> torch.Tensor:
+    """Zero dropped foreground channels of probs (K, H, W) / (B, K, H, W), raise background to bg_pow."""
+    out = probs.clone()
+    fg = out[..., 1:, :, :]                                                  # (..., K-1, H, W), a view
+    if keep is not None:
+        keep = keep.to(device=out.device)
+        if keep.shape != fg.shape[:-2]:
+            raise ValueError(f"class filter: keep/labels/scores have shape {tuple(keep.shape)}, "
+                             f"expected {tuple(fg.shape[:-2])} for probabilities of shape {tuple(probs.shape)}")
+        fg.mul_(keep.to(out.dtype)[..., None, None])
+    if bg_pow != 1:
+        out[..., 0, :, :] = out[..., 0, :, :] ** bg_pow
+    return out
+
+
+def filter_classes(probs: torch.Tensor, scores: torch.Tensor | None, labels=None, fp_cut: float = 0.3,
+                   top_k: int = 6, bg_pow: float = 3) -> torch.Tensor:
+    """Class filtering of METHOD.md section 5; probs (K,H,W) or (B,K,H,W), scores (K-1,) / (B,K-1)."""
+    if labels is not None:
+        labels = torch.as_tensor(labels, device=probs.device)
+    return apply_class_filter(probs, select_classes(scores, labels, fp_cut, top_k), bg_pow)
+
+
+# ----------------------------------------------------------------------------- datasets
+
+def split_description(dataset) -> str:
+    """The dataset's split name and list file, as far as it tells (``""`` if it does not)."""
+    parts = [str(getattr(dataset, "split", "") or "")]
+    list_file = getattr(dataset, "list_file", None)
+    if list_file:
+        parts.append(Path(list_file).stem)
+    return " ".join(p for p in parts if p)
+
+
+def is_training_name(text: str) -> bool:
+    """True when ``text`` (split names, list file names) says train and nothing says val or test."""
+    text = text.lower()
+    return "train" in text and not re.search(r"val|test", text)
+
+
+def is_training_split(dataset) -> bool:
+    return is_training_name(split_description(dataset))
+
+
+def check_label_leak(dataset, use_cls_label: bool, allow_label_leak: bool) -> None:
+    """Ground-truth image labels at test time are a leak unless the split is a training split."""
+    if use_cls_label and not allow_label_leak and not is_training_split(dataset):
+        raise ValueError(
+            f"use_cls_label=True filters classes with the ground-truth image labels, which leaks labels on the "
+            f"split '{split_description(dataset) or 'unknown'}' (only training splits are exempt). Pass "
+            f"allow_label_leak=True (--allow_label_leak 1) to do it anyway; results are marked uses_gt_labels.")
+
+
+def iter_inference(model, dataset, *, scales: Sequence[float] = DEFAULT_SCALES, flip: bool = True,
+                   use_cls_label: bool = False, fp_cut: float = 0.3, top_k: int = 6, bg_pow: float = 3,
+                   apply_crf: bool = False, crf_iters: int = 10, num_workers: int | None = None,
+                   device="auto", amp: bool = True, max_images: int | None = None, keep_probs: bool = False,
+                   denormalize: Callable | None = None) -> Iterator[dict]:
+    """Yield one record per image, in dataset order: ``name``, ``num_classes``, ``pred`` uint8 (H, W),
+    ``pred_crf`` (or None), ``mask`` (ground truth numpy or None), ``kept`` (kept foreground class
+    indices, 1-based, or None = all), ``scores`` and, with ``keep_probs``, ``probs`` (K, H, W) averaged
+    before filtering.
+
+    The network runs in this process; CRF jobs go to a process pool and overlap with it.
+    """
+    from slrnet.crf import crf_argmax, crf_executor, resolve_num_workers
+    from slrnet.utils import progress, resolve_device
+
+    device = resolve_device(device)
+    model.to(device).eval()
+    if apply_crf and denormalize is None:
+        from slrnet.data.transforms import denormalize
+    count = len(dataset) if not max_images else min(len(dataset), int(max_images))
+    workers = min(resolve_num_workers(num_workers), max(1, count))
+    pool_ctx = crf_executor(workers) if apply_crf else contextlib.nullcontext(None)
+    pending: deque = deque()
+
+    def finish(rec: dict) -> dict:
+        future = rec.pop("_crf", None)
+        rec["pred_crf"] = None if future is None else future.result()
+        return rec
+
+    with pool_ctx as pool:
+        for i in progress(range(count), desc="infer"):
+            sample = dataset[i]
+            image = torch.as_tensor(sample["image"]).to(device)             # (3, H, W)
+            scores, probs = predict_multiscale(model, image, scales, flip=flip, amp=amp)
+            labels = None
+            if use_cls_label:
+                if sample.get("labels") is None:
+                    raise ValueError(f"use_cls_label: sample {sample.get('name', i)!r} has no 'labels'")
+                labels = torch.as_tensor(sample["labels"], device=device)
+            keep = select_classes(scores, labels, fp_cut, top_k)             # (K-1,) or None
+            filtered = apply_class_filter(probs, keep, bg_pow)               # (K, H, W)
+            if filtered.shape[0] > 255:
+                raise ValueError(f"at most 255 classes fit a palette PNG, got {filtered.shape[0]}")
+            has_mask = bool(sample.get("has_mask", sample.get("mask") is not None))
+            rec = {"name": str(sample.get("name", f"{i:06d}")), "num_classes": filtered.shape[0],
+                   "pred": filtered.argmax(0).to(torch.uint8).cpu().numpy(),
+                   "mask": np.asarray(torch.as_tensor(sample["mask"]).cpu()) if has_mask else None,
+                   "kept": None if keep is None else (torch.nonzero(keep).flatten() + 1).tolist(),
+                   "scores": None if scores is None else scores.cpu().numpy()}
+            if keep_probs:
+                rec["probs"] = probs.cpu().numpy()
+            if pool is not None:
+                rec["_crf"] = pool.submit(crf_argmax, denormalize(sample["image"]),
+                                          filtered.float().cpu().numpy(), crf_iters)
+            pending.append(rec)
+            while len(pending) > 2 * workers or (pending and pool is None):
+                yield finish(pending.popleft())
+        while pending:
+            yield finish(pending.popleft())
+
+
+def run_inference(model, dataset, out_dir, scales: Sequence[float] = DEFAULT_SCALES, use_cls_label: bool = False,
+                  allow_label_leak: bool = False, fp_cut: float = 0.3, bg_pow: float = 3, apply_crf: bool = False,
+                  num_workers: int | None = None, device="auto", verbose: bool = False, top_k: int = 6,
+                  flip: bool = True, save_probs: bool = False, amp: bool = True,
+                  max_images: int | None = None, denormalize: Callable | None = None) -> dict:
+    """Infer a whole dataset; write ``<out>/raw/<name>.png`` (and ``crf/``, ``probs/<name>.npy`` when
+    asked) as VOC palette PNGs, evaluate images with masks, write ``<out>/summary.json``, return it."""
+    from slrnet.data.voc import save_palette_png
+    from slrnet.metrics import ConfusionMatrix, default_class_names
+    from slrnet.utils import write_json
+
+    check_label_leak(dataset, use_cls_label, allow_label_leak)
+    out_dir = Path(out_dir)
+    num_classes = getattr(dataset, "num_classes", None)
+    class_names = getattr(dataset, "class_names", None)
+    cms: dict[str, ConfusionMatrix] = {}
+    names: list[str] = []
+    records = iter_inference(model, dataset, scales=scales, flip=flip, use_cls_label=use_cls_label, fp_cut=fp_cut,
+                             top_k=top_k, bg_pow=bg_pow, apply_crf=apply_crf, num_workers=num_workers,
+                             device=device, amp=amp, max_images=max_images, keep_probs=save_probs,
+                             denormalize=denormalize)
+    num_evaluated = 0
+    for rec in records:
+        names.append(rec["name"])
+        save_palette_png(rec["pred"], out_dir / "raw" / f"{rec['name']}.png")
+        if rec["pred_crf"] is not None:
+            save_palette_png(rec["pred_crf"], out_dir / "crf" / f"{rec['name']}.png")
+        if save_probs:
+            (out_dir / "probs").mkdir(parents=True, exist_ok=True)
+            np.save(out_dir / "probs" / f"{rec['name']}.npy", rec["probs"].astype(np.float32))
+        if verbose:
+            print(f"{rec['name']}: kept classes {rec['kept'] if rec['kept'] is not None else 'all'}", flush=True)
+        if rec["mask"] is None:
+            continue
+        num_evaluated += 1
+        for kind in ("raw", "crf"):
+            pred = rec["pred"] if kind == "raw" else rec["pred_crf"]
+            if pred is None:
+                continue
+            if kind not in cms:
+                cms[kind] = ConfusionMatrix(num_classes or rec["num_classes"])
+            cms[kind].update(pred, rec["mask"])
+
+    uses_gt = bool(use_cls_label)
+    summary = {"out_dir": str(out_dir), "split": split_description(dataset), "num_images": len(names),
+               "num_evaluated": num_evaluated, "uses_gt_labels": uses_gt,
+               "settings": {"scales": list(scales), "flip": flip, "use_cls_label": uses_gt, "fp_cut": fp_cut,
+                            "top_k": top_k, "bg_pow": bg_pow, "apply_crf": apply_crf},
+               "raw": None, "crf": None}                # metrics when the dataset has pixel labels
+    for kind, cm in cms.items():
+        names_k = class_names if class_names is not None else default_class_names(cm.num_classes)
+        summary[kind] = {**cm.summary(names_k), "uses_gt_labels": uses_gt}
+        if verbose:
+            title = f"{kind} predictions ({num_evaluated} images)" + (
+                " -- classes chosen with the GROUND-TRUTH image labels" if uses_gt else "")
+            print(cm.format_table(names_k, title=title), flush=True)
+    write_json(out_dir / "summary.json", summary)
+    return summary
+
+
+# ----------------------------------------------------------------------------- command line
+
+def parse_scales(text: str) -> list[float]:
+    try:
+        return [float(s) for s in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--scales: expected numbers like '1,1.5,2,0.5,0.75', got {text!r}")
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of the authors' tools/infer_voc.py, plus --scales/--device/--num_workers/--allow_label_leak."""
+    parser.add_argument("--config", required=True, help="YAML experiment config (model and test sections)")
+    parser.add_argument("--checkpoint", required=True, help="trained weights (.pth; official or slrnet format)")
+    parser.add_argument("--output", required=True, help="output folder: raw/, crf/, summary.json")
+    parser.add_argument("--data_root", default=None, help="VOC-layout root (default: the config's dataset.root)")
+    parser.add_argument("--data_list", default=None, help="list file (default: the val list of the root)")
+    parser.add_argument("--use_cls_label", type=int, default=None, choices=(0, 1),
+                        help="keep ground-truth image classes (1 only for pseudo-labelling training data)")
+    parser.add_argument("--allow_label_leak", type=int, default=0, choices=(0, 1),
+                        help="permit --use_cls_label 1 on a non-training split (results are marked)")
+    parser.add_argument("--fp_cut", type=float, default=None, help="sigmoid score threshold (config: test.fp_cut)")
+    parser.add_argument("--top_k", type=int, default=None, help="max kept classes (config: test.top_k)")
+    parser.add_argument("--bg_pow", type=float, default=None, help="background power (config: test.bg_pow)")
+    parser.add_argument("--apply_crf", type=int, default=None, choices=(0, 1), help="dense CRF (config: test.apply_crf)")
+    parser.add_argument("--scales", type=parse_scales, default=None, help="comma-separated scales (config: test.scales)")
+    parser.add_argument("--flip", type=int, default=None, choices=(0, 1), help="flip averaging (config: test.flip)")
+    parser.add_argument("--save_probs", type=int, default=0, choices=(0, 1), help="also write probs/<name>.npy")
+    parser.add_argument("--max_images", type=int, default=0, help="stop after this many images (0 = all)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1 | mps")
+    parser.add_argument("--num_workers", type=int, default=0, help="CRF processes (0 = all CPU cores)")
+    parser.add_argument("--verbose", type=int, default=0, help="1: print per-image kept classes and the metrics table")
+
+
+def load_model(config_path, checkpoint_path, device="cpu"):
+    """(model, cfg) from a YAML config and a checkpoint (``{'state_dict': ...}``, ``{'model': ...}`` or bare)."""
+    from slrnet.checkpoint import load_checkpoint, load_state_dict_strict
+    from slrnet.config import load_config
+    from slrnet.models import build_model
+
+    cfg = load_config(config_path)
+    model = build_model(cfg["model"])
+    # load_state_dict_strict finds the weights inside {'state_dict': ...} / {'model': ...} wrappers
+    load_state_dict_strict(model, load_checkpoint(checkpoint_path, map_location="cpu"), source=str(checkpoint_path))
+    return model.to(device).eval(), cfg
+
+
+def build_split(cfg_dataset: dict, data_root=None, data_list=None, default_split: str = "val"):
+    """A full-image dataset for a list file; the split name comes from the list's file name."""
+    from slrnet.data.voc import build_dataset
+
+    cfg = dict(cfg_dataset)
+    if data_root:
+        cfg["root"], cfg["name"] = str(data_root), "voc"
+    split = default_split
+    if data_list:
+        split = "train" if is_training_name(Path(data_list).stem) else "val"
+        cfg["list"] = str(data_list)
+    return build_dataset(cfg, split=split, train=False)
+
+
+def cli_run(args: argparse.Namespace) -> int:
+    from slrnet.utils import resolve_device
+
+    device = resolve_device(args.device)
+    model, cfg = load_model(args.config, args.checkpoint, device)
+    test = cfg["test"]
+    pick = lambda value, key: test[key] if value is None else value  # noqa: E731  flag > config
+    dataset = build_split(cfg["dataset"], args.data_root, args.data_list)
+    bg_pow = pick(args.bg_pow, "bg_pow")
+    summary = run_inference(model, dataset, args.output, scales=pick(args.scales, "scales"),
+                            use_cls_label=bool(pick(args.use_cls_label, "use_cls_label")),
+                            allow_label_leak=bool(args.allow_label_leak), fp_cut=pick(args.fp_cut, "fp_cut"),
+                            bg_pow=bg_pow, apply_crf=bool(pick(args.apply_crf, "apply_crf")),
+                            num_workers=args.num_workers, device=device, verbose=bool(args.verbose),
+                            top_k=pick(args.top_k, "top_k"), flip=bool(pick(args.flip, "flip")),
+                            save_probs=bool(args.save_probs), max_images=args.max_images or None)
+    for kind in ("raw", "crf"):
+        if summary.get(kind):
+            print(f"{kind}: mIoU {100 * (summary[kind]['miou'] or float('nan')):.2f} over "
+                  f"{summary['num_evaluated']} images" + (" (uses ground-truth image labels)"
+                                                          if summary["uses_gt_labels"] else ""))
+    print(f"wrote {summary['num_images']} predictions to {args.output}")
+    return 0

@@ -1,0 +1,119 @@
+"""Backbones: one interface for WideResNet-38, ResNet-101 and a tiny CPU network.
+
+    >>> from slrnet.models.backbones import build_backbone
+    >>> net = build_backbone("tiny", width=32)
+    >>> feats = net(torch.randn(2, 3, 96, 96))
+    >>> feats["shallow"].shape, feats["deep"].shape       # stride 4 and stride 8
+    (torch.Size([2, 64, 24, 24]), torch.Size([2, 256, 12, 12]))
+
+Every backbone is a :class:`Backbone`:
+
+* ``forward(x (B, 3, H, W)) -> {"shallow": (B, shallow_channels, H/4, W/4),
+  "deep": (B, deep_channels, H/OS, W/OS)}`` with output stride OS = 8 (ResNet-101 also 16);
+* ``freeze_bn`` (a property of each backbone): when True, every BatchNorm stays in eval mode even
+  when the model is put in train mode (running statistics are not updated) and its affine
+  parameters do not train; ``frozen_modules()`` (the stem and first stage of the ImageNet
+  backbones) do not train at all. METHOD.md section 1 item 1. The tiny backbone trains from
+  scratch and freezes nothing. ``frozen_parameters()`` lists the frozen tensors, ``freeze()``
+  applies ``requires_grad=False`` (done at construction when ``frozen=True``);
+* ``param_groups() -> {"weights": [...], "biases": [...]}``: trainable backbone tensors, each once,
+  for the per-group learning-rate multipliers of METHOD.md section 3;
+* ``load_pretrained(path, strict=True)`` (alias ``load_imagenet``): loads an ImageNet state_dict,
+  skipping classifier keys (``pretrained_ignore``), and returns a
+  :class:`slrnet.checkpoint.LoadReport`; keys or shapes that do not fit are named in the error.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+import torch.nn as nn
+
+from slrnet.checkpoint import LoadReport, load_checkpoint, load_state_dict_strict
+
+
+class Backbone(nn.Module):
+    """Base class: freezing policy, LR parameter groups and pretrained loading (see module doc)."""
+
+    shallow_channels: int
+    deep_channels: int
+    output_stride: int = 8
+    freeze_bn: bool = False
+    # State_dict keys of an ImageNet file that are not part of the backbone (its classifier).
+    pretrained_ignore: tuple[str, ...] = ("fc.*",)
+    # Model keys an ImageNet file may lack: PyTorch < 0.4.1 did not save BN batch counters.
+    pretrained_optional: tuple[str, ...] = ("*.num_batches_tracked",)
+
+    def frozen_modules(self) -> list[nn.Module]:
+        """Modules whose parameters never train (stem and first stage of pretrained backbones)."""
+        return []
+
+    def frozen_parameters(self) -> list[nn.Parameter]:
+        """Every frozen parameter, each once: frozen modules entirely, plus BN affine if ``freeze_bn``."""
+        frozen: dict[int, nn.Parameter] = {}
+        for module in self.frozen_modules():
+            for p in module.parameters():
+                frozen[id(p)] = p
+        if self.freeze_bn:
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    for p in module.parameters(recurse=False):
+                        frozen[id(p)] = p
+        return list(frozen.values())
+
+    def freeze(self) -> "Backbone":
+        """Stop gradients to :meth:`frozen_parameters` and put frozen BatchNorms in eval mode."""
+        for p in self.frozen_parameters():
+            p.requires_grad_(False)
+        return self.train(self.training)
+
+    def train(self, mode: bool = True) -> "Backbone":
+        super().train(mode)
+        if mode and self.freeze_bn:
+            # Batch statistics of small, augmented batches would drift away from the ImageNet ones.
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Trainable parameters split into weights and biases (biases get their own LR, no decay)."""
+        groups: dict[str, list[nn.Parameter]] = {"weights": [], "biases": []}
+        for name, p in self.named_parameters():      # named_parameters yields aliased tensors once
+            if p.requires_grad:
+                groups["biases" if name.endswith("bias") else "weights"].append(p)
+        return groups
+
+    def load_pretrained(self, path: str | os.PathLike, strict: bool = True,
+                        ignore: Iterable[str] | None = None) -> LoadReport:
+        """Load ImageNet weights from ``path`` (a plain state_dict, or one under 'state_dict' / 'model')."""
+        state = load_checkpoint(path, map_location="cpu", weights_only=True)
+        return load_state_dict_strict(self, state, strict=strict,
+                                      ignore=self.pretrained_ignore if ignore is None else tuple(ignore),
+                                      ignore_missing=self.pretrained_optional, source=str(path))
+
+    load_imagenet = load_pretrained
+
+
+# Imported after Backbone is defined: the modules below subclass it.
+from slrnet.models.backbones.resnet38d import ResNet38  # noqa: E402
+from slrnet.models.backbones.resnet101 import ResNet, resnet101  # noqa: E402
+from slrnet.models.backbones.tiny import TinyBackbone  # noqa: E402
+
+_FACTORIES = {
+    "resnet38": ResNet38,
+    "wideresnet38": ResNet38,
+    "resnet101": resnet101,
+    "tiny": TinyBackbone,
+}
+
+
+def build_backbone(name: str, **kwargs) -> Backbone:
+    """``"resnet38"`` (alias ``"wideresnet38"``), ``"resnet101"`` or ``"tiny"``; kwargs go to the class."""
+    key = str(name).lower()
+    if key not in _FACTORIES:
+        raise ValueError(f"unknown backbone {name!r}; expected one of {sorted(_FACTORIES)}")
+    return _FACTORIES[key](**kwargs)
+
+
+__all__ = ["Backbone", "ResNet38", "ResNet", "resnet101", "TinyBackbone", "build_backbone"]

@@ -1,0 +1,325 @@
+"""SLRNet: the Self-supervised Low-Rank Network for single-stage weakly supervised segmentation.
+
+One network, trained from image-level labels only (METHOD.md sections 1-2):
+
+    image ──► backbone ──► ASPP + decoder ──► X1 (B, C, h, w) ─┐
+    view 2 = resize(image, 0.5) ──► same ──► X2 (B, C, h2, w2) ─┤
+                     aux head on X1 ──► class logits ──► D0 (dictionary init, no grad)
+                     CVLR: collective factorisation of [X1, X2] with the shared dictionary
+                     ──► per-view segmentation heads (GCI + SG + convs) ──► masks M1, M2
+    losses: classification (nGWP + focal), mask / code cross-view consistency, and the
+            self-supervised segmentation loss on PAMR-refined pseudo labels (after pretraining).
+
+``use_cvlr=False`` gives the predecessor single-stage baseline (Araslanov & Roth, CVPR 2020):
+one view, no auxiliary head, no factorisation, losses cls + seg only.
+
+    >>> from slrnet.models import build_model
+    >>> net = build_model({"backbone": "tiny", "num_classes": 7, "decoder_channels": 64,
+    ...                    "aspp_dilations": [1, 2, 4, 6]})
+    >>> out = net(torch.randn(2, 3, 96, 96), labels=torch.tensor([[1., 0, 0, 0, 0, 1]] * 2))
+    >>> sorted(out["losses"])
+    ['cls', 'code', 'mask', 'seg']
+    >>> net.eval(); net.predict(torch.randn(1, 3, 96, 96))["masks"].shape
+    torch.Size([1, 7, 96, 96])
+
+Module names and the ``newly_added`` alias list match the authors' ``models/slrnet.py`` so the
+released checkpoints load with strict key matching (see ``tests/fixtures/resnet38d_keys.json``).
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from slrnet import losses as L
+from slrnet.models.backbones import build_backbone
+from slrnet.models.mods import (ASPP, GCI, PAMR, DictionaryInitialization, FactorizationReconstruction,
+                                StochasticGate, run_pamr)
+
+BN_EPS, BN_MOMENTUM = 1e-5, 0.05
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_BatchNorm = partial(nn.BatchNorm2d, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+
+def resize(x: torch.Tensor, size) -> torch.Tensor:
+    """Bilinear resize with align_corners=True, as every resize in the method."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
+
+
+class SLRNet(nn.Module):
+    """SLRNet (``variant="wss"``) and its semi-supervised heads (``"semi"``, ``"semi_wo_cls"``)."""
+
+    def __init__(self, backbone: str = "resnet38", num_classes: int = 21, pretrained: str = "",
+                 scale_factor: float = 0.5, use_flip: bool = False, pamr_iter: int = 10,
+                 pamr_dilations=(1, 2, 4, 8, 12, 24), cutoff_top: float = 0.6, cutoff_low: float = 0.2,
+                 temperature: float = 1.0, num_iters: int = 1, use_cvlr: bool = True,
+                 decoder_channels: int = 256, aspp_dilations=(1, 12, 24, 36), variant: str = "wss",
+                 bg_pow: float = 3.0, backbone_kwargs: dict | None = None):
+        super().__init__()
+        if variant not in ("wss", "semi", "semi_wo_cls"):
+            raise ValueError(f"variant must be 'wss', 'semi' or 'semi_wo_cls', got {variant!r}")
+        self.num_classes = num_classes
+        self.variant = variant
+        self.predicts_background = variant == "semi_wo_cls"   # head outputs K channels incl. background
+        self.scale_factor, self.use_flip, self.use_cvlr = scale_factor, use_flip, use_cvlr
+        self.cutoff_top, self.cutoff_low, self.bg_pow = cutoff_top, cutoff_low, bg_pow
+        if variant == "semi_wo_cls":
+            self.bg_factor = 0.9
+        else:
+            self.bg_factor = 0.7
+        C = decoder_channels
+        n_out = num_classes if self.predicts_background else num_classes - 1
+
+        self.backbone = build_backbone(backbone, **(backbone_kwargs or {}))
+        if pretrained:
+            self.backbone.load_pretrained(pretrained)
+        # ASPP BN statistics are frozen when the backbone is a frozen (pretrained) one, as in the
+        # released recipe; a backbone trained from scratch (the teaching profile) trains them.
+        self.freeze_aspp_stats = bool(getattr(self.backbone, "freeze_bn", True))
+        self.aspp = ASPP(self.backbone.deep_channels, C, dilations=tuple(aspp_dilations), norm_layer=_BatchNorm)
+        self._aff = PAMR(pamr_iter, tuple(pamr_dilations))
+        self.shallow_mask = GCI(C, norm_layer=_BatchNorm)
+        self.sg = StochasticGate(0.3)
+        self.fc8_skip = nn.Sequential(nn.Conv2d(self.backbone.shallow_channels, 48, 1, bias=False),
+                                      _BatchNorm(48), nn.ReLU())
+        self.fc8_x = nn.Sequential(nn.Conv2d(C + 48, C, 3, padding=1, bias=False), _BatchNorm(C), nn.ReLU())
+        self.last_conv = nn.Sequential(nn.Conv2d(C, C, 3, padding=1, bias=False), _BatchNorm(C), nn.ReLU(),
+                                       nn.Dropout(0.5),
+                                       nn.Conv2d(C, C, 3, padding=1, bias=False), _BatchNorm(C), nn.ReLU(),
+                                       nn.Dropout(0.1),
+                                       nn.Conv2d(C, n_out, 1))
+        new = [self.aspp, self.shallow_mask, self.sg, self.fc8_skip, self.fc8_x, self.last_conv]
+        self.newly_added = nn.ModuleList(new)
+        if use_cvlr:
+            self.factorization_reconstruction = FactorizationReconstruction(C, num_iters=num_iters,
+                                                                            temperature=temperature)
+            self.initialize_dictionary = DictionaryInitialization()
+            self.aux_head = nn.Sequential(nn.Conv2d(C, C, 3, padding=1, bias=False), _BatchNorm(C), nn.ReLU(),
+                                          nn.Dropout(0.5), nn.Conv2d(C, n_out, 1))
+            self.newly_added.extend([self.factorization_reconstruction, self.initialize_dictionary,
+                                     self.aux_head])
+        self.register_buffer("_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self._init_new_weights()
+
+    # ------------------------------------------------------------------ set-up
+    def _init_new_weights(self):
+        for m in self.newly_added.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight)
+            elif isinstance(m, nn.BatchNorm2d) and m.weight is not None:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and self.freeze_aspp_stats:
+            for m in self.aspp.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eval()
+        return self
+
+    def parameter_groups(self) -> list[list[nn.Parameter]]:
+        """[backbone weights, backbone biases, new weights, new biases] (trainable, each once)."""
+        groups: list[list[nn.Parameter]] = [[], [], [], []]
+        seen = set()
+        for name, p in self.named_parameters():   # named_parameters de-duplicates aliases
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            is_bias = name.endswith(".bias")
+            groups[(0 if name.startswith("backbone.") else 2) + int(is_bias)].append(p)
+        return groups
+
+    # ------------------------------------------------------------------ pieces
+    def denormalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalised images -> [0, 1] RGB, the input PAMR's affinities are computed from."""
+        return images * self._std.to(images.dtype) + self._mean.to(images.dtype)
+
+    def features(self, images: torch.Tensor):
+        """Decoder features X (B, C, H/4, W/4) and the shallow backbone map (stride 4)."""
+        feats = self.backbone(images)
+        x = self.aspp(feats["deep"])                                    # (B, C, H/8, W/8)
+        skip = self.fc8_skip(feats["shallow"])                          # (B, 48, H/4, W/4)
+        x = self.fc8_x(torch.cat([resize(x, skip.shape[-2:]), skip], dim=1))
+        return x, feats["shallow"]
+
+    def head(self, x: torch.Tensor, shallow: torch.Tensor):
+        """Segmentation head -> (logits (B, K, h, w), masks (B, K, h, w))."""
+        x = self.sg(x, self.shallow_mask(shallow, x))
+        logits = self.last_conv(x)
+        if not self.predicts_background:
+            logits = torch.cat([torch.ones_like(logits[:, :1]), logits], dim=1)   # constant bg logit 1
+        return logits, logits.softmax(dim=1)
+
+    def aux(self, x: torch.Tensor):
+        logits = self.aux_head(x)
+        if not self.predicts_background:
+            bg = 1 - logits.max(dim=1, keepdim=True)[0]                # background = 1 - max fg
+            logits = torch.cat([bg, logits], dim=1)
+        return logits, logits.softmax(dim=1)
+
+    def factorise(self, x1: torch.Tensor, aux_logits: torch.Tensor, *others: torch.Tensor):
+        """CVLR over view 1 and any further views; returns per-view features and codes."""
+        B, C = x1.shape[:2]
+        views = (x1,) + others
+        d0 = self.initialize_dictionary(x1, aux_logits.detach()).detach()   # (B, C, K)
+        flat = torch.cat([v.flatten(2) for v in views], dim=2).transpose(1, 2)   # (B, N1+N2, C)
+        x_out, coding, dictionary = self.factorization_reconstruction(flat, d0.transpose(1, 2))
+        sizes = [v.shape[-2] * v.shape[-1] for v in views]
+        feats = [f.transpose(1, 2).reshape_as(v) for f, v in zip(x_out.split(sizes, dim=1), views)]
+        codes = [z.reshape(B, -1, *v.shape[-2:]) for z, v in zip(coding.split(sizes, dim=2), views)]
+        return feats, codes, dictionary
+
+    def second_view(self, images: torch.Tensor, generator: torch.Generator | None = None):
+        """View 2 = image resized by ``scale_factor`` (optionally flipped) and its inverse map."""
+        H, W = images.shape[-2:]
+        view = resize(images, (int(H * self.scale_factor), int(W * self.scale_factor)))
+        flip = None
+        if self.use_flip:
+            flip = torch.rand(images.shape[0], generator=generator, device="cpu") < 0.5
+            flip = flip.to(images.device)
+            view = torch.where(flip[:, None, None, None], view.flip(-1), view)
+
+        def inverse(y: torch.Tensor, size) -> torch.Tensor:
+            if flip is not None:
+                y = torch.where(flip[:, None, None, None], y.flip(-1), y)
+            return resize(y, size)
+
+        return view, inverse
+
+    # ------------------------------------------------------------------ forward passes
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None,
+                pixel_labels: torch.Tensor | None = None, has_mask: torch.Tensor | None = None) -> dict:
+        """Training forward: every loss term (unweighted) and the maps for figures.
+
+        images (B, 3, H, W) normalised; labels (B, K-1) multi-hot image labels (None for the
+        semi_wo_cls variant); pixel_labels (B, H, W) with 255 void and ``has_mask`` (B,) bool for
+        the semi-supervised variants. Returns {"losses": {...}, "maps": {...}, "scores": ...}.
+        """
+        if not self.use_cvlr:
+            return self._forward_single_stage(images, labels)
+        H, W = images.shape[-2:]
+        view2, inverse = self.second_view(images)
+        x1, s1 = self.features(images)
+        x2, s2 = self.features(view2)
+        aux_logits, aux_masks = self.aux(x1)
+        (x1, x2), (z1, z2), dictionary = self.factorise(x1, aux_logits, x2)
+        logits1, masks1 = self.head(x1, s1)
+        logits2, masks2 = self.head(x2, s2)
+        size = logits1.shape[-2:]
+        logits2_up, masks2_up, z2_up = inverse(logits2, size), inverse(masks2, size), inverse(z2, size)
+
+        losses = {"code": L.code_consistency(z1, z2_up)}
+        fg_labels = labels if labels is not None else torch.ones_like(masks1[:, 1:, 0, 0])
+        losses["mask"] = L.mask_consistency(masks1, masks2_up, fg_labels)
+        scores = None
+        if not self.predicts_background:
+            scores = L.nGWP_scores(logits1, masks1)
+            scores2 = L.nGWP_scores(logits2, masks2)
+            scores_aux = L.nGWP_scores(aux_logits, aux_masks)
+            losses["cls_per_image"] = (L.multilabel_soft_margin(scores, labels, reduction="none")
+                                       + L.multilabel_soft_margin(scores2, labels, reduction="none")
+                                       + 0.4 * L.multilabel_soft_margin(scores_aux, labels, reduction="none"))
+            losses["cls"] = losses["cls_per_image"].mean()
+
+        with torch.no_grad():
+            cam = (masks1.detach() + masks2_up.detach()) / 2
+            maps = self._pseudo_labels(images, cam, labels, (H, W))
+            if pixel_labels is not None and has_mask is not None and bool(has_mask.any()):
+                maps["pseudo_gt"] = L.replace_with_ground_truth(maps["pseudo_gt"], pixel_labels, has_mask,
+                                                                self.num_classes)
+        seg_labels = None if self.predicts_background else labels
+        seg = (L.balanced_ce(logits1, maps["pseudo_gt"], seg_labels)
+               + L.balanced_ce(logits2_up, maps["pseudo_gt"], seg_labels)
+               + 0.4 * L.balanced_ce(aux_logits, maps["pseudo_gt"], seg_labels))   # (B,)
+        losses["seg_per_image"] = seg
+        losses["seg"] = seg.mean()
+        maps.update(masks=resize(masks1.detach(), (H, W)), codes=z1.detach(), codes2=z2_up.detach())
+        return {"losses": losses, "maps": maps, "scores": scores, "dictionary": dictionary}
+
+    def _forward_single_stage(self, images, labels):
+        H, W = images.shape[-2:]
+        x, s = self.features(images)
+        logits, masks = self.head(x, s)
+        losses = {}
+        scores = L.nGWP_scores(logits, masks)
+        losses["cls_per_image"] = L.multilabel_soft_margin(scores, labels, reduction="none")
+        losses["cls"] = losses["cls_per_image"].mean()
+        zero = logits.sum() * 0
+        losses["mask"], losses["code"] = zero, zero
+        with torch.no_grad():
+            maps = self._pseudo_labels(images, masks.detach(), labels, (H, W))
+        losses["seg_per_image"] = L.balanced_ce(logits, maps["pseudo_gt"], labels)
+        losses["seg"] = losses["seg_per_image"].mean()
+        maps["masks"] = resize(masks.detach(), (H, W))
+        return {"losses": losses, "maps": maps, "scores": scores, "dictionary": None}
+
+    def _pseudo_labels(self, images, cam, labels, size) -> dict:
+        """PAMR-refine the averaged view masks, drop absent classes, threshold (no gradient)."""
+        bg_pow = self.bg_pow if self.predicts_background else None
+        refined = run_pamr(self._aff, self.denormalize(images), cam, bg_pow=bg_pow)
+        cam, refined = resize(cam, size), resize(refined, size)
+        if labels is not None:
+            keep = labels[:, :, None, None].to(cam.dtype)
+            cam = torch.cat([cam[:, :1], cam[:, 1:] * keep], dim=1)
+            refined = torch.cat([refined[:, :1], refined[:, 1:] * keep], dim=1)
+        if self.predicts_background:
+            pseudo = L.pseudo_labels(refined, bg_factor=0.9, cutoff_top=self.cutoff_top, cutoff_low=self.cutoff_low)
+        else:   # the released Net always uses the default thresholds (fixture README section 4)
+            pseudo = L.pseudo_labels(refined)
+        return {"cam": cam, "refined": refined, "pseudo_gt": pseudo}
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, multi_view: bool = False) -> dict:
+        """Test-time forward: {"scores": (B, K-1) or None, "masks": (B, K, H, W) probabilities}.
+
+        Single view by default (the dictionary comes from the image's own aux head);
+        ``multi_view=True`` also runs the 0.5-scale view and averages, as the authors' test mode.
+        """
+        H, W = images.shape[-2:]
+        x1, s1 = self.features(images)
+        if not self.use_cvlr:
+            logits, masks = self.head(x1, s1)
+            scores = L.nGWP_scores(logits, masks)
+            return {"scores": scores, "masks": resize(masks, (H, W))}
+        aux_logits, _ = self.aux(x1)
+        if not multi_view:
+            (x1,), _, _ = self.factorise(x1, aux_logits)
+            logits, masks = self.head(x1, s1)
+            scores = None if self.predicts_background else L.nGWP_scores(logits, masks)
+            return {"scores": scores, "masks": resize(masks, (H, W))}
+        view2, inverse = self.second_view(images)
+        x2, s2 = self.features(view2)
+        (x1, x2), _, _ = self.factorise(x1, aux_logits, x2)
+        logits1, masks1 = self.head(x1, s1)
+        logits2, masks2 = self.head(x2, s2)
+        masks = (masks1 + inverse(masks2, masks1.shape[-2:])) / 2
+        scores = None
+        if not self.predicts_background:
+            scores = (L.nGWP_scores(logits1, masks1) + L.nGWP_scores(logits2, masks2)) / 2
+        return {"scores": scores, "masks": resize(masks, (H, W))}
+
+
+def build_model(cfg_model: dict) -> SLRNet:
+    """Factory from a config's ``model`` section (original keys; see slrnet.config.DEFAULTS)."""
+    cfg = dict(cfg_model)
+    name = cfg.pop("name", "slrnet")
+    variants = {"slrnet": "wss", "slrnet_semi": "semi", "slrnet_semi_wo_cls": "semi_wo_cls",
+                "single_stage": "wss"}
+    if name not in variants:
+        raise ValueError(f"model.name: unknown model {name!r}; expected one of {sorted(variants)}")
+    if name == "single_stage":
+        cfg["use_cvlr"] = False
+    known = {"backbone", "num_classes", "pretrained", "scale_factor", "use_flip", "pamr_iter", "pamr_dilations",
+             "cutoff_top", "cutoff_low", "temperature", "num_iters", "use_cvlr", "decoder_channels",
+             "aspp_dilations", "bg_pow", "backbone_kwargs"}
+    unknown = set(cfg) - known
+    if unknown:
+        raise ValueError(f"model: unknown keys {sorted(unknown)}")
+    return SLRNet(variant=variants[name], **cfg)

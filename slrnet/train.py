@@ -1,0 +1,342 @@
+"""The SLRNet trainer: one CPU, one GPU, or many GPUs / nodes through ``torchrun`` (DDP).
+
+Follows METHOD.md section 3 and the authors' ``tools/train_voc_wss.py``: SGD with Nesterov momentum,
+four parameter groups with LR multipliers, a constant LR during the pretraining epochs and cosine
+annealing afterwards, total loss ``c0·cls + c1·mask + c2·code + [epoch > pretrain_epochs]·c3·seg``.
+
+What it adds for users: ``device="auto"``, AMP on CUDA, per-epoch seeding (bit-exact resume on CPU),
+atomic checkpoints (``last.pth`` every epoch, ``best.pth`` by val mIoU), a NaN/Inf guard that stops with
+the last good checkpoint kept, tqdm progress with the loss terms, a JSONL log, PNG snapshots
+(image | mask | refined mask | pseudo label) and val mIoU per epoch.
+
+    python -m slrnet train --config configs/shapes_quick.yaml --run demo
+    torchrun --nproc_per_node 4 -m slrnet train --config configs/voc_wss_resnet38.yaml --run r38
+
+    >>> from slrnet.config import load_config
+    >>> from slrnet.train import Trainer
+    >>> trainer = Trainer(load_config("configs/shapes_quick.yaml"), run_dir="runs/demo")
+    >>> history = trainer.fit()
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler
+
+from slrnet.checkpoint import load_checkpoint, load_state_dict_strict, save_checkpoint
+from slrnet.config import save_config
+from slrnet.models import build_model
+from slrnet.utils import progress, resolve_device, seed_everything, write_json
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def lr_multipliers(cfg: dict) -> list[float]:
+    if cfg["train"]["lr_multipliers"] is not None:
+        return [float(m) for m in cfg["train"]["lr_multipliers"]]
+    return [1.0, 2.0, 10.0, 20.0] if cfg["model"]["backbone"] in ("resnet38", "wideresnet38") else [1.0, 1.0, 10.0, 10.0]
+
+
+def build_optimizer(model, cfg: dict) -> torch.optim.SGD:
+    """SGD Nesterov; groups [bb weights, bb biases, new weights, new biases]; no decay on biases."""
+    t = cfg["train"]
+    mult = lr_multipliers(cfg)
+    groups = []
+    for params, m, decay in zip(model.parameter_groups(), mult, (True, False, True, False)):
+        if params:
+            groups.append({"params": params, "lr": t["lr"] * m, "initial_lr": t["lr"] * m,
+                           "weight_decay": t["weight_decay"] if decay else 0.0})
+    return torch.optim.SGD(groups, lr=t["lr"], momentum=t["momentum"], nesterov=True,
+                           weight_decay=t["weight_decay"])
+
+
+def lr_factor(epoch: int, step_in_epoch: int, steps_per_epoch: int, cfg: dict) -> float:
+    """Constant during pretraining; cosine over the post-pretraining steps (as CosineAnnealingLR there)."""
+    t = cfg["train"]
+    if epoch <= t["pretrain_epochs"]:
+        return 1.0
+    total = max(1, (t["num_epochs"] - t["pretrain_epochs"]) * steps_per_epoch)
+    done = (epoch - t["pretrain_epochs"] - 1) * steps_per_epoch + step_in_epoch
+    return 0.5 * (1.0 + math.cos(math.pi * min(done, total) / total))
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0
+    return int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+class Trainer:
+    """Trains SLRNet from a validated config (see slrnet.config)."""
+
+    def __init__(self, cfg: dict, run_dir: str | os.PathLike, train_set=None, val_set=None,
+                 device: str | None = None):
+        self.cfg = cfg
+        self.rank, self.world, local_rank = _distributed()
+        self.is_main = self.rank == 0
+        dev = device or cfg["misc"]["device"]
+        if self.world > 1:
+            use_cuda = torch.cuda.is_available() and str(dev) in ("auto", "cuda")
+            if not dist.is_initialized():
+                dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+            self.device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+            if use_cuda:
+                torch.cuda.set_device(self.device)
+        else:
+            self.device = resolve_device(dev)
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        if self.is_main:
+            (self.run_dir / "snapshots").mkdir(parents=True, exist_ok=True)
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.run_dir / "config.yaml")
+        self.seed = int(cfg["misc"]["seed"])
+        seed_everything(self.seed)
+        if cfg["misc"]["deterministic"]:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+
+        if train_set is None or val_set is None:
+            from slrnet.data import build_dataset
+            train_set = train_set or build_dataset(cfg["dataset"], "train", train=True)
+            val_set = val_set or build_dataset(cfg["dataset"], "val", train=False)
+        self.train_set, self.val_set = train_set, val_set
+
+        self.model = build_model(cfg["model"]).to(self.device)
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.amp = bool(cfg["misc"]["amp"]) and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.ddp = None
+        if self.world > 1:
+            self.ddp = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        t = cfg["train"]
+        self.batch_size = t["batch_size"]
+        n_batches = len(train_set) // (self.batch_size * self.world)
+        if n_batches == 0:
+            raise ValueError(f"train.batch_size={self.batch_size} x {self.world} process(es) is larger than the "
+                             f"training set ({len(train_set)} images)")
+        self.steps_per_epoch = min(n_batches, t["max_steps_per_epoch"]) if t["max_steps_per_epoch"] else n_batches
+        self.start_epoch, self.global_step = 0, 0
+        self.best_miou, self.history = -1.0, []
+        self._snapshot_batch = None
+        if cfg["misc"]["resume"]:
+            self.resume(cfg["misc"]["resume_checkpoint_path"] or self.ckpt_dir / "last.pth")
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state(self, epoch: int) -> dict:
+        return {"state_dict": self.model.state_dict(), "epoch": epoch,
+                "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                "global_step": self.global_step, "best_miou": self.best_miou,
+                "history": self.history}
+
+    def resume(self, path) -> None:
+        ckpt = load_checkpoint(path, map_location=self.device)
+        load_state_dict_strict(self.model, ckpt["state_dict"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if "scaler" in ckpt:
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.start_epoch = int(ckpt["epoch"]) + 1
+        self.global_step = int(ckpt.get("global_step", 0))
+        self.best_miou = float(ckpt.get("best_miou", -1.0))
+        self.history = list(ckpt.get("history", []))
+
+    # ------------------------------------------------------------------ loop
+    def _loader(self, epoch: int) -> DataLoader:
+        g = torch.Generator().manual_seed(self.seed * 1000 + epoch)
+        sampler = None
+        if self.world > 1:
+            sampler = DistributedSampler(self.train_set, num_replicas=self.world, rank=self.rank,
+                                         shuffle=True, seed=self.seed, drop_last=True)
+            sampler.set_epoch(epoch)
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=sampler is None, sampler=sampler,
+                          drop_last=True, num_workers=self.cfg["train"]["num_workers"], generator=g,
+                          pin_memory=self.device.type == "cuda",
+                          persistent_workers=False)
+
+    def fit(self) -> list[dict]:
+        t = self.cfg["train"]
+        for epoch in range(self.start_epoch, t["num_epochs"]):
+            seed_everything(self.seed + 7919 * (epoch + 1))   # bit-exact resume at epoch boundaries
+            train_stats = self.train_epoch(epoch)
+            record = {"epoch": epoch, **train_stats}
+            last = epoch == t["num_epochs"] - 1
+            if self.is_main and (last or (t["val_every"] and (epoch + 1) % t["val_every"] == 0)):
+                record.update(self.validate())
+                self.snapshot(epoch)
+            self.history.append(record)
+            if self.is_main:
+                self._log(record)
+                is_best = record.get("val_miou", -1.0) > self.best_miou
+                if is_best:
+                    self.best_miou = record["val_miou"]
+                state = self._state(epoch)
+                save_checkpoint(self.ckpt_dir / "last.pth", state)
+                if is_best:
+                    save_checkpoint(self.ckpt_dir / "best.pth", state)
+            if self.world > 1:
+                dist.barrier()
+        if self.world > 1:
+            self._check_replicas()
+        if self.is_main:
+            write_json(self.run_dir / "history.json", self.history)
+        return self.history
+
+    def train_epoch(self, epoch: int) -> dict:
+        t = self.cfg["train"]
+        c = t["loss_coeff"]
+        seg_on = epoch > t["pretrain_epochs"]
+        model = self.ddp or self.model
+        model.train()
+        sums: dict[str, float] = {}
+        start = time.perf_counter()
+        loader = self._loader(epoch)
+        bar = progress(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{t['num_epochs']}",
+                       disable=None if self.is_main and self.cfg["misc"]["verbose"] >= 2 else True, leave=False)
+        for step, batch in enumerate(loader):
+            if step >= self.steps_per_epoch:
+                break
+            if self._snapshot_batch is None:
+                self._snapshot_batch = {k: v[: self.cfg["misc"]["num_snapshots"]] for k, v in batch.items()
+                                        if isinstance(v, torch.Tensor)}
+            factor = lr_factor(epoch, step, self.steps_per_epoch, self.cfg)
+            for g in self.optimizer.param_groups:
+                g["lr"] = g["initial_lr"] * factor
+            images = batch["image"].to(self.device, non_blocking=True)
+            labels = batch["labels"].to(self.device, non_blocking=True)
+            with torch.autocast(self.device.type, enabled=self.amp):
+                out = model(images, labels)
+            losses = {k: v.float() for k, v in out["losses"].items() if v.dim() == 0}
+            loss = c[0] * losses["cls"] + c[1] * losses["mask"] + c[2] * losses["code"]
+            if seg_on:
+                loss = loss + c[3] * losses["seg"]
+            if not torch.isfinite(loss):
+                terms = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+                raise TrainingDiverged(
+                    f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} ({terms}); stopped. "
+                    f"The last good checkpoint is kept in {self.ckpt_dir / 'last.pth'}; "
+                    f"lower train.lr or check the data.")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.global_step += 1
+            values = {"loss": loss.item(), **{k: v.item() for k, v in losses.items()}}
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v
+            bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()})
+            bar.update()
+            if self.is_main and self.global_step % self.cfg["misc"]["log_freq"] == 0:
+                self._log({"step": self.global_step, "epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"],
+                           **values})
+        bar.close()
+        n = max(1, min(self.steps_per_epoch, len(loader)))
+        stats = {f"train_{k}": v / n for k, v in sums.items()}
+        stats["lr"] = self.optimizer.param_groups[0]["lr"]
+        stats["seconds"] = time.perf_counter() - start
+        return stats
+
+    # ------------------------------------------------------------------ evaluation and logs
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Single-scale val mIoU with the test-time class filtering of the config's ``test`` section."""
+        from slrnet.infer import filter_classes
+        from slrnet.metrics import ConfusionMatrix
+
+        self.model.eval()
+        tc = self.cfg["test"]
+        cm = ConfusionMatrix(self.model.num_classes)
+        limit = self.cfg["train"]["val_max_images"] or len(self.val_set)
+        loader = DataLoader(self.val_set, batch_size=1, shuffle=False, num_workers=0)
+        for i, batch in enumerate(loader):
+            if i >= limit:
+                break
+            images = batch["image"].to(self.device)
+            with torch.autocast(self.device.type, enabled=self.amp):
+                out = self.model.predict(images)
+            probs = filter_classes(out["masks"].float(), None if out["scores"] is None else out["scores"].float(),
+                                   fp_cut=tc["fp_cut"], top_k=tc["top_k"], bg_pow=tc["bg_pow"])
+            cm.update(probs.argmax(1).cpu(), batch["mask"])
+        self.model.train()
+        return {"val_miou": float(cm.miou()), "val_pixel_acc": float(cm.pixel_accuracy())}
+
+    @torch.no_grad()
+    def snapshot(self, epoch: int) -> Path | None:
+        """PNG grid of image | mask | refined mask | pseudo label for fixed training images."""
+        if self._snapshot_batch is None:
+            return None
+        from slrnet.viz import plot_training_snapshot
+
+        self.model.eval()
+        b = self._snapshot_batch
+        out = self.model(b["image"].to(self.device), b["labels"].to(self.device))
+        self.model.train()
+        fig = plot_training_snapshot(b["image"], out["maps"], class_names=getattr(self.train_set, "class_names", None))
+        path = self.run_dir / "snapshots" / f"epoch_{epoch + 1:03d}.png"
+        fig.savefig(path, dpi=80)
+        import matplotlib.pyplot as plt
+        plt.close(fig)
+        return path
+
+    def _log(self, record: dict) -> None:
+        import json
+        with open(self.run_dir / "log.jsonl", "a") as f:
+            f.write(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in record.items()}) + "\n")
+        if "val_miou" in record and self.cfg["misc"]["verbose"] >= 1:
+            print(f"epoch {record['epoch'] + 1}: loss {record.get('train_loss', float('nan')):.4f} "
+                  f"val mIoU {record['val_miou']:.4f} ({record.get('seconds', 0):.1f}s)", flush=True)
+
+    def _check_replicas(self) -> None:
+        """All ranks must hold identical weights; rank 0 records the largest difference."""
+        flat = torch.cat([p.detach().float().flatten() for p in self.model.parameters()]).cpu()
+        gathered = [torch.zeros_like(flat) for _ in range(self.world)]
+        dist.all_gather(gathered, flat)
+        diff = max(float((g - gathered[0]).abs().max()) for g in gathered)
+        if self.is_main:
+            write_json(self.run_dir / "ddp_check.json", {"world_size": self.world, "replica_max_abs_diff": diff})
+
+
+# ---------------------------------------------------------------------- CLI
+def add_cli_arguments(parser) -> None:
+    parser.add_argument("--config", required=True, help="experiment YAML (sections misc/train/dataset/model/test)")
+    parser.add_argument("--run", default="", help="run name; outputs go to <misc.log_dir>/<config name>/<run>")
+    parser.add_argument("--seed", type=int, default=None, help="overrides misc.seed")
+    parser.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (overrides misc.device)")
+    parser.add_argument("--resume", action="store_true", help="resume from the run's last checkpoint")
+    parser.add_argument("--local_rank", type=int, default=-1, help=argparse_suppress())
+    parser.add_argument("opts", nargs="*", help="config overrides, e.g. train.num_epochs=2 model.use_cvlr=false")
+
+
+def argparse_suppress():
+    import argparse
+    return argparse.SUPPRESS
+
+
+def cli_run(args) -> int:
+    from slrnet.config import load_config, merge_overrides
+
+    cfg = load_config(args.config, args.opts)
+    if args.seed is not None:
+        cfg = merge_overrides(cfg, {"misc.seed": args.seed})
+    if args.device is not None:
+        cfg = merge_overrides(cfg, {"misc.device": args.device})
+    if args.resume:
+        cfg = merge_overrides(cfg, {"misc.resume": 1})
+    run = args.run or time.strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(cfg["misc"]["log_dir"]) / Path(args.config).stem / run
+    trainer = Trainer(cfg, run_dir)
+    history = trainer.fit()
+    if trainer.is_main:
+        best = max((h.get("val_miou", -1) for h in history), default=-1)
+        print(f"run: {run_dir}\nbest val mIoU: {best:.4f}\ncheckpoints: {trainer.ckpt_dir}")
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return 0

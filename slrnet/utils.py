@@ -1,0 +1,108 @@
+"""Small shared helpers: device resolution, seeding, progress bars, atomic file writes.
+
+    >>> from slrnet.utils import resolve_device, seed_everything, progress
+    >>> dev = resolve_device("auto")          # cuda if available, else mps, else cpu
+    >>> seed_everything(0)
+    >>> for x in progress(range(3), desc="demo"): pass   # silent under CI / without a TTY
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """Map ``"auto"`` (or None) to the best available device; pass anything else through."""
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was requested but CUDA is not available; use 'auto' or 'cpu'")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def progress_disabled() -> bool:
+    """Progress bars are off under CI (``CI`` set), with ``SLRNET_NO_PROGRESS=1``, or without a TTY."""
+    if os.environ.get("SLRNET_NO_PROGRESS", "") not in ("", "0"):
+        return True
+    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+        return True
+    try:
+        return not sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return True
+
+
+def progress(iterable: Iterable | None = None, **kwargs: Any):
+    """``tqdm.auto.tqdm`` that stays quiet where a bar would only clutter logs."""
+    from tqdm.auto import tqdm
+
+    kwargs.setdefault("disable", progress_disabled())
+    kwargs.setdefault("dynamic_ncols", True)
+    return tqdm(iterable, **kwargs)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Atomically write ``obj`` as pretty JSON (numpy / torch scalars converted)."""
+
+    def default(o):
+        if isinstance(o, (np.generic,)):
+            return o.item()
+        if isinstance(o, torch.Tensor) and o.numel() == 1:
+            return o.item()
+        if isinstance(o, (np.ndarray, torch.Tensor)):
+            return o.tolist()
+        if isinstance(o, Path):
+            return str(o)
+        raise TypeError(f"cannot serialise {type(o).__name__} to JSON")
+
+    return atomic_write_bytes(path, (json.dumps(obj, indent=2, default=default) + "\n").encode())
+
+
+def repo_root() -> Path:
+    """The checkout root (the folder holding ``pyproject.toml``), or the CWD when installed elsewhere."""
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "pyproject.toml").exists() else Path.cwd()
+
+
+def default_data_root() -> Path:
+    """``$SLRNET_DATA`` if set, else ``<repo>/data``."""
+    env = os.environ.get("SLRNET_DATA")
+    return Path(env) if env else repo_root() / "data"

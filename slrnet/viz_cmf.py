@@ -1,0 +1,267 @@
+"""Figures and demo inputs for collective matrix factorisation (notebook 01).
+
+Every plotting function takes ``ax=None`` / ``axes=None`` and returns the Figure, so it works
+headless (Agg) and inline. Codes are given per view as (K, N_v) with the view's grid (h_v, w_v).
+
+    >>> from slrnet import cmf, viz_cmf
+    >>> views, shapes = viz_cmf.two_view_features(image)          # image (3, H, W) in [0, 1]
+    >>> res = cmf.cvlr_factorize(views, num_atoms=6, temperature=0.1)
+    >>> fig = viz_cmf.plot_code_maps([z[0] for z in res.codes], shapes)
+    >>> fig = viz_cmf.plot_objectives({"CVLR": res}, svd=cmf.svd_reconstruct(views, 6))
+
+``two_view_features`` builds SLRNet-like inputs without a trained network: per-pixel colour,
+position and the responses of a small fixed random conv net, for the image and its 0.5-scale view.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from slrnet.cmf import (cross_view_agreement, cvlr_factorize, l2_normalize, match_atoms, nmf_factorize,
+                        svd_reconstruct)
+
+ATOM_CMAP = "tab10"
+
+
+def _plt():
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _np(t) -> np.ndarray:
+    return t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+
+
+def _axes(axes, nrows, ncols, size=(2.0, 2.0)):
+    plt = _plt()
+    if axes is None:
+        fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
+        return fig, axes
+    axes = np.asarray(axes, dtype=object).reshape(nrows, ncols)
+    return axes[0, 0].figure, axes
+
+
+# ----------------------------------------------------------------------------- demo inputs
+def pixel_features(image: torch.Tensor, position_weight: float = 1.0, conv_channels: int = 16,
+                   seed: int = 0) -> torch.Tensor:
+    """image (3, H, W) in [0, 1] -> (H·W, 3 + 2 + conv_channels) per-pixel features.
+
+    Colour, (y, x) in [0, 1] (align-corner coordinates, so a rescaled view gets the same positions)
+    times ``position_weight``, and a fixed random two-layer 3x3 conv net with ReLU (seeded; the same
+    weights for every view) as a stand-in for learned texture features.
+    """
+    if image.dim() != 3 or image.shape[0] != 3:
+        raise ValueError(f"pixel_features: image must be (3, H, W), got {tuple(image.shape)}")
+    _, H, W = image.shape
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, H), torch.linspace(0, 1, W), indexing="ij")
+    feats = [image.float(), position_weight * torch.stack([yy, xx])]                    # (3, H, W), (2, H, W)
+    if conv_channels > 0:
+        gen = torch.Generator().manual_seed(int(seed))
+        w1 = torch.randn(conv_channels, 3, 3, 3, generator=gen) / 27 ** 0.5
+        w2 = torch.randn(conv_channels, conv_channels, 3, 3, generator=gen) / (9 * conv_channels) ** 0.5
+        h = F.relu(F.conv2d(image.float()[None] - 0.5, w1, padding=1))
+        feats.append(F.relu(F.conv2d(h, w2, padding=1))[0])                             # (c, H, W)
+    return torch.cat(feats).flatten(1).T                                                # (H·W, C)
+
+
+def two_view_features(image: torch.Tensor, scale: float = 0.5, position_weight: float = 1.0,
+                      conv_channels: int = 16, seed: int = 0):
+    """Features of an image and of its ``scale``-resized view, standardised jointly, unit rows.
+
+    Returns ([(1, N1, C), (1, N2, C)], [(H, W), (h, w)]). Standardising per channel over both views
+    plays the role of SLRNet's learned transform1; unit-norm rows suit CVLR's unit atoms (spherical
+    soft k-means), so reconstruction errors are comparable across solvers.
+    """
+    H, W = image.shape[-2:]
+    small = F.interpolate(image[None].float(), size=(max(1, round(H * scale)), max(1, round(W * scale))),
+                          mode="bilinear", align_corners=True)[0]                       # view 2, like SLRNet's
+    raw = [pixel_features(im, position_weight, conv_channels, seed) for im in (image, small)]
+    both = torch.cat(raw)                                                               # (N1 + N2, C)
+    mean, std = both.mean(0), both.std(0).clamp_min(1e-6)
+    views = [l2_normalize((f - mean) / std)[None] for f in raw]                          # [(1, N_v, C)]
+    return views, [(H, W), tuple(small.shape[-2:])]
+
+
+def dataset_image(root, index: int = 0, split: str = "val"):
+    """(name, image (3, H, W) float in [0, 1]) of the ``index``-th image listed in a VOC-layout split."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    root = Path(root)
+    names = (root / "ImageSets" / "Segmentation" / f"{split}.txt").read_text().split()
+    if not 0 <= index < len(names):
+        raise ValueError(f"dataset_image: index must be in [0, {len(names)}) for split {split!r}, got {index}")
+    rgb = np.asarray(Image.open(root / "JPEGImages" / f"{names[index]}.jpg").convert("RGB"))
+    return names[index], torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255
+
+
+# ----------------------------------------------------------------------------- sweeps
+def rank_sweep(views, ranks: Sequence[int], temperature: float = 0.1, cvlr_iters: int = 20,
+               nmf_iters: int = 200, seed: int = 0) -> dict:
+    """Final relative error (batch item 0) per rank K for CVLR, NMF (if the data is non-negative) and SVD."""
+    nonneg = all(bool((v >= 0).all()) for v in views)
+    errors = {"CVLR": [], "NMF": [], "SVD": []} if nonneg else {"CVLR": [], "SVD": []}
+    for k in ranks:
+        errors["CVLR"].append(float(cvlr_factorize(views, k, cvlr_iters, temperature, seed=seed).relative_error[-1, 0]))
+        if nonneg:
+            errors["NMF"].append(float(nmf_factorize(views, k, nmf_iters, seed=seed).relative_error[-1, 0]))
+        errors["SVD"].append(float(svd_reconstruct(views, k).relative_error[-1, 0]))
+    return errors
+
+
+def temperature_sweep(views, atoms: torch.Tensor, temperatures: Sequence[float], iterations: Sequence[int],
+                      seed: int = 0) -> dict:
+    """CVLR over a grid of (T, temperature): final relative error and worst matched-atom cosine.
+
+    atoms (K, C) are the planted ones (batch item 0 is used); returns arrays of shape (len(T), len(temperatures)).
+    """
+    error = np.zeros((len(iterations), len(temperatures)))
+    cosine = np.zeros_like(error)
+    for i, t in enumerate(iterations):
+        for j, tau in enumerate(temperatures):
+            res = cvlr_factorize(views, atoms.shape[0], t, tau, seed=seed)
+            error[i, j] = float(res.relative_error[-1, 0])
+            cosine[i, j] = float(match_atoms(res.dictionary[0], atoms)[1].min())
+    return {"error": error, "min_cosine": cosine}
+
+
+# ----------------------------------------------------------------------------- figures
+def plot_code_maps(codes: Sequence[torch.Tensor], shapes, view_names=None, images=None, axes=None):
+    """Rows = views; columns = (image), argmax atom map, then each atom's code map (values in [0, 1])."""
+    K = codes[0].shape[0]
+    view_names = view_names or [f"view {i + 1}" for i in range(len(codes))]
+    extra = 1 if images is not None else 0
+    fig, axes = _axes(axes, len(codes), K + 1 + extra)
+    for v, (z, hw) in enumerate(zip(codes, shapes)):
+        maps = _np(z).reshape(K, *hw)
+        row = axes[v]
+        if images is not None:
+            row[0].imshow(_np(images[v]))
+            row[0].set_title(f"{view_names[v]} {hw[0]}x{hw[1]}", fontsize=8)
+        row[extra].imshow(maps.argmax(0), cmap=ATOM_CMAP, vmin=0, vmax=9, interpolation="nearest")
+        row[extra].set_title(f"{view_names[v]}: argmax", fontsize=8)
+        for k in range(K):
+            row[extra + 1 + k].imshow(maps[k], vmin=0, vmax=1, cmap="magma", interpolation="nearest")
+            row[extra + 1 + k].set_title(f"atom {k}", fontsize=8)
+        for a in row:
+            a.set_xticks([]), a.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def plot_atoms(dictionaries: dict, ax=None):
+    """Atoms side by side as heat maps: {name: (K, C)}; rows of each block are atoms, columns channels."""
+    plt = _plt()
+    if ax is None:
+        fig, ax = plt.subplots(1, len(dictionaries), figsize=(3.2 * len(dictionaries), 2.4), squeeze=False)
+        ax = ax[0]
+    ax = np.atleast_1d(ax)
+    vmax = max(float(np.abs(_np(d)).max()) for d in dictionaries.values())
+    for a, (name, d) in zip(ax, dictionaries.items()):
+        im = a.imshow(_np(d), cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto", interpolation="nearest")
+        a.set_title(name, fontsize=9), a.set_xlabel("channel"), a.set_ylabel("atom")
+    ax[0].figure.colorbar(im, ax=list(ax), shrink=0.8)
+    return ax[0].figure
+
+
+def plot_objectives(results: dict, svd=None, batch_index: int = 0, ax=None):
+    """Relative error ||X − Zᵀ D||² / ||X||² against iterations per solver; SVD as the optimum line."""
+    plt = _plt()
+    fig, ax = (plt.subplots(figsize=(5, 3.4)) if ax is None else (ax.figure, ax))
+    for name, res in results.items():
+        err = _np(res.relative_error[:, batch_index])
+        ax.plot(np.arange(1, len(err) + 1), err, marker="." if len(err) < 30 else None, label=name)
+    if svd is not None:
+        ax.axhline(float(svd.relative_error[-1, batch_index]), color="k", ls="--", lw=1,
+                   label=f"SVD rank {svd.dictionary.shape[1]} (optimum)")
+    ax.set(xlabel="iteration", ylabel="relative error", yscale="log", title="objective per iteration")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_error_vs_rank(ranks: Sequence[int], errors: dict, ax=None):
+    """Final relative error against the number of atoms K, one line per solver ({name: [error per K]})."""
+    plt = _plt()
+    fig, ax = (plt.subplots(figsize=(5, 3.4)) if ax is None else (ax.figure, ax))
+    for name, errs in errors.items():
+        style = dict(color="k", ls="--") if name.lower().startswith("svd") else {}
+        ax.plot(list(ranks), list(errs), marker="o", label=name, **style)
+    ax.set(xlabel="rank K (atoms)", ylabel="relative error", yscale="log", title="error vs rank")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_sweep(values, rows: Sequence, cols: Sequence, row_label: str, col_label: str, title: str,
+               fmt: str = "{:.3f}", cmap: str = "viridis", ax=None):
+    """A small annotated heat map of a 2-D parameter sweep (values[i][j] for rows[i], cols[j])."""
+    plt = _plt()
+    fig, ax = (plt.subplots(figsize=(0.9 * len(cols) + 1.5, 0.55 * len(rows) + 1.2)) if ax is None
+               else (ax.figure, ax))
+    v = np.asarray(values, dtype=float)
+    im = ax.imshow(v, cmap=cmap, aspect="auto")
+    for i in range(v.shape[0]):
+        for j in range(v.shape[1]):
+            ax.text(j, i, fmt.format(v[i, j]), ha="center", va="center", fontsize=7,
+                    color="w" if v[i, j] < np.nanmean(v) else "k")
+    ax.set_xticks(range(len(cols)), [str(c) for c in cols]), ax.set_yticks(range(len(rows)), [str(r) for r in rows])
+    ax.set(xlabel=col_label, ylabel=row_label, title=title)
+    fig.colorbar(im, ax=ax)
+    return fig
+
+
+def plot_cross_view_agreement(code1: torch.Tensor, code2: torch.Tensor, axes=None):
+    """code1 (K, h1, w1), code2 (K, h2, w2): view-1 argmax, view-2 argmax resized to view 1, and where they agree."""
+    fig, axes = _axes(axes, 1, 3, size=(2.6, 2.6))
+    up = F.interpolate(code2[None].float(), size=code1.shape[-2:], mode="bilinear", align_corners=True)[0]
+    a1, a2 = _np(code1.argmax(0)), _np(up.argmax(0))
+    agree = float(cross_view_agreement(code1[None].float(), code2[None].float()))
+    axes[0, 0].imshow(a1, cmap=ATOM_CMAP, vmin=0, vmax=9, interpolation="nearest")
+    axes[0, 1].imshow(a2, cmap=ATOM_CMAP, vmin=0, vmax=9, interpolation="nearest")
+    axes[0, 2].imshow(a1 == a2, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    for a, t in zip(axes[0], ["view 1 argmax", "view 2 argmax, resized", f"agree: {agree:.1%}"]):
+        a.set_title(t, fontsize=9), a.set_xticks([]), a.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def cvlr_explorer(views, shapes, images=None, max_atoms: int = 10):
+    """ipywidgets explorer: K, temperature, T and an atom index -> code maps of both views (Jupyter only)."""
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    plt = _plt()
+    k = widgets.IntSlider(value=min(6, max_atoms), min=2, max=max_atoms, description="K")
+    tau = widgets.FloatLogSlider(value=0.1, base=10, min=-2, max=0.5, step=0.1, description="temperature")
+    iters = widgets.IntSlider(value=10, min=1, max=50, description="T")
+    atom = widgets.IntSlider(value=0, min=0, max=k.value - 1, description="atom")
+    out = widgets.Output()
+
+    def draw(*_):
+        atom.max = k.value - 1
+        res = cvlr_factorize(views, num_atoms=k.value, num_iters=iters.value, temperature=tau.value)
+        maps1, maps2 = res.code_maps(shapes)                                            # (1, K, h_v, w_v)
+        up2 = F.interpolate(maps2, size=maps1.shape[-2:], mode="bilinear", align_corners=True)
+        agree = float(cross_view_agreement(maps1, maps2))
+        with out:
+            out.clear_output(wait=True)
+            fig, axes = plt.subplots(1, 4, figsize=(11, 2.9))
+            panels = [(maps1[0, atom.value], "magma", 1, f"view 1: atom {atom.value}"),
+                      (maps2[0, atom.value], "magma", 1, f"view 2: atom {atom.value}"),
+                      (maps1[0].argmax(0), ATOM_CMAP, 9, "view 1 argmax"),
+                      (up2[0].argmax(0), ATOM_CMAP, 9, "view 2 argmax, resized")]
+            for a, (img, cmap, vmax, title) in zip(axes, panels):
+                a.imshow(_np(img), cmap=cmap, vmin=0, vmax=vmax, interpolation="nearest")
+                a.set_title(title, fontsize=9), a.set_xticks([]), a.set_yticks([])
+            fig.suptitle(f"relative error {float(res.relative_error[-1, 0]):.4f}, "
+                         f"cross-view agreement {agree:.1%}", fontsize=9)
+            display(fig)
+            plt.close(fig)
+
+    for w in (k, tau, iters, atom):
+        w.observe(draw, names="value")
+    draw()
+    return widgets.VBox([widgets.HBox([k, tau]), widgets.HBox([iters, atom]), out])

@@ -1,0 +1,28 @@
+"""Shared test set-up: quiet, headless, small.
+
+* ``SLRNET_NO_PROGRESS=1`` silences progress bars, ``MPLBACKEND=Agg`` keeps matplotlib off any display;
+  both are set before anything imports matplotlib and are inherited by papermill kernels.
+* ``torch.set_num_threads(2)``: the suite must stay fast on a 2-core machine shared with others.
+* ``output_root``: a fresh temporary folder for notebook / run outputs.
+"""
+import os
+
+os.environ["SLRNET_NO_PROGRESS"] = "1"
+os.environ["MPLBACKEND"] = "Agg"
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(2)
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture
+def output_root(tmp_path: Path) -> Path:
+    """An empty, absolute output root (``<tmp>/outputs``) in place of the repository's ``outputs/``."""
+    root = tmp_path / "outputs"
+    root.mkdir()
+    return root

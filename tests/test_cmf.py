@@ -1,0 +1,144 @@
+"""Collective matrix factorisation solvers (slrnet.cmf): recovery, monotonicity, optimality bounds, multi-view."""
+import pytest
+import torch
+
+from slrnet.cmf import (cross_view_agreement, cvlr_factorize, cvlr_step, init_dictionary, l2_normalize,
+                        match_atoms, nmf_factorize, planted_views, stack_views, svd_reconstruct)
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return planted_views(num_atoms=4, channels=16, shapes=((20, 20), (10, 10)), noise=0.05, seed=0)
+
+
+@pytest.fixture(scope="module")
+def planted_nonneg():
+    return planted_views(num_atoms=4, channels=16, shapes=((20, 20), (10, 10)), noise=0.05, nonnegative=True,
+                         seed=1)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_cvlr_recovers_planted_atoms_from_two_views(planted, device):
+    views = [v.to(device) for v in planted.views]
+    res = cvlr_factorize(views, num_atoms=4, num_iters=10, temperature=0.1, seed=0)
+    assert [tuple(z.shape) for z in res.codes] == [(1, 4, 400), (1, 4, 100)]
+    _, cosine = match_atoms(res.dictionary[0], planted.atoms[0])
+    assert cosine.min() > 0.95
+    torch.testing.assert_close(res.coding.sum(dim=1), torch.ones(1, 500, dtype=torch.float64, device=device))
+    # shared atoms: both views' argmax code maps agree with the planted labels of each view
+    for z_est, z_true in zip(res.codes, planted.codes):
+        order, _ = match_atoms(res.dictionary[0].cpu(), planted.atoms[0])
+        assert (z_est[0].cpu()[order].argmax(0) == z_true[0].argmax(0)).float().mean() > 0.95
+
+
+def test_cvlr_too_soft_temperature_fails_to_separate(planted):
+    # at temperature 1 the unit-norm atoms score pixels too weakly: codes stay near-uniform
+    soft = cvlr_factorize(planted.views, num_atoms=4, num_iters=10, temperature=1.0)
+    sharp = cvlr_factorize(planted.views, num_atoms=4, num_iters=10, temperature=0.1)
+    assert soft.coding.max(dim=1).values.mean() < 0.6 < sharp.coding.max(dim=1).values.mean()
+    assert sharp.objective[-1] < soft.objective[-1]
+
+
+def test_nmf_objective_is_non_increasing(planted_nonneg):
+    res = nmf_factorize(planted_nonneg.views, num_atoms=4, num_iters=60)
+    obj = res.objective[:, 0]
+    assert torch.all(obj[1:] <= obj[:-1] * (1 + 1e-12))
+    assert obj[-1] < 0.1 * obj[0]
+    assert (res.coding >= 0).all() and (res.dictionary >= 0).all()
+    _, cosine = match_atoms(res.dictionary[0], planted_nonneg.atoms[0])
+    assert cosine.min() > 0.9
+
+
+@pytest.mark.parametrize("rank", [2, 4, 6])
+def test_svd_is_a_lower_bound_for_cvlr_and_nmf(planted_nonneg, rank):
+    svd = svd_reconstruct(planted_nonneg.views, rank)
+    cvlr = cvlr_factorize(planted_nonneg.views, num_atoms=rank, num_iters=10, temperature=0.05)
+    nmf = nmf_factorize(planted_nonneg.views, num_atoms=rank, num_iters=30)
+    for res in (cvlr, nmf):
+        assert torch.all(svd.objective[-1] <= res.objective.min(dim=0).values)
+    # the SVD objective is the error of its own reconstruction
+    x = torch.cat(planted_nonneg.views, dim=1)
+    torch.testing.assert_close(svd.objective[-1], (x - svd.reconstruction).pow(2).sum(dim=(1, 2)))
+
+
+def test_three_views_with_different_pixel_counts_and_stacked_input():
+    torch.manual_seed(0)
+    views = [torch.rand(2, n, 6, dtype=torch.float64) for n in (35, 12, 7)]
+    for solver, kw in ((cvlr_factorize, dict(temperature=0.2)), (nmf_factorize, {})):
+        from_list = solver(views, num_atoms=3, num_iters=5, **kw)
+        from_stack = solver(torch.cat(views, 1), num_atoms=3, num_iters=5, view_sizes=[35, 12, 7], **kw)
+        torch.testing.assert_close(from_list.coding, from_stack.coding)
+        assert [tuple(z.shape) for z in from_list.codes] == [(2, 3, 35), (2, 3, 12), (2, 3, 7)]
+        assert [tuple(r.shape) for r in from_list.reconstructions] == [(2, 35, 6), (2, 12, 6), (2, 7, 6)]
+        assert from_list.objective.shape == (5, 2)
+    svd = svd_reconstruct(views, 3)
+    assert [tuple(z.shape) for z in svd.codes] == [(2, 3, 35), (2, 3, 12), (2, 3, 7)]
+
+
+def test_float32_agrees_with_float64(planted, planted_nonneg):
+    f32 = [v.float() for v in planted.views]
+    r64 = cvlr_factorize(planted.views, num_atoms=4, num_iters=5, temperature=0.1)
+    r32 = cvlr_factorize(f32, num_atoms=4, num_iters=5, temperature=0.1)
+    assert r32.dictionary.dtype == torch.float32
+    torch.testing.assert_close(r32.dictionary.double(), r64.dictionary, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(r32.objective.double(), r64.objective, atol=1e-5, rtol=1e-4)
+    n64 = nmf_factorize(planted_nonneg.views, num_atoms=4, num_iters=20)
+    n32 = nmf_factorize([v.float() for v in planted_nonneg.views], num_atoms=4, num_iters=20)
+    torch.testing.assert_close(n32.objective.double(), n64.objective, atol=1e-5, rtol=1e-3)
+    torch.testing.assert_close(svd_reconstruct(f32, 4).objective.double(),
+                               svd_reconstruct(planted.views, 4).objective, atol=1e-4, rtol=1e-3)
+
+
+def test_cvlr_step_folds_an_affine_map_exactly():
+    torch.manual_seed(0)
+    x, d = torch.randn(2, 40, 5, dtype=torch.float64), l2_normalize(torch.randn(2, 3, 7, dtype=torch.float64))
+    w, b = torch.randn(7, 5, dtype=torch.float64), torch.randn(7, dtype=torch.float64)
+    z_fold, d_fold = cvlr_step(x, d, 0.7, weight=w, bias=b)
+    z_lit, d_lit = cvlr_step(x @ w.T + b, d, 0.7)          # the features f(x) materialised
+    torch.testing.assert_close(z_fold, z_lit, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(d_fold, d_lit, atol=1e-12, rtol=1e-12)
+
+
+def test_init_dictionary_is_seeded_and_picks_distinct_rows():
+    x = torch.randn(3, 50, 4)
+    a = init_dictionary(x, 5, "kmeans++", torch.Generator().manual_seed(1))
+    b = init_dictionary(x, 5, "kmeans++", torch.Generator().manual_seed(1))
+    torch.testing.assert_close(a, b)
+    for rows, batch in zip(a, x):
+        same = (rows[:, None] == batch[None]).all(dim=-1)                     # (5, 50) atom == data row
+        assert (same.sum(dim=1) == 1).all() and same.any(dim=0).sum() == 5   # five distinct data rows
+    assert init_dictionary(x, 5, "random", torch.Generator().manual_seed(0)).shape == (3, 5, 4)
+
+
+def test_cross_view_agreement(planted):
+    z1 = planted.codes[0].reshape(1, 4, 20, 20)
+    z2 = planted.codes[1].reshape(1, 4, 10, 10)
+    assert cross_view_agreement(z1, z1).item() == 1.0
+    assert cross_view_agreement(z1, z2).item() > 0.9
+    assert cross_view_agreement(z1, z2.flip(1)).item() < 0.5           # atoms relabelled: disagreement
+
+
+def test_errors_name_the_parameter():
+    x = torch.rand(2, 10, 4)
+    with pytest.raises(ValueError, match="view_sizes"):
+        stack_views(x, view_sizes=[4, 5])
+    with pytest.raises(ValueError, match="same B and C"):
+        cvlr_factorize([x, torch.rand(2, 10, 3)], num_atoms=2)
+    with pytest.raises(ValueError, match="num_atoms"):
+        cvlr_factorize(x, num_atoms=0)
+    with pytest.raises(ValueError, match="num_atoms"):
+        nmf_factorize(x)
+    with pytest.raises(ValueError, match="temperature"):
+        cvlr_factorize(x, num_atoms=2, temperature=-1.0)
+    with pytest.raises(ValueError, match="non-negative"):
+        nmf_factorize(x - 1, num_atoms=2)
+    with pytest.raises(ValueError, match="rank"):
+        svd_reconstruct(x, rank=5)
+    with pytest.raises(ValueError, match=r"init tensor must be \(B, K, C\)"):
+        cvlr_factorize(x, init=torch.rand(2, 3, 5))
+    with pytest.raises(ValueError, match="init must be"):
+        cvlr_factorize(x, num_atoms=2, init="pca")
+    with pytest.raises(TypeError, match="floating point"):
+        svd_reconstruct(torch.ones(1, 4, 3, dtype=torch.long), rank=1)

@@ -1,0 +1,73 @@
+"""Config loading: original sections and keys, defaults, overrides, and errors that name the key."""
+from pathlib import Path
+
+import pytest
+
+from slrnet.config import DEFAULTS, ConfigError, load_config, merge_overrides, validate
+
+CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    cfg = load_config(path)
+    assert set(DEFAULTS) <= set(cfg)
+    assert cfg["model"]["num_classes"] >= 2
+
+
+def test_original_keys_are_accepted():
+    # experiments/slrnet_voc_wss_v100x2.yaml, section by section
+    original = {
+        "misc": {"log_dir": "outputs", "log_freq": 100, "verbose": 2, "resume": 0,
+                 "resume_checkpoint_path": "", "visualize_samples": ""},
+        "train": {"lr": 0.0005, "num_epochs": 30, "pretrain_epochs": 5, "num_warmup_steps": 0,
+                  "num_decay_steps": 0, "decay_rate": 1, "batch_size": 16, "num_workers": 8,
+                  "weight_decay": 0.0005, "loss_coeff": [1.0, 4.0, 4.0, 1.0]},
+        "dataset": {"name": "voc", "root": "data/VOC+SBD/", "crop_size": 321, "scale": [0.9, 1.0]},
+        "model": {"name": "slrnet", "backbone": "resnet38", "pretrained": "x.pth", "num_classes": 21,
+                  "scale_factor": 0.5, "pamr_iter": 10, "cutoff_top": 0.6, "cutoff_low": 0.2,
+                  "temperature": 1.0, "pamr_dilations": [1, 2, 4, 8, 12, 24]},
+        "test": {"scales": [1, 1.5, 2.0, 0.5, 0.75]},
+    }
+    cfg = validate(original)
+    assert cfg["train"]["loss_coeff"] == [1.0, 4.0, 4.0, 1.0]
+    assert cfg["model"]["use_cvlr"] is True
+
+
+def test_unknown_key_is_named_with_a_suggestion(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("train:\n  learning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"train\.learning_rate"):
+        load_config(p)
+    p.write_text("train:\n  num_epoch: 3\n")
+    with pytest.raises(ConfigError, match=r"did you mean 'num_epochs'"):
+        load_config(p)
+    p.write_text("modle:\n  backbone: tiny\n")
+    with pytest.raises(ConfigError, match=r"unknown section 'modle'.*did you mean 'model'"):
+        load_config(p)
+
+
+def test_wrong_type_is_named(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("train:\n  batch_size: sixteen\n")
+    with pytest.raises(ConfigError, match=r"train\.batch_size: expected a number"):
+        load_config(p)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        load_config(tmp_path / "nope.yaml")
+    p = tmp_path / "broken.yaml"
+    p.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(p)
+
+
+def test_overrides():
+    cfg = validate({})
+    cfg2 = merge_overrides(cfg, ["train.num_epochs=2", "model.use_cvlr=false", "test.scales=[1, 0.5]"])
+    assert cfg2["train"]["num_epochs"] == 2 and cfg2["model"]["use_cvlr"] is False
+    assert cfg2["test"]["scales"] == [1, 0.5]
+    assert cfg["train"]["num_epochs"] == 30          # the input is not modified
+    with pytest.raises(ConfigError, match=r"train\.epochs"):
+        merge_overrides(cfg, ["train.epochs=3"])
