@@ -233,17 +233,20 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tens
 
     mismatched_keys = {k for k, _, _ in report.mismatched}
     seen = set(to_load) | set(report.via_alias) | mismatched_keys
+    missing_tensors: set[int] = set()
     for key, tensor in target.items():
         if key in seen:
             continue
         if id(tensor) in loaded_tensors:
             report.via_alias.append(key)
-        elif not _matches(key, ignore_missing) and not any(a in mismatched_keys for a in aliases[key]):
+        elif (id(tensor) not in missing_tensors and not _matches(key, ignore_missing)
+              and not any(a in mismatched_keys for a in aliases[key])):
+            missing_tensors.add(id(tensor))     # a tensor is missing once, under its first name
             report.missing.append(key)
 
-    name = source or type(model).__name__
     if not report.ok:
-        message = (f"state_dict from {name} does not match {type(model).__name__}: {report.summary()}\n"
+        origin = f"state_dict from {source}" if source else "state_dict"
+        message = (f"{origin} does not match {type(model).__name__}: {report.summary()}\n"
                    f"{report.details()}")
         if strict:
             raise StateDictMismatchError(message + "\nPass strict=False to load only the matching keys.", report)

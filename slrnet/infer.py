@@ -139,8 +139,8 @@ def split_description(dataset) -> str:
     """The dataset's split name and list file, as far as it tells (``""`` if it does not)."""
     parts = [str(getattr(dataset, "split", "") or "")]
     list_file = getattr(dataset, "list_file", None)
-    if list_file:
-        parts.append(Path(list_file).stem)
+    if list_file and Path(list_file).stem != parts[0]:
+        parts.append(f"(list {Path(list_file).name})")
     return " ".join(p for p in parts if p)
 
 

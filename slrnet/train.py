@@ -307,7 +307,10 @@ class Trainer:
 # ---------------------------------------------------------------------- CLI
 def add_cli_arguments(parser) -> None:
     parser.add_argument("--config", required=True, help="experiment YAML (sections misc/train/dataset/model/test)")
-    parser.add_argument("--run", default="", help="run name; outputs go to <misc.log_dir>/<config name>/<run>")
+    # --run mirrors the original tool; under torchrun use --run_name (torchrun's own --run-path
+    # makes a bare --run ambiguous to its argument parser).
+    parser.add_argument("--run", "--run_name", dest="run", default="",
+                        help="run name; outputs go to <misc.log_dir>/<config name>/<run>")
     parser.add_argument("--seed", type=int, default=None, help="overrides misc.seed")
     parser.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (overrides misc.device)")
     parser.add_argument("--resume", action="store_true", help="resume from the run's last checkpoint")

@@ -38,7 +38,8 @@ def _np(t) -> np.ndarray:
 def _axes(axes, nrows, ncols, size=(2.0, 2.0)):
     plt = _plt()
     if axes is None:
-        fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False,
+                                 layout="constrained")
         return fig, axes
     axes = np.asarray(axes, dtype=object).reshape(nrows, ncols)
     return axes[0, 0].figure, axes
@@ -114,7 +115,7 @@ def rank_sweep(views, ranks: Sequence[int], temperature: float = 0.1, cvlr_iters
 
 
 def temperature_sweep(views, atoms: torch.Tensor, temperatures: Sequence[float], iterations: Sequence[int],
-                      seed: int = 0) -> dict:
+                      init: str = "random", seed: int = 0) -> dict:
     """CVLR over a grid of (T, temperature): final relative error and worst matched-atom cosine.
 
     atoms (K, C) are the planted ones (batch item 0 is used); returns arrays of shape (len(T), len(temperatures)).
@@ -123,7 +124,7 @@ def temperature_sweep(views, atoms: torch.Tensor, temperatures: Sequence[float],
     cosine = np.zeros_like(error)
     for i, t in enumerate(iterations):
         for j, tau in enumerate(temperatures):
-            res = cvlr_factorize(views, atoms.shape[0], t, tau, seed=seed)
+            res = cvlr_factorize(views, atoms.shape[0], t, tau, init=init, seed=seed)
             error[i, j] = float(res.relative_error[-1, 0])
             cosine[i, j] = float(match_atoms(res.dictionary[0], atoms)[1].min())
     return {"error": error, "min_cosine": cosine}
@@ -149,7 +150,6 @@ def plot_code_maps(codes: Sequence[torch.Tensor], shapes, view_names=None, image
             row[extra + 1 + k].set_title(f"atom {k}", fontsize=8)
         for a in row:
             a.set_xticks([]), a.set_yticks([])
-    fig.tight_layout()
     return fig
 
 
@@ -157,7 +157,8 @@ def plot_atoms(dictionaries: dict, ax=None):
     """Atoms side by side as heat maps: {name: (K, C)}; rows of each block are atoms, columns channels."""
     plt = _plt()
     if ax is None:
-        fig, ax = plt.subplots(1, len(dictionaries), figsize=(3.2 * len(dictionaries), 2.4), squeeze=False)
+        fig, ax = plt.subplots(1, len(dictionaries), figsize=(3.2 * len(dictionaries), 2.6), squeeze=False,
+                               layout="constrained")
         ax = ax[0]
     ax = np.atleast_1d(ax)
     vmax = max(float(np.abs(_np(d)).max()) for d in dictionaries.values())
@@ -171,7 +172,7 @@ def plot_atoms(dictionaries: dict, ax=None):
 def plot_objectives(results: dict, svd=None, batch_index: int = 0, ax=None):
     """Relative error ||X − Zᵀ D||² / ||X||² against iterations per solver; SVD as the optimum line."""
     plt = _plt()
-    fig, ax = (plt.subplots(figsize=(5, 3.4)) if ax is None else (ax.figure, ax))
+    fig, ax = (plt.subplots(figsize=(5, 3.4), layout="constrained") if ax is None else (ax.figure, ax))
     for name, res in results.items():
         err = _np(res.relative_error[:, batch_index])
         ax.plot(np.arange(1, len(err) + 1), err, marker="." if len(err) < 30 else None, label=name)
@@ -186,7 +187,7 @@ def plot_objectives(results: dict, svd=None, batch_index: int = 0, ax=None):
 def plot_error_vs_rank(ranks: Sequence[int], errors: dict, ax=None):
     """Final relative error against the number of atoms K, one line per solver ({name: [error per K]})."""
     plt = _plt()
-    fig, ax = (plt.subplots(figsize=(5, 3.4)) if ax is None else (ax.figure, ax))
+    fig, ax = (plt.subplots(figsize=(5, 3.4), layout="constrained") if ax is None else (ax.figure, ax))
     for name, errs in errors.items():
         style = dict(color="k", ls="--") if name.lower().startswith("svd") else {}
         ax.plot(list(ranks), list(errs), marker="o", label=name, **style)
@@ -196,17 +197,20 @@ def plot_error_vs_rank(ranks: Sequence[int], errors: dict, ax=None):
 
 
 def plot_sweep(values, rows: Sequence, cols: Sequence, row_label: str, col_label: str, title: str,
-               fmt: str = "{:.3f}", cmap: str = "viridis", ax=None):
+               fmt: str = "{:.3f}", cmap: str = "viridis", log: bool = False, ax=None):
     """A small annotated heat map of a 2-D parameter sweep (values[i][j] for rows[i], cols[j])."""
     plt = _plt()
-    fig, ax = (plt.subplots(figsize=(0.9 * len(cols) + 1.5, 0.55 * len(rows) + 1.2)) if ax is None
-               else (ax.figure, ax))
+    from matplotlib.colors import LogNorm
+
+    fig, ax = (plt.subplots(figsize=(0.9 * len(cols) + 1.5, 0.55 * len(rows) + 1.2), layout="constrained")
+               if ax is None else (ax.figure, ax))
     v = np.asarray(values, dtype=float)
-    im = ax.imshow(v, cmap=cmap, aspect="auto")
+    im = ax.imshow(v, cmap=cmap, aspect="auto", norm=LogNorm() if log else None)
+    middle = np.exp(np.nanmean(np.log(v))) if log else np.nanmean(v)   # text colour threshold
     for i in range(v.shape[0]):
         for j in range(v.shape[1]):
             ax.text(j, i, fmt.format(v[i, j]), ha="center", va="center", fontsize=7,
-                    color="w" if v[i, j] < np.nanmean(v) else "k")
+                    color="w" if v[i, j] < middle else "k")
     ax.set_xticks(range(len(cols)), [str(c) for c in cols]), ax.set_yticks(range(len(rows)), [str(r) for r in rows])
     ax.set(xlabel=col_label, ylabel=row_label, title=title)
     fig.colorbar(im, ax=ax)
@@ -224,7 +228,6 @@ def plot_cross_view_agreement(code1: torch.Tensor, code2: torch.Tensor, axes=Non
     axes[0, 2].imshow(a1 == a2, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     for a, t in zip(axes[0], ["view 1 argmax", "view 2 argmax, resized", f"agree: {agree:.1%}"]):
         a.set_title(t, fontsize=9), a.set_xticks([]), a.set_yticks([])
-    fig.tight_layout()
     return fig
 
 

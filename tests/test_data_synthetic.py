@@ -97,6 +97,9 @@ def test_ensure_refuses_to_overwrite_a_foreign_folder(tmp_path):
     with pytest.raises(FileExistsError, match="mine"):
         ensure_default_dataset(tmp_path / "mine", **TINY)
     assert (tmp_path / "mine" / "precious.txt").read_text() == "keep me"
+    (tmp_path / "mine" / "meta.json").write_text('{"generator": "someone else"}')
+    with pytest.raises(FileExistsError, match="mine"):
+        ensure_default_dataset(tmp_path / "mine", **TINY)
 
 
 def test_unknown_or_bad_options_are_rejected(tmp_path):
@@ -114,3 +117,17 @@ def test_loads_through_the_generic_voc_loader(tmp_path):
     assert sample["image"].shape == (3, 64, 64) and sample["has_mask"]
     assert sample["labels"].sum() >= 1
     assert ds.validate()["num_with_mask"] == 4
+
+
+def test_build_dataset_generates_shapes_and_resolves_data_roots(tmp_path, monkeypatch):
+    from slrnet.data.voc import build_dataset, resolve_data_root
+
+    monkeypatch.setenv("SLRNET_DATA", str(tmp_path / "store"))
+    assert resolve_data_root("data/shapes_tiny") == tmp_path / "store" / "shapes_tiny"
+    cfg = {"name": "shapes", "root": "data/shapes_tiny", "crop_size": 48, "scale": [0.9, 1.0],
+           "generate": {"image_size": 64, "num_train": 4, "num_val": 2, "seed": 1}}
+    train = build_dataset(cfg, "train", train=True)
+    val = build_dataset(cfg, "val", train=False)
+    assert train.root == tmp_path / "store" / "shapes_tiny" and len(train) == 4 and len(val) == 2
+    assert train[0]["image"].shape == (3, 48, 48) and val[0]["image"].shape == (3, 64, 64)
+    assert train.class_names == SHAPES_CLASSES

@@ -140,3 +140,25 @@ def test_bad_arguments_are_reported():
     image, mask, _ = _quadrants()
     with pytest.raises(ValueError, match="mask"):
         ValTransform()(image, mask[:-1])
+
+
+def test_dataloader_workers_draw_different_augmentations():
+    """With generator=None each worker uses its own (differently seeded) torch RNG."""
+    image, mask, _ = _quadrants()
+
+    class Repeated(torch.utils.data.Dataset):
+        transform = TrainTransform(32, scale=(0.3, 1.0))
+
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return self.transform(image, mask)[0]
+
+    torch.manual_seed(0)
+    crops = list(torch.utils.data.DataLoader(Repeated(), batch_size=1, num_workers=2))
+    assert not torch.equal(crops[0], crops[1])  # worker 0 and worker 1 each made their first draw
+    # the pitfall the docstring warns about: a generator object is copied identically into each worker
+    Repeated.transform = TrainTransform(32, scale=(0.3, 1.0), generator=torch.Generator().manual_seed(0))
+    crops = list(torch.utils.data.DataLoader(Repeated(), batch_size=1, num_workers=2))
+    assert torch.equal(crops[0], crops[1])

@@ -142,6 +142,20 @@ def test_denormalize_inverts_normalisation():
     assert out.dtype == np.uint8 and out.shape == (5, 6, 3) and np.array_equal(out, rgb)
 
 
+def test_png_images_and_warnings_for_items_without_any_labels(voc):
+    root, _ = voc
+    name = SEG_VAL[0]
+    Image.open(root / "JPEGImages" / f"{name}.jpg").save(root / "JPEGImages" / f"{name}.png")
+    (root / "JPEGImages" / f"{name}.jpg").unlink()
+    assert VOCSegmentation(root, "val").image_paths[0].suffix == ".png"
+    (root / "Annotations" / f"{SBD_ONLY[0]}.xml").unlink()
+    with pytest.warns(UserWarning, match="1 of 3 items have neither a mask"):
+        ds = VOCSegmentation(root, "train")
+    assert ds.label_source(2) == "none" and ds[2]["labels"].sum() == 0
+    with pytest.warns(UserWarning, match="SegmentationClassTypo does not exist"):
+        VOCSegmentation(root, "val", mask_dir="SegmentationClassTypo")
+
+
 # -- bad input: each error names the file and what was expected ------------------------------------------
 
 def test_missing_root(tmp_path):
@@ -226,3 +240,42 @@ def test_malformed_and_empty_list_files(voc):
     (root / "ImageSets/Segmentation/empty.txt").write_text("\n")
     with pytest.raises(DatasetError, match="empty"):
         VOCSegmentation(root, "empty")
+
+
+# -- tour helpers (statistics and figures used by notebook 00) ----------------------------------------
+
+def test_tour_statistics_match_the_masks(voc):
+    from slrnet.data import tour
+
+    root, masks = voc
+    ds = VOCSegmentation(root, "train")                       # two masks + one XML-only image
+    stats = tour.dataset_statistics(ds)
+    expected = np.stack([_labels(masks[n]) for n in ds.names]).sum(0)
+    assert [stats["class_image_counts"][c] for c in VOC_CLASSES[1:]] == expected.astype(int).tolist()
+    assert stats["num_scanned_with_mask"] == 2 and stats["num_scanned"] == 3
+    m = masks[SEG_TRAIN[0]]
+    area = stats["per_image"]["area_fraction"][0]
+    for c in np.unique(m):
+        if c < 255:
+            assert area[c] == pytest.approx((m == c).mean())
+    pixels = sum(masks[n].size for n in SEG_TRAIN)
+    assert stats["pixel_share"]["void"] == pytest.approx(sum((masks[n] == 255).sum() for n in SEG_TRAIN) / pixels)
+    assert "per_image" not in tour.summary(stats)
+    assert tour.split_sizes(root) == {"train": 3, "train_aug": 4, "val": 2}
+
+
+def test_tour_figures_render(voc):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from slrnet.data import tour
+
+    root, _ = voc
+    ds = VOCSegmentation(root, "train")
+    stats = tour.dataset_statistics(ds)
+    figs = [tour.plot_samples(ds, [0, 2]), tour.plot_class_frequency(stats), tour.plot_object_sizes(stats),
+            tour.plot_class_legend(ds.class_names),
+            tour.plot_augmented_crops(ds, 0, tour.TrainTransform(24, scale=(0.5, 1.0)), num_crops=2)]
+    for fig in figs:
+        assert isinstance(fig, matplotlib.figure.Figure)
+        plt.close(fig)

@@ -280,6 +280,13 @@ def _is_complete(root: Path, opts: dict) -> bool:
     return True
 
 
+def _written_by_us(root: Path) -> bool:
+    try:
+        return json.loads((root / "meta.json").read_text()).get("generator") == "slrnet.data.synthetic"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def ensure_default_dataset(root=None, **options) -> Path:
     """Return a folder holding the shapes dataset for ``options``, generating it when needed.
 
@@ -296,7 +303,7 @@ def ensure_default_dataset(root=None, **options) -> Path:
         return root
     if root.exists() and not root.is_dir():
         raise FileExistsError(f"shapes dataset root {root} exists and is not a folder")
-    if root.is_dir() and any(root.iterdir()) and not (root / "meta.json").is_file():
+    if root.is_dir() and any(root.iterdir()) and not _written_by_us(root):
         raise FileExistsError(f"{root} is not empty and has no meta.json from the shapes generator; refusing to "
                               f"overwrite it. Pass another root or remove the folder.")
     root.parent.mkdir(parents=True, exist_ok=True)

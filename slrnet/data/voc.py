@@ -22,7 +22,7 @@ naming the file and what was expected.
 """
 from __future__ import annotations
 
-import os
+import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -36,6 +36,7 @@ VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "
                "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
                "train", "tvmonitor")
 VOID = 255
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
 class DatasetError(ValueError):
@@ -144,6 +145,14 @@ def read_xml_objects(path) -> list[str]:
     return [(obj.findtext("name") or "").strip() for obj in tree.getroot().iter("object")]
 
 
+def find_image(folder: Path, name: str) -> Path:
+    """``folder/name.jpg``, or the first of .jpeg / .png that exists (the .jpg path when none does)."""
+    for ext in IMAGE_EXTENSIONS:
+        if (folder / f"{name}{ext}").is_file():
+            return folder / f"{name}{ext}"
+    return folder / f"{name}.jpg"
+
+
 def parse_list_file(path, root: Path, mask_dir: str) -> list[tuple[str, Path, Path]]:
     """Items (name, image path, mask path) from a list file with bare names or two-column paths."""
     items = []
@@ -153,9 +162,9 @@ def parse_list_file(path, root: Path, mask_dir: str) -> list[tuple[str, Path, Pa
             continue
         if len(fields) > 2:
             raise DatasetError(f"{path}:{lineno}: expected a name or 'image_path mask_path', got {line!r}")
-        if len(fields) == 1 and "/" not in fields[0] and not fields[0].lower().endswith((".jpg", ".jpeg", ".png")):
+        if len(fields) == 1 and "/" not in fields[0] and not fields[0].lower().endswith(IMAGE_EXTENSIONS):
             name = fields[0]
-            items.append((name, root / "JPEGImages" / f"{name}.jpg", root / mask_dir / f"{name}.png"))
+            items.append((name, find_image(root / "JPEGImages", name), root / mask_dir / f"{name}.png"))
             continue
         image_path = root / fields[0].lstrip("/")
         name = Path(fields[0]).stem
@@ -186,11 +195,16 @@ class VOCSegmentation:
                                            f"JPEGImages/, SegmentationClass/ and ImageSets/Segmentation/)")
         if mask_dir is None:
             mask_dir = "SegmentationClassAug" if (self.root / "SegmentationClassAug").is_dir() else "SegmentationClass"
+        if not (self.root / mask_dir).is_dir():
+            warnings.warn(f"mask folder {self.root / mask_dir} does not exist: split '{split}' has no pixel labels",
+                          stacklevel=2)
         self.split, self.mask_dir = split, mask_dir
         self.list_file = self._find_list(list_file, split)
         if classes is not None:
-            self.class_names = tuple(classes)
+            self.class_names = tuple(str(c) for c in classes)
             self.classes_source = "the classes argument"
+            if len(self.class_names) < 2 or len(set(self.class_names)) != len(self.class_names):
+                raise DatasetError(f"classes: expected at least two unique names (background first), got {classes}")
         elif (self.root / "classes.txt").is_file():
             self.class_names = read_classes_file(self.root / "classes.txt")
             self.classes_source = str(self.root / "classes.txt")
@@ -208,6 +222,14 @@ class VOCSegmentation:
                                            f"e.g. {missing[0]}")
         # Masks may be missing for some items (semi-supervised data, SBD-only images): labels then come from XML.
         self.mask_paths = [m if m.is_file() else None for _, _, m in items]
+        self._sources = ["mask" if m is not None else
+                         "xml" if (self.root / "Annotations" / f"{n}.xml").is_file() else "none"
+                         for n, m in zip(self.names, self.mask_paths)]
+        unlabelled = self._sources.count("none")
+        if unlabelled:
+            warnings.warn(f"{self.list_file}: {unlabelled} of {len(self)} items have neither a mask in "
+                          f"{self.root / mask_dir} nor Annotations/<name>.xml; their image labels are all zero",
+                          stacklevel=2)
         self._labels_cache: np.ndarray | None = None
 
     def _find_list(self, list_file, split: str) -> Path:
@@ -257,9 +279,7 @@ class VOCSegmentation:
 
     def label_source(self, index: int) -> str:
         """'mask', 'xml' or 'none': where item ``index``'s image labels come from."""
-        if self.mask_paths[index] is not None:
-            return "mask"
-        return "xml" if (self.root / "Annotations" / f"{self.names[index]}.xml").is_file() else "none"
+        return self._sources[index]
 
     def image_labels(self) -> np.ndarray:
         """Multi-hot foreground labels of every item, float32 (N, K-1), reading only masks / XML (cached)."""

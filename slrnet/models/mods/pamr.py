@@ -24,6 +24,8 @@ deviations, for float32 accuracy). Peak extra memory is a few mask-sized tensors
 shift kernels of the original implementation are kept as buffers (``aff_x.kernel``,
 ``aff_m.kernel`` (8,1,3,3), ``aff_std.kernel`` (9,1,3,3)) so that, with the module registered as
 ``_aff`` in the network, official checkpoints load strictly; they are not used for computing.
+Any device and floating dtype: half-precision inputs are processed in float32 (the 1e-8 guard
+would flush to 0 in float16) and the result is returned in the inputs' promoted dtype.
 
 References: Araslanov & Roth, "Single-Stage Semantic Segmentation from Image Labels", CVPR 2020;
 Pan et al., SLRNet, IJCV 2022.
@@ -151,9 +153,11 @@ class PAMR(nn.Module):
             raise ValueError(f"PAMR.forward: expected mask (B, K, h, w) with B = {image.shape[0]}, "
                              f"got {tuple(mask.shape)}")
         dtype = torch.promote_types(image.dtype, mask.dtype)
-        image, mask = image.to(dtype), mask.to(dtype)
+        # half precision would flush the 1e-8 guard to 0 (0/0 on flat patches): compute in >= float32
+        work = torch.promote_types(dtype, torch.float32)
+        image, mask = image.to(work), mask.to(work)
         mask = self.upsample_mask(mask, image.shape[-2:])                 # (B, K, H, W)
-        return self.propagate(mask, self.affinity(image))
+        return self.propagate(mask, self.affinity(image)).to(dtype)
 
     @staticmethod
     def _check_image(image: torch.Tensor):

@@ -1,0 +1,125 @@
+"""Trainer: schedule, exact resume, NaN guard, atomic checkpoints, logs, and DDP under torchrun."""
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from slrnet.checkpoint import load_checkpoint
+from slrnet.config import merge_overrides, save_config, validate
+from slrnet.data import ensure_default_dataset
+from slrnet.train import Trainer, TrainingDiverged, lr_factor
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    return ensure_default_dataset(tmp_path_factory.mktemp("data") / "shapes", num_train=24, num_val=4,
+                                  image_size=48)
+
+
+def tiny_cfg(root, **over):
+    cfg = validate({
+        "misc": {"seed": 3, "verbose": 0, "log_freq": 1, "num_snapshots": 2, "device": "cpu"},
+        "train": {"lr": 0.01, "num_epochs": 2, "pretrain_epochs": 0, "batch_size": 4, "num_workers": 0,
+                  "lr_multipliers": [1, 1, 1, 1], "max_steps_per_epoch": 2},
+        "dataset": {"name": "shapes", "root": str(root), "crop_size": 40},
+        "model": {"backbone": "tiny", "num_classes": 7, "decoder_channels": 16, "aspp_dilations": [1, 2, 3, 4],
+                  "backbone_kwargs": {"width": 8}, "pamr_iter": 2, "pamr_dilations": [1, 2]},
+        "test": {"scales": [1.0]},
+    })
+    return merge_overrides(cfg, over)
+
+
+def test_lr_schedule_is_constant_then_cosine():
+    cfg = validate({"train": {"num_epochs": 4, "pretrain_epochs": 1}})
+    steps = 10
+    assert lr_factor(0, 5, steps, cfg) == 1.0 and lr_factor(1, 9, steps, cfg) == 1.0   # epochs 0..pretrain
+    factors = [lr_factor(e, s, steps, cfg) for e in (2, 3) for s in range(steps)]
+    assert factors[0] == 1.0 and all(a > b for a, b in zip(factors, factors[1:]))
+    assert factors[-1] > 0      # as the released recipe: the cosine never quite reaches 0
+
+
+def test_training_writes_checkpoints_logs_and_snapshots(tmp_path, tiny_root):
+    trainer = Trainer(tiny_cfg(tiny_root), tmp_path / "run")
+    history = trainer.fit()
+    assert [h["epoch"] for h in history] == [0, 1]
+    assert all(0.0 <= h["val_miou"] <= 1.0 for h in history)
+    run = tmp_path / "run"
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pth")       # safe (weights_only) load
+    assert ckpt["epoch"] == 1 and set(ckpt) >= {"state_dict", "epoch", "optimizer"}
+    assert (run / "checkpoints" / "best.pth").is_file()
+    assert len(list((run / "snapshots").glob("*.png"))) == 2
+    lines = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines()]
+    assert any("val_miou" in l for l in lines) and any("step" in l for l in lines)
+    assert not list(run.rglob("*.tmp"))                             # atomic writes leave no temp files
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, tiny_root):
+    full = Trainer(tiny_cfg(tiny_root, **{"train.num_epochs": 3}), tmp_path / "full")
+    full.fit()
+
+    interrupted = Trainer(tiny_cfg(tiny_root, **{"train.num_epochs": 3}), tmp_path / "cut")
+    original = interrupted.train_epoch
+
+    def stop_after_first_epoch(epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return original(epoch)
+
+    interrupted.train_epoch = stop_after_first_epoch
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit()
+    assert load_checkpoint(tmp_path / "cut/checkpoints/last.pth")["epoch"] == 0
+
+    resumed = Trainer(tiny_cfg(tiny_root, **{"train.num_epochs": 3, "misc.resume": 1}), tmp_path / "cut")
+    assert resumed.start_epoch == 1
+    resumed.fit()
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_root):
+    trainer = Trainer(tiny_cfg(tiny_root, **{"train.num_epochs": 3}), tmp_path / "nan")
+    forward = trainer.model.forward
+
+    def poisoned(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        if trainer.global_step >= 3:                 # epoch 2 (index 1), second step
+            out["losses"]["cls"] = out["losses"]["cls"] * float("nan")
+        return out
+
+    trainer.model.forward = poisoned
+    with pytest.raises(TrainingDiverged, match="epoch 2, step 2"):
+        trainer.fit()
+    ckpt = load_checkpoint(tmp_path / "nan/checkpoints/last.pth")
+    assert ckpt["epoch"] == 0
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_keep_identical_replicas_and_only_rank0_writes(tmp_path, tiny_root):
+    cfg = tiny_cfg(tiny_root, **{"misc.log_dir": str(tmp_path / "logs"), "train.batch_size": 2})
+    save_config(cfg, tmp_path / "ddp.yaml")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SLRNET_NO_PROGRESS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), "-m", "slrnet", "train", "--config", str(tmp_path / "ddp.yaml"),
+           "--run_name", "ddp", "--device", "cpu"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "logs" / "ddp" / "ddp"
+    check = json.loads((run / "ddp_check.json").read_text())
+    assert check["world_size"] == 2 and check["replica_max_abs_diff"] == 0.0
+    epochs = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines() if "val_miou" in l]
+    assert [e["epoch"] for e in epochs] == [0, 1]                  # one writer: no duplicated lines
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.pth", "last.pth"]
