@@ -9,10 +9,12 @@ repeats, peak memory, max |diff| of outputs and gradients) and one summary line.
     python benchmarks/cmf.py --device cpu --batch 4 --repeats 5 --num-iters 3
 
 Memory: on CUDA, ``torch.cuda.max_memory_allocated`` during one forward+backward minus what was
-allocated before it (inputs, weights). On CPU there is no allocator high-water mark, so each
+allocated before it (inputs, weights, probes). On CPU there is no allocator high-water mark, so each
 implementation runs once in a fresh spawned process and we report the growth of the process's peak
-resident set size (VmHWM, reset after the inputs were built) over the RSS at that point. "saved MB" is exact on
-every device: the bytes of distinct tensors autograd keeps for backward (saved_tensors_hooks).
+resident set size (VmHWM, reset once the inputs are built) over the RSS at that point: activations,
+gradients and allocator slack together. "saved MB" is exact on every device: the bytes of distinct
+tensors autograd keeps for backward (saved_tensors_hooks), inputs and weights excluded.
+On a CPU shared with other jobs, ``--threads 1`` gives steadier timings.
 
 The reference forms f1(x) (B, N, C) explicitly; the library folds f1 into the CVLR step
 (``slrnet.cmf.cvlr_step``), so the N·C·C matmul of f1 and its backward disappear.
@@ -26,7 +28,6 @@ import statistics
 import time
 
 import torch
-import torch.nn.functional as F
 
 from slrnet.models.mods.cvlr import FactorizationReconstruction
 from slrnet.utils import resolve_device
@@ -165,7 +166,10 @@ def main(argv=None):
     p.add_argument("--num-iters", type=int, default=1)
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     batch = args.batch or (2 if args.quick else 8)
     repeats = args.repeats or (3 if args.quick else 10)

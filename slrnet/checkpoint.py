@@ -109,6 +109,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", weights_
                 f"objects and can run code from the file.") from e
         raise CheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated?): {e}") from e
     except Exception as e:    # zip / pickle / legacy-format readers fail in many different ways
+        if "deserialize object on" in str(e):     # e.g. CUDA tensors opened without CUDA
+            raise CheckpointError(f"{path} holds tensors of a device that is not available here "
+                                  f"(map_location={map_location!r}); use map_location='cpu'.") from e
         raise CheckpointError(
             f"{path} is not a readable checkpoint: it looks truncated or corrupt "
             f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else 'no detail'}). "
@@ -127,7 +130,7 @@ def extract_state_dict(obj: Any, source: str = "state_dict") -> Mapping[str, tor
         raise TypeError(f"{source}: expected a dict of tensors, got {type(obj).__name__}")
     for wrapper in ("state_dict", "model"):
         inner = obj.get(wrapper)
-        if isinstance(inner, Mapping) and not isinstance(inner, torch.Tensor):
+        if isinstance(inner, Mapping):
             return inner
     return obj
 

@@ -112,7 +112,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                         help="list of names (default: ImageSets/Segmentation/val.txt, else every PNG in pred_dir)")
     parser.add_argument("--num_classes", type=int, default=None,
                         help="number of classes incl. background (default: classes.txt of the root, else 21)")
-    parser.add_argument("--mask_dir", default=None, help="ground-truth folder (default: SegmentationClass, then ...Aug)")
+    parser.add_argument("--mask_dir", default=None,
+                        help="ground-truth folder (default: SegmentationClass/, then SegmentationClassAug/)")
     parser.add_argument("--output_json", "--json", default=None, help="also write the summary as JSON here")
 
 

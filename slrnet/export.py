@@ -115,7 +115,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                         help="permit --use_cls_label 1 on a list that is not a training list")
     parser.add_argument("--bg_pow", type=float, default=None, help="background power (config: test.bg_pow)")
     parser.add_argument("--fp_cut", type=float, default=None, help="score threshold without --use_cls_label")
-    parser.add_argument("--scales", type=parse_scales, default=None, help="comma-separated scales (config: test.scales)")
+    parser.add_argument("--scales", type=parse_scales, default=None,
+                        help="comma-separated scales (config: test.scales)")
     parser.add_argument("--mask_dir", default="SegmentationClassAug", help="label folder name under --output")
     parser.add_argument("--list_name", default="train_aug.txt", help="list file name under ImageSets/Segmentation")
     parser.add_argument("--link_images", type=int, default=1, choices=(0, 1), help="symlink JPEGImages/")
@@ -140,6 +141,8 @@ def cli_run(args: argparse.Namespace) -> int:
         list_name=args.list_name, link_images=bool(args.link_images), num_workers=args.num_workers,
         device=device, max_images=args.max_images or None)
     quality = info["quality"]
-    extra = f"; pseudo-label mIoU vs. masks {100 * quality['miou']:.2f}" if quality and quality["miou"] is not None else ""
+    extra = ""
+    if quality and quality["miou"] is not None:
+        extra = f"; pseudo-label mIoU vs. masks {100 * quality['miou']:.2f}"
     print(f"wrote {info['num_images']} pseudo labels to {args.output}/{args.mask_dir}{extra}")
     return 0

@@ -307,8 +307,10 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fp_cut", type=float, default=None, help="sigmoid score threshold (config: test.fp_cut)")
     parser.add_argument("--top_k", type=int, default=None, help="max kept classes (config: test.top_k)")
     parser.add_argument("--bg_pow", type=float, default=None, help="background power (config: test.bg_pow)")
-    parser.add_argument("--apply_crf", type=int, default=None, choices=(0, 1), help="dense CRF (config: test.apply_crf)")
-    parser.add_argument("--scales", type=parse_scales, default=None, help="comma-separated scales (config: test.scales)")
+    parser.add_argument("--apply_crf", type=int, default=None, choices=(0, 1),
+                        help="dense CRF (config: test.apply_crf)")
+    parser.add_argument("--scales", type=parse_scales, default=None,
+                        help="comma-separated scales (config: test.scales)")
     parser.add_argument("--flip", type=int, default=None, choices=(0, 1), help="flip averaging (config: test.flip)")
     parser.add_argument("--save_probs", type=int, default=0, choices=(0, 1), help="also write probs/<name>.npy")
     parser.add_argument("--max_images", type=int, default=0, help="stop after this many images (0 = all)")

@@ -146,6 +146,28 @@ def replace_with_ground_truth(pseudo_gt: torch.Tensor, pixel_labels: torch.Tenso
     return torch.where(has_mask.bool()[:, None, None, None], one_hot, pseudo_gt)
 
 
+def semi_supervised_terms(cls_per_image: torch.Tensor | None, seg_per_image: torch.Tensor,
+                          has_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Semi-supervised per-image losses (METHOD.md section 4) -> (cls_per_image (B,), seg_labelled ()).
+
+    A pixel-labelled image's classification loss is replaced by its segmentation loss (wo_cls: the
+    others have no classification loss, ``cls_per_image=None`` counts as zeros). ``seg_labelled`` is the
+    mean segmentation loss over the pixel-labelled images, the term that stays on during pretraining;
+    0 (still part of the graph) when the batch has none, where the original's empty mean gives NaN
+    in the logged value (its gradient is zero).
+    """
+    B = seg_per_image.shape[0]
+    labelled = torch.zeros(B, dtype=torch.bool, device=seg_per_image.device) if has_mask is None else has_mask.bool()
+    if labelled.shape != (B,):
+        raise ValueError(f"semi_supervised_terms: has_mask must be (B,) = ({B},), got {tuple(labelled.shape)}")
+    if cls_per_image is None:
+        cls_per_image = torch.zeros_like(seg_per_image)
+    cls_per_image = torch.where(labelled, seg_per_image, cls_per_image)
+    weights = labelled.to(seg_per_image.dtype)
+    seg_labelled = (seg_per_image * weights).sum() / weights.sum().clamp(min=1)
+    return cls_per_image, seg_labelled
+
+
 # ----------------------------------------------------------------------------- segmentation
 def balanced_ce(logits: torch.Tensor, pseudo_gt: torch.Tensor, labels: torch.Tensor | None = None,
                 ignore_index: int = IGNORE_INDEX) -> torch.Tensor:

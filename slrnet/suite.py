@@ -41,8 +41,11 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 NOTEBOOK_PATTERN = re.compile(r"^(\d{2})_[A-Za-z0-9_]+\.ipynb$")
 KERNEL_NAME = "python3"
-# Headline metrics: the first matching rule ranks a key (lower is better); ties keep file order.
-HEADLINE_RULES = (r"^val_miou$", r"^miou$", r"_miou$", r"miou", r"iou", r"acc", r"loss", r".")
+# Headline metrics: the first matching rule ranks a key (lower is better); run times and counts come
+# last, nested entries ("group.key", one level deep) after top-level ones of the same rank.
+HEADLINE_RULES = (r"(^|\.)val_miou$", r"(^|\.|_)miou$", r"miou", r"iou", r"acc|precision|recall|f1",
+                  r"error|loss", r".")
+DEMOTED_KEYS = r"seconds|time|duration|(^|\.)num_|count"
 MAX_HEADLINES = 3
 
 
@@ -105,15 +108,20 @@ def declared_parameters(notebook_path: str | Path) -> dict[str, Any]:
 
 
 def headline_metrics(metrics: dict, limit: int = MAX_HEADLINES) -> dict[str, float]:
-    """A few numeric top-level entries of a metrics dict, ``val_miou``/``*_miou`` first."""
-    numeric = [(k, v) for k, v in metrics.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    """A few numeric entries of a metrics dict, ``val_miou``/``*_miou`` first (see HEADLINE_RULES)."""
+    def is_number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    candidates = [(k, v, 0) for k, v in metrics.items() if is_number(v)]
+    candidates += [(f"{k}.{sub}", v, 1) for k, group in metrics.items() if isinstance(group, dict)
+                   for sub, v in group.items() if is_number(v)]
 
     def rank(item):
-        key = item[0].lower()
-        return next(i for i, rule in enumerate(HEADLINE_RULES) if re.search(rule, key))
+        key, _, depth = item[0].lower(), item[1], item[2]
+        rule = next(i for i, pattern in enumerate(HEADLINE_RULES) if re.search(pattern, key))
+        return rule, bool(re.search(DEMOTED_KEYS, key)), depth
 
-    return dict(sorted(numeric, key=rank)[:limit])  # sorted() is stable: ties keep file order
+    return {k: v for k, v, _ in sorted(candidates, key=rank)[:limit]}  # stable: ties keep file order
 
 
 def _first_line(source: str) -> str:

@@ -29,7 +29,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
 from slrnet.checkpoint import load_checkpoint, load_state_dict_strict, save_checkpoint
-from slrnet.config import save_config
+from slrnet.config import SECTIONS, save_config
 from slrnet.models import build_model
 from slrnet.utils import progress, resolve_device, seed_everything, write_json
 
@@ -105,7 +105,10 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
 
         if train_set is None or val_set is None:
-            from slrnet.data import build_dataset
+            from slrnet.data import build_dataset, build_semi_dataset
+            if train_set is None and cfg["model"]["name"] in ("slrnet_semi", "slrnet_semi_wo_cls"):
+                # pixel labels on the labelled split only (dataset.labelled_list / labelled_ratio)
+                train_set = build_semi_dataset(cfg["dataset"], cfg["model"]["name"], seed=int(cfg["misc"]["seed"]))
             train_set = train_set or build_dataset(cfg["dataset"], "train", train=True)
             val_set = val_set or build_dataset(cfg["dataset"], "val", train=False)
         self.train_set, self.val_set = train_set, val_set
@@ -128,6 +131,7 @@ class Trainer:
         self.start_epoch, self.global_step = 0, 0
         self.best_miou, self.history = -1.0, []
         self._snapshot_batch = None
+        self.pseudo_history: list[tuple[int, torch.Tensor]] = []   # (epoch, (n, H, W) pseudo labels)
         if cfg["misc"]["resume"]:
             self.resume(cfg["misc"]["resume_checkpoint_path"] or self.ckpt_dir / "last.pth")
 
@@ -136,7 +140,7 @@ class Trainer:
         return {"state_dict": self.model.state_dict(), "epoch": epoch,
                 "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
                 "global_step": self.global_step, "best_miou": self.best_miou,
-                "history": self.history}
+                "history": self.history, "config": {k: self.cfg[k] for k in SECTIONS}}
 
     def resume(self, path) -> None:
         ckpt = load_checkpoint(path, map_location=self.device)
@@ -212,10 +216,16 @@ class Trainer:
                 g["lr"] = g["initial_lr"] * factor
             images = batch["image"].to(self.device, non_blocking=True)
             labels = batch["labels"].to(self.device, non_blocking=True)
+            semi = {}
+            if self.model.variant != "wss":   # semi-supervised: pixel labels of the labelled part
+                semi = {"pixel_labels": batch["mask"].to(self.device, non_blocking=True),
+                        "has_mask": batch["has_mask"].to(self.device, non_blocking=True)}
             with torch.autocast(self.device.type, enabled=self.amp):
-                out = model(images, labels)
+                out = model(images, labels, **semi)
             losses = {k: v.float() for k, v in out["losses"].items() if v.dim() == 0}
             loss = c[0] * losses["cls"] + c[1] * losses["mask"] + c[2] * losses["code"]
+            if "seg_labelled" in losses:      # pixel-labelled images: segmentation loss on from the start
+                loss = loss + c[3] * losses["seg_labelled"]
             if seg_on:
                 loss = loss + c[3] * losses["seg"]
             if not torch.isfinite(loss):
@@ -243,6 +253,11 @@ class Trainer:
         stats["lr"] = self.optimizer.param_groups[0]["lr"]
         stats["seconds"] = time.perf_counter() - start
         return stats
+
+    @property
+    def snapshot_images(self) -> torch.Tensor | None:
+        """The fixed training crops whose pseudo labels ``snapshot`` records every epoch."""
+        return None if self._snapshot_batch is None else self._snapshot_batch["image"]
 
     # ------------------------------------------------------------------ evaluation and logs
     @torch.no_grad()
@@ -273,13 +288,14 @@ class Trainer:
         """PNG grid of image | mask | refined mask | pseudo label for fixed training images."""
         if self._snapshot_batch is None:
             return None
-        from slrnet.viz import plot_training_snapshot
+        from slrnet.viz import plot_training_snapshot, pseudo_to_index
 
         self.model.eval()
         b = self._snapshot_batch
         out = self.model(b["image"].to(self.device), b["labels"].to(self.device))
         self.model.train()
         fig = plot_training_snapshot(b["image"], out["maps"], class_names=getattr(self.train_set, "class_names", None))
+        self.pseudo_history.append((epoch, pseudo_to_index(out["maps"]["pseudo_gt"]).to(torch.uint8).cpu()))
         path = self.run_dir / "snapshots" / f"epoch_{epoch + 1:03d}.png"
         fig.savefig(path, dpi=80)
         import matplotlib.pyplot as plt

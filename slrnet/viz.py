@@ -4,6 +4,9 @@ so it works headless (Agg) in tests and papermill runs, and inline in JupyterLab
     >>> from slrnet.viz import plot_training_snapshot, plot_history
     >>> fig = plot_history(history)               # loss terms and val mIoU per epoch
     >>> fig.savefig("curves.png")
+
+The low-rank factor figures of notebook 04 (``plot_atom_codes``, ``plot_winning_atoms``, ...,
+``factor_explorer``) are defined in ``slrnet.viz_factors`` and re-exported here.
 """
 from __future__ import annotations
 
@@ -113,3 +116,22 @@ def plot_history(history: Sequence[dict], ax=None, keys: Sequence[str] | None = 
     ax.set_title("training curves")
     fig.tight_layout()
     return fig
+
+
+# Figures of the low-rank factors (notebook 04) live in slrnet.viz_factors and are importable from here
+# too. Resolved on first use (PEP 562): viz_factors imports the helpers above, so importing it at the
+# top of this module would be circular when viz_factors is imported first.
+FACTOR_FIGURES = ("plot_atom_codes", "plot_winning_atoms", "plot_code_agreement", "plot_dictionary_similarity",
+                  "plot_atom_class_assignment", "plot_singular_spectra", "plot_objective", "plot_factor_view",
+                  "factor_explorer")
+
+
+def __getattr__(name: str):
+    if name in FACTOR_FIGURES:
+        from slrnet import viz_factors
+        return getattr(viz_factors, name)
+    raise AttributeError(f"module 'slrnet.viz' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(FACTOR_FIGURES))

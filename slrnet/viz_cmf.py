@@ -115,7 +115,7 @@ def rank_sweep(views, ranks: Sequence[int], temperature: float = 0.1, cvlr_iters
 
 
 def temperature_sweep(views, atoms: torch.Tensor, temperatures: Sequence[float], iterations: Sequence[int],
-                      init: str = "random", seed: int = 0) -> dict:
+                      init: str = "kmeans++", seed: int = 0) -> dict:
     """CVLR over a grid of (T, temperature): final relative error and worst matched-atom cosine.
 
     atoms (K, C) are the planted ones (batch item 0 is used); returns arrays of shape (len(T), len(temperatures)).

@@ -228,8 +228,9 @@ def test_resnet101_loads_imagenet_file(tmp_path):
 def test_tiny_shapes(width, size):
     net = build_backbone("tiny", width=width)
     out = net(torch.randn(2, 3, size, size))
-    assert out["shallow"].shape == (2, 2 * width, size // 4, size // 4) == (2, net.shallow_channels, size // 4, size // 4)
-    assert out["deep"].shape == (2, 8 * width, size // 8, size // 8) == (2, net.deep_channels, size // 8, size // 8)
+    assert (net.shallow_channels, net.deep_channels) == (2 * width, 8 * width)
+    assert out["shallow"].shape == (2, 2 * width, size // 4, size // 4)
+    assert out["deep"].shape == (2, 8 * width, size // 8, size // 8)
 
 
 def test_tiny_trains_everything():

@@ -158,6 +158,11 @@ def test_only_one_name_of_an_alias_group_is_enough():
     report = load_state_dict_strict(fresh, only_aliases)
     _assert_same_state(trained, fresh)
     assert set(report.via_alias) == {k for k in trained.state_dict() if k.startswith(("conv.", "bn."))}
+    # A tensor missing under both of its names is reported once, under its first name.
+    del only_aliases["newly_added.0.weight"]
+    with pytest.raises(StateDictMismatchError) as info:
+        load_state_dict_strict(AliasedNet(), only_aliases)
+    assert info.value.report.missing == ["conv.weight"] and "missing (1): conv.weight" in str(info.value)
 
 
 def test_mismatch_error_names_keys_and_counts():

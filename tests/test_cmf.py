@@ -8,6 +8,15 @@ from slrnet.cmf import (cross_view_agreement, cvlr_factorize, cvlr_step, init_di
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The tensors here are tiny; on a shared 2-core machine a second OpenMP thread only adds waiting."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def planted():
     return planted_views(num_atoms=4, channels=16, shapes=((20, 20), (10, 10)), noise=0.05, seed=0)
@@ -142,3 +151,33 @@ def test_errors_name_the_parameter():
         cvlr_factorize(x, num_atoms=2, init="pca")
     with pytest.raises(TypeError, match="floating point"):
         svd_reconstruct(torch.ones(1, 4, 3, dtype=torch.long), rank=1)
+
+
+def test_notebook_helpers_and_figures(planted, planted_nonneg):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from slrnet import viz_cmf
+
+    views, shapes = viz_cmf.two_view_features(torch.rand(3, 12, 16), scale=0.5, conv_channels=4)
+    assert shapes == [(12, 16), (6, 8)] and [tuple(v.shape) for v in views] == [(1, 192, 9), (1, 48, 9)]
+    torch.testing.assert_close(views[1].norm(dim=-1), torch.ones(1, 48))          # unit rows for CVLR
+    res = cvlr_factorize(views, num_atoms=3, num_iters=3, temperature=0.1)
+    maps = res.code_maps(shapes)
+    assert [tuple(m.shape) for m in maps] == [(1, 3, 12, 16), (1, 3, 6, 8)]
+    with pytest.raises(ValueError, match="shapes"):
+        res.code_maps([(12, 16), (6, 7)])
+    errors = viz_cmf.rank_sweep(planted_nonneg.views, [2, 4], temperature=0.05, cvlr_iters=5, nmf_iters=20)
+    assert set(errors) == {"CVLR", "NMF", "SVD"} and errors["SVD"][1] < errors["SVD"][0]
+    sweep = viz_cmf.temperature_sweep(planted.views, planted.atoms[0], [0.05, 1.0], [1, 5])
+    assert sweep["min_cosine"][:, 0].min() > 0.95 > sweep["min_cosine"][1, 1]     # tau=1 collapses with T
+    figs = [viz_cmf.plot_code_maps([z[0] for z in res.codes], shapes),
+            viz_cmf.plot_atoms({"a": res.dictionary[0], "b": res.dictionary[0]}),
+            viz_cmf.plot_objectives({"CVLR": res}, svd=svd_reconstruct(views, 3)),
+            viz_cmf.plot_error_vs_rank([2, 4], errors),
+            viz_cmf.plot_sweep(sweep["error"], [1, 5], [0.05, 1.0], "T", "tau", "error", log=True),
+            viz_cmf.plot_cross_view_agreement(maps[0][0], maps[1][0])]
+    assert all(isinstance(f, Figure) for f in figs)
+    matplotlib.pyplot.close("all")

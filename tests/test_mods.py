@@ -89,6 +89,19 @@ def test_aspp_uses_the_norm_layer_factory_and_checks_input():
         ASPP(8, 4, dilations=(1, 2, 3))
 
 
+def test_aspp_trains_with_a_batch_of_one():
+    torch.manual_seed(0)
+    aspp = ASPP(6, 4, dilations=(1, 2, 3, 4)).train()
+    x = torch.randn(1, 6, 5, 5)
+    out = aspp(x)                                        # the original raises here (BN on 1 value)
+    assert out.shape == (1, 4, 5, 5)
+    pool_bn = aspp.global_avg_pool[2]
+    assert torch.equal(pool_bn.running_mean, torch.zeros(4))   # the pooled branch used, not updated, its stats
+    assert not torch.equal(aspp.bn1.running_mean, torch.zeros(4))
+    aspp(torch.randn(2, 6, 5, 5))                        # batches of two use batch statistics as usual
+    assert not torch.equal(pool_bn.running_mean, torch.zeros(4))
+
+
 # ----------------------------------------------------------------------------- GCI
 def gci_from_fixture(z, dtype):
     gci = GCI(256).to(dtype)    # cast first: load_state_dict copies into the existing dtype

@@ -216,7 +216,9 @@ def test_selection_headlines_and_parameter_parsing(tmp_path):
     assert suite.select_notebooks(paths, None) == paths
     metrics = {"loss": 1.0, "flag": True, "name": "x", "nested": {"val_miou": 1}, "seg_miou": 0.3,
                "pixel_acc": 0.9, "val_miou": 0.4, "nan_metric": float("nan")}
-    assert list(suite.headline_metrics(metrics)) == ["val_miou", "seg_miou", "pixel_acc"]
+    assert list(suite.headline_metrics(metrics)) == ["val_miou", "nested.val_miou", "seg_miou"]
+    timings = {"seconds": 3.0, "num_images": 40, "stats": {"mean_area": 0.2}, "cosine": 0.9}
+    assert list(suite.headline_metrics(timings, limit=2)) == ["cosine", "stats.mean_area"]
     assert [suite._parse_value(v) for v in ("3", "0.5", "true", "None", "[1, 2]", "cpu")] == \
         [3, 0.5, True, None, [1, 2], "cpu"]
 

@@ -6,15 +6,18 @@
     >>> ds = build_dataset({"name": "shapes", "root": None, "crop_size": 96, "scale": [0.9, 1.0]}, "train", train=True)
 
 Modules: ``voc`` (the loader, label derivation, validation, palette helpers), ``transforms`` (train /
-val transforms), ``synthetic`` (the shapes generator), ``tour`` (dataset figures and statistics).
+val transforms), ``synthetic`` (the shapes generator), ``splits`` (semi-supervised labelled / unlabelled
+splits), ``tour`` (dataset figures and statistics).
 """
 from slrnet.data.synthetic import SHAPES_CLASSES, ensure_default_dataset, generate_dataset
 from slrnet.data.transforms import MEAN, STD, TrainTransform, ValTransform, denormalize
 from slrnet.data.voc import (VOC_CLASSES, DatasetError, DatasetFileNotFoundError, VOCSegmentation, build_dataset,
                              load_image, load_mask, save_palette_png, voc_colormap)
+from slrnet.data.splits import SemiSupervisedSplit, build_semi_dataset, select_labelled
 
 __all__ = [
-    "MEAN", "STD", "SHAPES_CLASSES", "VOC_CLASSES", "DatasetError", "DatasetFileNotFoundError", "TrainTransform",
-    "ValTransform", "VOCSegmentation", "build_dataset", "denormalize", "ensure_default_dataset", "generate_dataset",
-    "load_image", "load_mask", "save_palette_png", "voc_colormap",
+    "MEAN", "STD", "SHAPES_CLASSES", "VOC_CLASSES", "DatasetError", "DatasetFileNotFoundError",
+    "SemiSupervisedSplit", "TrainTransform", "ValTransform", "VOCSegmentation", "build_dataset", "build_semi_dataset",
+    "denormalize", "ensure_default_dataset", "generate_dataset", "load_image", "load_mask", "save_palette_png",
+    "select_labelled", "voc_colormap",
 ]

@@ -63,6 +63,9 @@ class SLRNet(nn.Module):
         super().__init__()
         if variant not in ("wss", "semi", "semi_wo_cls"):
             raise ValueError(f"variant must be 'wss', 'semi' or 'semi_wo_cls', got {variant!r}")
+        if variant != "wss" and not use_cvlr:
+            raise ValueError(f"model.use_cvlr: the semi-supervised variant {variant!r} needs the CVLR network "
+                             f"(use_cvlr=true)")
         self.num_classes = num_classes
         self.variant = variant
         self.predicts_background = variant == "semi_wo_cls"   # head outputs K channels incl. background
@@ -201,9 +204,13 @@ class SLRNet(nn.Module):
         images (B, 3, H, W) normalised; labels (B, K-1) multi-hot image labels (None for the
         semi_wo_cls variant); pixel_labels (B, H, W) with 255 void and ``has_mask`` (B,) bool for
         the semi-supervised variants. Returns {"losses": {...}, "maps": {...}, "scores": ...}.
+        Semi variants also return ``losses["seg_labelled"]`` (seg loss of the pixel-labelled images,
+        on from the first epoch) and put the seg loss in place of their classification loss.
         """
         if not self.use_cvlr:
             return self._forward_single_stage(images, labels)
+        if self.predicts_background:
+            labels = None   # wo_cls: image labels are unknown for most images, so none are used at all
         H, W = images.shape[-2:]
         view2, inverse = self.second_view(images)
         x1, s1 = self.features(images)
@@ -240,6 +247,11 @@ class SLRNet(nn.Module):
                + 0.4 * L.balanced_ce(aux_logits, maps["pseudo_gt"], seg_labels))   # (B,)
         losses["seg_per_image"] = seg
         losses["seg"] = seg.mean()
+        if self.variant != "wss":
+            labelled = has_mask if pixel_labels is not None else None
+            losses["cls_per_image"], losses["seg_labelled"] = L.semi_supervised_terms(
+                losses.get("cls_per_image"), seg, labelled)
+            losses["cls"] = losses["cls_per_image"].mean()
         maps.update(masks=resize(masks1.detach(), (H, W)), codes=z1.detach(), codes2=z2_up.detach())
         return {"losses": losses, "maps": maps, "scores": scores, "dictionary": dictionary}
 

@@ -11,7 +11,9 @@ image-level branch (global average pool -> 1x1 conv -> BN -> ReLU, broadcast bac
 State-dict keys follow the authors' code (``aspp1..4.{atrous_conv,bn}``, ``global_avg_pool.{1,2}``,
 ``conv1``, ``bn1``) so released checkpoints load strictly (``tests/fixtures/resnet38d_keys.json``).
 ``norm_layer`` is a BatchNorm factory ``norm_layer(num_features)``; the model passes its own (eps,
-momentum) and freezes the statistics by keeping these BN layers in eval mode.
+momentum) and freezes the statistics by keeping these BN layers in eval mode. When they do train,
+a batch of one cannot give the image-level branch batch statistics (one value per channel); that
+branch then uses its running statistics for the batch instead of raising like the original.
 
 References: Chen et al., "Encoder-Decoder with Atrous Separable Convolution" (DeepLabV3+), ECCV 2018;
 Pan et al., SLRNet, IJCV 2022.
@@ -78,12 +80,23 @@ class ASPP(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
+    def _image_pool(self, x: torch.Tensor) -> torch.Tensor:
+        pool, conv, bn, relu = self.global_avg_pool
+        y = conv(pool(x))                                                    # (B, C, 1, 1)
+        if bn.training and y.shape[0] == 1 and getattr(bn, "running_mean", None) is not None:
+            # a training batch of one has a single value per channel here, from which BatchNorm
+            # cannot take statistics (the original raises); use the running ones for this batch
+            y = F.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        else:
+            y = bn(y)
+        return relu(y)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"ASPP.forward: expected x of shape (B, {self.in_channels}, h, w), "
                              f"got {tuple(x.shape)}")
         size = x.shape[-2:]
-        pooled = self.global_avg_pool(x)                                     # (B, C, 1, 1)
+        pooled = self._image_pool(x)                                         # (B, C, 1, 1)
         # bilinear upsampling of a 1x1 map is a broadcast; kept as interpolate like the original
         pooled = F.interpolate(pooled, size=size, mode="bilinear", align_corners=True)
         x = torch.cat([self.aspp1(x), self.aspp2(x), self.aspp3(x), self.aspp4(x), pooled], dim=1)  # (B, 5C, h, w)

@@ -97,5 +97,4 @@ class FactorizationReconstruction(nn.Module):
             # codes and atoms of f1(x), with f1 folded into the step (f1(x) is never materialised)
             coding, dictionary = cvlr_step(x, dictionary, self.scale, w1, b1, self.eps)  # (B,K,N), (B,K,C)
         recon = F.relu(torch.bmm(coding.transpose(1, 2), dictionary))                   # (B, N, C) rank <= K
-        out = torch.addmm(self.transform2.bias, recon.reshape(-1, C), self.transform2.weight.t())  # f2, (B*N, C)
-        return F.relu(x + out.view_as(x)), coding, dictionary
+        return F.relu(x + self.transform2(recon)), coding, dictionary                   # residual on raw x

@@ -1,0 +1,360 @@
+"""Look inside SLRNet's low-rank module: the dictionary, the codes of both views, step by step.
+
+``extract_factors`` runs a trained SLRNet on one image (eval mode, no gradient) exactly as its
+training forward does (view 2 = the image resized by ``scale_factor``, optionally flipped), and
+re-runs the cross-view factorisation (METHOD.md 1.5-1.6) one CVLR step at a time with the module's
+own weights (``transform1``, ``transform2``, temperature, eps), keeping what the module discards:
+
+    X' = W1 X               (N1+N2, C)  stacked features of both views, the matrix being factorised
+    D_0 = l2n(W1 D0ᵀ)       (K, C)      atom k = the soft mean of class k under the aux head
+    for t = 1..T:  Z_t = softmax_K(D_{t-1} X'ᵀ / τ),  D_t = l2n(A_t X')      (codes, dictionary)
+                   objective_t = ||X' − Z_tᵀ D_t||²  (Σ over both views)
+    R = Z_Tᵀ D_T            (N1+N2, C)  the rank-≤K reconstruction fed back through W2
+
+    >>> from slrnet.factors import extract_factors, summarize_factors
+    >>> f = extract_factors(model, image)                   # image (3, H, W), normalised
+    >>> f["codes1"].shape, f["codes2"].shape, f["dictionaries"].shape     # (K,h,w) (K,h2,w2) (T+1,K,C)
+    >>> summarize_factors([f], [mask])["code_agreement"]
+
+Plus the numbers the figures summarise: per-pixel code disagreement (the code-consistency term of
+the loss), the atom/class overlap with the ground truth and its purity, singular values and the
+entropy-based effective rank (Roy & Vetterli, "The effective rank: a measure of effective
+dimensionality", EUSIPCO 2007). ``load_or_train`` gives notebook 04 its model: a checkpoint (by
+default notebook 02's), or a tiny one trained on the spot so the notebook also runs alone.
+
+Reference: Pan et al., "Learning Self-Supervised Low-Rank Network for Single-Stage Weakly and
+Semi-Supervised Semantic Segmentation", IJCV 2022.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from slrnet.cmf import cvlr_step, l2_normalize
+from slrnet.losses import max_onehot
+
+VOID = 255
+
+
+def _resize(x: torch.Tensor, size) -> torch.Tensor:
+    """Bilinear, align_corners=True (every resize in SLRNet); x (B, K, h, w)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
+
+
+def _as_batch(image: torch.Tensor) -> torch.Tensor:
+    if not isinstance(image, torch.Tensor) or not image.is_floating_point():
+        raise TypeError(f"extract_factors: image must be a float tensor (3, H, W) or (1, 3, H, W), "
+                        f"got {type(image).__name__} {getattr(image, 'dtype', '')}")
+    if image.dim() == 3:
+        image = image[None]
+    if image.dim() != 4 or image.shape[:2] != (1, 3):
+        raise ValueError(f"extract_factors: image must be (3, H, W) or (1, 3, H, W), got {tuple(image.shape)}")
+    return image
+
+
+# ----------------------------------------------------------------------------- extraction
+@torch.no_grad()
+def extract_factors(model, image: torch.Tensor, num_iters: int | None = None,
+                    generator: torch.Generator | None = None) -> dict:
+    """Every factor of SLRNet's cross-view factorisation for one image; tensors on the CPU.
+
+    image: (3, H, W) or (1, 3, H, W), normalised like the training data. ``num_iters``: CVLR steps to
+    run (None = the module's T; more shows where the iteration heads). ``generator`` draws the
+    optional flip of view 2 (``model.second_view``; None = the global RNG, as the training forward).
+    The model is put in eval mode and restored afterwards.
+
+    Keys (K atoms = classes incl. background, T iterations, views 1 (h, w) and 2 (h2, w2)):
+      codes1 (K, h, w), codes2 (K, h2, w2), codes2_up (K, h, w) = inverse(codes2): final codes;
+      codes1_iters / codes2_iters / codes2_up_iters (T, K, ...): the codes after each step;
+      dictionary_init (K, C): D0ᵀ, class means of the raw features X; dictionaries (T+1, K, C): l2n(W1 D0ᵀ)
+      then D_t; objective / relative_objective (T,): ||X' − Z_tᵀ D_t||² (and / ||X'||²);
+      features (N1+N2, C): X' = W1 X; reconstruction (N1+N2, C): R = Z_Tᵀ D_T; output (N1+N2, C):
+      ReLU(X + W2 ReLU(R)), what the heads see; aux_masks (K, h, w): softmax of the aux head;
+      masks (K, H, W), prediction (H, W), scores (K-1,) or None: ``model.predict`` (single view);
+      image (3, H, W), view2 (3, H2, W2), view2_flipped, view_shapes, view_sizes, num_iters, temperature.
+    """
+    if not getattr(model, "use_cvlr", False):
+        raise ValueError("extract_factors: the model was built with use_cvlr=False (the single-stage baseline): "
+                         "it has no dictionary or codes to extract; build it with model.use_cvlr=true")
+    fr = model.factorization_reconstruction
+    steps = fr.num_iters if num_iters is None else num_iters
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"extract_factors: num_iters must be a positive int or None, got {num_iters!r}")
+    param = next(model.parameters())
+    images = _as_batch(image).to(device=param.device, dtype=param.dtype)
+    was_training = model.training
+    model.eval()
+    try:
+        view2, inverse = model.second_view(images, generator=generator)            # (1, 3, H2, W2)
+        x1, s1 = model.features(images)                                             # (1, C, h, w)
+        x2, _ = model.features(view2)                                               # (1, C, h2, w2)
+        aux_logits, aux_masks = model.aux(x1)                                       # (1, K, h, w)
+        d0 = model.initialize_dictionary(x1, aux_logits)                            # (1, C, K)
+        x = torch.cat([x1.flatten(2), x2.flatten(2)], dim=2).transpose(1, 2)        # (1, N, C)
+        w1, b1 = fr.transform1.weight, fr.transform1.bias
+        dictionary = l2_normalize(F.linear(d0.transpose(1, 2), w1, b1), fr.eps)     # (1, K, C)
+        features = F.linear(x, w1, b1)                                              # (1, N, C) X'
+        dictionaries, codings, objective = [dictionary], [], []
+        for _ in range(steps):   # the module's loop, one step at a time (same call, same arguments)
+            coding, dictionary = cvlr_step(x, dictionary, fr.scale, w1, b1, fr.eps)  # (1,K,N), (1,K,C)
+            recon = torch.bmm(coding.transpose(1, 2), dictionary)                   # (1, N, C)
+            dictionaries.append(dictionary)
+            codings.append(coding)
+            objective.append((features - recon).pow(2).sum())
+        output = F.relu(x + fr.transform2(F.relu(recon)))                           # (1, N, C) as the module
+        predicted = model.predict(images)
+    finally:
+        model.train(was_training)
+
+    (h, w), (h2, w2) = x1.shape[-2:], x2.shape[-2:]
+    n1 = h * w
+    codes = torch.cat(codings)                                                      # (T, K, N)
+    codes1 = codes[:, :, :n1].reshape(steps, -1, h, w)                              # (T, K, h, w)
+    codes2 = codes[:, :, n1:].reshape(steps, -1, h2, w2)                            # (T, K, h2, w2)
+    codes2_up = inverse(codes2, (h, w))                                             # (T, K, h, w)
+    # which way view 2 went, read off the view itself (second_view does not return its draw)
+    flipped = bool(model.use_flip and not torch.equal(view2, _resize(images, view2.shape[-2:])))
+    objective = torch.stack(objective)
+    cpu = lambda t: t.detach().cpu()  # noqa: E731
+    masks = predicted["masks"][0]
+    return {
+        "image": cpu(images[0]), "view2": cpu(view2[0]), "view2_flipped": flipped,
+        "view_shapes": ((h, w), (h2, w2)), "view_sizes": (n1, h2 * w2),
+        "num_iters": steps, "temperature": fr.temperature,
+        "codes1": cpu(codes1[-1]), "codes2": cpu(codes2[-1]), "codes2_up": cpu(codes2_up[-1]),
+        "codes1_iters": cpu(codes1), "codes2_iters": cpu(codes2), "codes2_up_iters": cpu(codes2_up),
+        "dictionary_init": cpu(d0[0].T), "dictionaries": cpu(torch.cat(dictionaries)),
+        "objective": cpu(objective), "relative_objective": cpu(objective / features.pow(2).sum().clamp_min(1e-30)),
+        "features": cpu(features[0]), "reconstruction": cpu(recon[0]), "output": cpu(output[0]),
+        "aux_masks": cpu(aux_masks[0]), "masks": cpu(masks), "prediction": masks.argmax(0).cpu(),
+        "scores": None if predicted["scores"] is None else cpu(predicted["scores"][0]),
+    }
+
+
+# ----------------------------------------------------------------------------- per-image numbers
+def winning_atoms(codes: torch.Tensor, size=None) -> torch.Tensor:
+    """Codes (K, h, w) -> index of the largest code per pixel (h, w); resized (bilinear) to ``size`` first."""
+    if codes.dim() != 3:
+        raise ValueError(f"winning_atoms: codes must be (K, h, w), got {tuple(codes.shape)}")
+    if size is not None:
+        codes = _resize(codes[None], size)[0]
+    return codes.argmax(0)
+
+
+def code_disagreement(codes1: torch.Tensor, codes2_up: torch.Tensor) -> torch.Tensor:
+    """Per-pixel code-consistency term mean_k |keepmax(Z1) − keepmax(inv(Z2))|, (K, h, w) x 2 -> (h, w).
+
+    Its mean over pixels is the loss term ``slrnet.losses.code_consistency`` of the image.
+    """
+    if codes1.dim() != 3 or codes1.shape != codes2_up.shape:
+        raise ValueError(f"code_disagreement: expected two (K, h, w) codes of one shape, got "
+                         f"{tuple(codes1.shape)} and {tuple(codes2_up.shape)}")
+    return (max_onehot(codes1[None]) - max_onehot(codes2_up[None])).abs().mean(dim=1)[0]
+
+
+def code_agreement(codes1: torch.Tensor, codes2_up: torch.Tensor) -> float:
+    """Fraction of view-1 pixels whose winning atom is the same in both views."""
+    return float((winning_atoms(codes1) == winning_atoms(codes2_up)).float().mean())
+
+
+def atom_class_overlap(codes: torch.Tensor, mask: torch.Tensor | np.ndarray, num_classes: int) -> np.ndarray:
+    """Pixel counts (K atoms, num_classes): winning atom (codes upsampled to the mask) vs ground truth.
+
+    codes (K, h, w); mask (H, W) class indices with 255 void (void pixels are not counted).
+    """
+    mask = torch.as_tensor(np.asarray(mask)).long()
+    if mask.dim() != 2:
+        raise ValueError(f"atom_class_overlap: mask must be (H, W), got {tuple(mask.shape)}")
+    valid = mask != VOID
+    if bool((mask[valid] >= num_classes).any() or (mask[valid] < 0).any()):
+        raise ValueError(f"atom_class_overlap: mask values must be in [0, {num_classes}) or 255, got "
+                         f"{sorted(set(mask.unique().tolist()))}")
+    atoms = winning_atoms(codes, mask.shape)[valid]                                  # (M,)
+    flat = atoms * num_classes + mask[valid]
+    counts = torch.bincount(flat, minlength=codes.shape[0] * num_classes)
+    return counts.reshape(codes.shape[0], num_classes).numpy()
+
+
+def purity(overlap: np.ndarray) -> float:
+    """Cluster purity: Σ_atoms max_class count / Σ counts (1 = every atom covers a single class)."""
+    total = overlap.sum()
+    return float(overlap.max(axis=1).sum() / total) if total else float("nan")
+
+
+def atom_identity_rate(overlap: np.ndarray) -> float:
+    """Fraction of pixels whose winning atom is the one initialised from their class (atom k = class k)."""
+    k = min(overlap.shape)
+    total = overlap.sum()
+    return float(np.trace(overlap[:k, :k]) / total) if total else float("nan")
+
+
+def singular_values(x: torch.Tensor) -> torch.Tensor:
+    """Singular values (float64, descending) of a (N, C) matrix."""
+    if x.dim() != 2:
+        raise ValueError(f"singular_values: expected a (N, C) matrix, got {tuple(x.shape)}")
+    return torch.linalg.svdvals(x.double())
+
+
+def effective_rank(x: torch.Tensor) -> float:
+    """Roy & Vetterli's effective rank exp(H(p)), p_i = σ_i / Σ σ; x a (N, C) matrix or its singular values.
+
+    Equals r for r equal singular values and no others; 0 for the zero matrix.
+    """
+    s = singular_values(x) if x.dim() == 2 else x.double()
+    if s.sum() <= 0:
+        return 0.0
+    p = s / s.sum()
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def summarize_factors(factors: Sequence[dict], masks: Sequence | None = None, num_classes: int | None = None) -> dict:
+    """Means over images of the numbers notebook 04 reports; masks (H, W) (255 void) add purity.
+
+    code_agreement: winning atoms equal in both views; code_consistency: the L_code term;
+    effective_rank_features / _reconstruction: of X' and R; final_objective, final_relative_objective;
+    with masks, the pooled atom/class ``overlap`` (K, num_classes), its ``purity`` and ``atom_identity_rate``.
+    """
+    if not factors:
+        raise ValueError("summarize_factors: got no factors")
+    mean = lambda values: float(np.mean(values))  # noqa: E731
+    out = {
+        "num_images": len(factors),
+        "code_agreement": mean([code_agreement(f["codes1"], f["codes2_up"]) for f in factors]),
+        "code_consistency": mean([float(code_disagreement(f["codes1"], f["codes2_up"]).mean()) for f in factors]),
+        "effective_rank_features": mean([effective_rank(f["features"]) for f in factors]),
+        "effective_rank_reconstruction": mean([effective_rank(f["reconstruction"]) for f in factors]),
+        "num_atoms": int(factors[0]["codes1"].shape[0]),
+        "final_objective": mean([float(f["objective"][-1]) for f in factors]),
+        "final_relative_objective": mean([float(f["relative_objective"][-1]) for f in factors]),
+    }
+    if masks is not None:
+        if len(masks) != len(factors):
+            raise ValueError(f"summarize_factors: {len(masks)} masks for {len(factors)} factors")
+        k = num_classes or out["num_atoms"]
+        overlap = sum(atom_class_overlap(f["codes1"], m, k) for f, m in zip(factors, masks))
+        out.update(overlap=overlap.tolist(), purity=purity(overlap), atom_identity_rate=atom_identity_rate(overlap))
+    return out
+
+
+# ----------------------------------------------------------------------------- a model for notebook 04
+# Short runs of the shapes recipe for when no checkpoint exists (overrides of configs/shapes_quick.yaml).
+TRAIN_OVERRIDES = {
+    "smoke": {"dataset.generate": {"image_size": 64, "num_train": 16, "num_val": 4}, "dataset.crop_size": 64,
+              "train.num_epochs": 1, "train.pretrain_epochs": 0, "train.batch_size": 4,
+              "train.max_steps_per_epoch": 3, "train.val_max_images": 2, "misc.num_snapshots": 2},
+    "quick": {"train.num_epochs": 4, "train.pretrain_epochs": 2, "train.max_steps_per_epoch": 20,
+              "train.val_every": 0, "train.val_max_images": 20},
+    "full": {},
+}
+
+
+def default_checkpoint(output_dir) -> "Path":
+    """Where notebook 02 saves its model: ``<output_dir>/../02_train_weakly_supervised/checkpoint.pth``."""
+    from pathlib import Path
+
+    return Path(output_dir).resolve().parent / "02_train_weakly_supervised" / "checkpoint.pth"
+
+
+def load_model(path, device="auto"):
+    """(model in eval mode, config) from a checkpoint ``{'state_dict', 'config', ...}`` (notebook 02's), or a
+    Trainer checkpoint ``<run>/checkpoints/*.pth`` whose config is ``<run>/config.yaml``."""
+    from pathlib import Path
+
+    from slrnet.checkpoint import load_checkpoint, load_state_dict_strict
+    from slrnet.config import load_config
+    from slrnet.models import build_model
+    from slrnet.utils import resolve_device
+
+    path = Path(path)
+    ckpt = load_checkpoint(path, map_location="cpu")
+    cfg = ckpt.get("config") if isinstance(ckpt, dict) else None
+    run_config = path.resolve().parent.parent / "config.yaml"
+    if cfg is None and run_config.is_file():
+        cfg = load_config(run_config)
+    if not isinstance(cfg, dict) or "model" not in cfg:
+        raise ValueError(f"checkpoint {path}: expected a dict with 'state_dict' and 'config' (the full config, as "
+                         f"notebook 02 saves it), or a training run's checkpoint next to {run_config}; found neither")
+    model = build_model({**cfg["model"], "pretrained": ""})   # the state dict holds every weight
+    load_state_dict_strict(model, ckpt, source=str(path))
+    return model.to(resolve_device(device)).eval(), cfg
+
+
+def train_small_model(output_dir, profile: str = "smoke", seed: int = 0, device="auto"):
+    """Train the shapes recipe briefly (``TRAIN_OVERRIDES[profile]``) into ``<output_dir>/train_run``.
+
+    smoke: 3 steps on a 16-image 64 px dataset generated in output_dir (seconds); quick: 80 steps of 16
+    crops on the default shapes dataset (1-2 minutes on 2 CPU cores); full: configs/shapes_quick.yaml as is.
+    Returns (model in eval mode, config, seconds).
+    """
+    import time
+    from pathlib import Path
+
+    from slrnet.config import load_config, merge_overrides
+    from slrnet.train import Trainer
+    from slrnet.utils import repo_root
+
+    if profile not in TRAIN_OVERRIDES:
+        raise ValueError(f"train_small_model: profile must be one of {sorted(TRAIN_OVERRIDES)}, got {profile!r}")
+    out = Path(output_dir).resolve()
+    config_path = repo_root() / "configs" / "shapes_quick.yaml"
+    overrides = {**TRAIN_OVERRIDES[profile], "misc.seed": int(seed), "misc.device": str(device), "misc.verbose": 0}
+    if profile == "smoke":
+        overrides["dataset.root"] = str(out / "shapes_smoke")
+    cfg = merge_overrides(load_config(config_path), overrides)
+    start = time.perf_counter()
+    trainer = Trainer(cfg, out / "train_run")
+    trainer.fit()
+    return trainer.model.eval(), cfg, time.perf_counter() - start
+
+
+def load_or_train(checkpoint, output_dir, profile: str = "quick", seed: int = 0, device="auto"):
+    """Notebook 04's model: ``checkpoint``, else notebook 02's if it exists, else ``train_small_model``.
+
+    Returns (model in eval mode, config, info) with info {"source", "checkpoint", "train_seconds"}.
+    """
+    from pathlib import Path
+
+    if checkpoint is not None and not Path(checkpoint).expanduser().is_file():
+        raise FileNotFoundError(f"checkpoint: {checkpoint} does not exist (None looks for notebook 02's, or trains)")
+    path = Path(checkpoint).expanduser() if checkpoint is not None else default_checkpoint(output_dir)
+    if path.is_file():
+        model, cfg = load_model(path, device)
+        return model, cfg, {"source": "checkpoint", "checkpoint": str(path), "train_seconds": 0.0}
+    model, cfg, seconds = train_small_model(output_dir, profile, seed, device)
+    last = Path(output_dir).resolve() / "train_run" / "checkpoints" / "last.pth"
+    return model, cfg, {"source": "trained here", "checkpoint": str(last), "train_seconds": round(seconds, 2)}
+
+
+def validation_set(cfg: dict, data_root=None, num_classes: int | None = None):
+    """The val split the model's config names (``data_root``: any VOC-layout folder instead), full images."""
+    from pathlib import Path
+
+    from slrnet.data import VOCSegmentation, build_dataset
+
+    if data_root is not None:
+        dataset = VOCSegmentation(Path(data_root).expanduser(), "val", mask_dir=None)
+    else:
+        dataset = build_dataset(cfg["dataset"], "val", train=False)
+    if num_classes is not None and dataset.num_classes != num_classes:
+        raise ValueError(f"data_root: {dataset.root} has {dataset.num_classes} classes but the model predicts "
+                         f"{num_classes}; pass a dataset with the model's classes")
+    return dataset
+
+
+def select_images(dataset, image_ids=None, count: int = 4, seed: int = 0) -> list[int]:
+    """Indices of ``image_ids`` (names in the split), or ``count`` distinct ones drawn with ``seed``."""
+    if image_ids is None:
+        rng = np.random.default_rng(seed)
+        return sorted(rng.choice(len(dataset), size=min(count, len(dataset)), replace=False).tolist())
+    index = {name: i for i, name in enumerate(dataset.names)}
+    missing = [n for n in image_ids if n not in index]
+    if missing:
+        raise ValueError(f"image_ids: {missing} are not in the {dataset.split} split of {dataset.root} "
+                         f"(e.g. {dataset.names[:3]})")
+    return [index[n] for n in image_ids]

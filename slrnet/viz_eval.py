@@ -1,0 +1,160 @@
+"""Figures for training progress and evaluation: pseudo-label evolution, per-class IoU, predictions,
+confusion matrices. Like ``slrnet.viz``: optional axes in, a Figure out, headless-safe.
+
+    >>> from slrnet import viz_eval
+    >>> fig = viz_eval.plot_per_class_iou({"background": 0.9, "circle": 0.7})
+    >>> fig = viz_eval.plot_confusion_matrix(cm.matrix, class_names)
+"""
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from slrnet.viz import colorize, to_rgb
+
+
+def _plt():
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _off(ax):
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_pseudo_label_evolution(images: torch.Tensor, pseudo_history: Sequence[tuple[int, torch.Tensor]],
+                                max_epochs: int = 6, axes=None):
+    """Rows: images; columns: the image, then its pseudo label after selected epochs (white = ignored)."""
+    plt = _plt()
+    if not pseudo_history:
+        raise ValueError("pseudo_history is empty: train at least one epoch with snapshots first")
+    picks = np.unique(np.linspace(0, len(pseudo_history) - 1, min(max_epochs, len(pseudo_history))).round().astype(int))
+    history = [pseudo_history[i] for i in picks]
+    n, cols = images.shape[0], 1 + len(history)
+    if axes is None:
+        fig, axes = plt.subplots(n, cols, figsize=(1.8 * cols, 1.8 * n), squeeze=False)
+    else:
+        axes = np.asarray(axes).reshape(n, cols)
+        fig = axes[0, 0].figure
+    for i in range(n):
+        axes[i, 0].imshow(to_rgb(images[i]))
+        for j, (epoch, pseudo) in enumerate(history, start=1):
+            axes[i, j].imshow(colorize(pseudo[i]))
+            if i == 0:
+                axes[i, j].set_title(f"epoch {epoch + 1}", fontsize=9)
+        for ax in axes[i]:
+            _off(ax)
+    axes[0, 0].set_title("image", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_per_class_iou(per_class_iou: Mapping[str, float | None], ax=None, title: str = "per-class IoU",
+                       reference: Mapping[str, float | None] | None = None, labels: tuple[str, str] = ("model", "reference")):
+    """Horizontal bars of IoU per class (NaN / None = class absent from prediction and ground truth)."""
+    plt = _plt()
+    names = list(per_class_iou)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 0.3 * len(names) + 1.2))
+    else:
+        fig = ax.figure
+
+    def clean(values):
+        return np.array([np.nan if v is None else float(v) for v in values])
+
+    y = np.arange(len(names))
+    vals = clean(per_class_iou.values())
+    height = 0.4 if reference is not None else 0.8
+    colors = voc_bar_colors(len(names))
+    ax.barh(y - (height / 2 if reference is not None else 0), np.nan_to_num(vals), height=height, color=colors,
+            label=labels[0] if reference is not None else None)
+    if reference is not None:
+        ref = clean(reference.get(n) for n in names)
+        ax.barh(y + height / 2, np.nan_to_num(ref), height=height, color="lightgrey", label=labels[1])
+        ax.legend(fontsize=8, loc="lower right")
+    for yi, v in zip(y, vals):
+        ax.text(min(np.nan_to_num(v) + 0.01, 0.9), yi, "absent" if np.isnan(v) else f"{v:.2f}", va="center", fontsize=8)
+    ax.set_yticks(y)
+    ax.set_yticklabels(names)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("IoU")
+    ax.set_title(f"{title} (mean {np.nanmean(vals):.3f})" if np.isfinite(vals).any() else title)
+    fig.tight_layout()
+    return fig
+
+
+def voc_bar_colors(n: int) -> np.ndarray:
+    from slrnet.viz import voc_colormap
+
+    return voc_colormap(max(n, 1))[:n] / 255.0
+
+
+def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], ax=None, normalize: bool = True):
+    """Heat map of a (K, K) confusion matrix, rows = ground truth, normalised per row (recall)."""
+    plt = _plt()
+    m = np.asarray(matrix, dtype=np.float64)
+    if normalize:
+        m = m / np.maximum(m.sum(1, keepdims=True), 1)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(0.45 * len(class_names) + 2.5, 0.45 * len(class_names) + 2))
+    else:
+        fig = ax.figure
+    im = ax.imshow(m, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    ax.set_xticks(range(len(class_names)))
+    ax.set_xticklabels(class_names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(class_names)))
+    ax.set_yticklabels(class_names, fontsize=8)
+    ax.set_xlabel("prediction")
+    ax.set_ylabel("ground truth")
+    if len(class_names) <= 12:
+        for i in range(len(class_names)):
+            for j in range(len(class_names)):
+                if m[i, j] >= 0.01:
+                    ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if m[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_title("confusion matrix" + (" (row-normalised)" if normalize else ""))
+    fig.tight_layout()
+    return fig
+
+
+def plot_prediction_rows(rows: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, str]], axes=None):
+    """Rows of (image uint8 (H,W,3), ground truth (H,W), prediction (H,W), caption)."""
+    plt = _plt()
+    rows = list(rows)
+    if axes is None:
+        fig, axes = plt.subplots(len(rows), 3, figsize=(6, 2 * len(rows)), squeeze=False)
+    else:
+        axes = np.asarray(axes).reshape(len(rows), 3)
+        fig = axes[0, 0].figure
+    for i, (rgb, gt, pred, caption) in enumerate(rows):
+        for j, panel in enumerate((rgb, colorize(gt), colorize(pred))):
+            axes[i, j].imshow(panel)
+            _off(axes[i, j])
+        axes[i, 0].set_ylabel(caption, fontsize=8)
+    for j, t in enumerate(("image", "ground truth", "prediction")):
+        axes[0, j].set_title(t, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def plot_predictions(model, dataset, indices: Iterable[int], device="cpu", fp_cut: float = 0.3, bg_pow: float = 3,
+                     top_k: int = 6, axes=None):
+    """Single-scale predictions (with test-time class filtering) of ``dataset[indices]``."""
+    from slrnet.infer import filter_classes
+
+    model.eval()
+    rows = []
+    for i in indices:
+        sample = dataset[i]
+        out = model.predict(sample["image"][None].to(device))
+        probs = filter_classes(out["masks"].float(), None if out["scores"] is None else out["scores"].float(),
+                               fp_cut=fp_cut, top_k=top_k, bg_pow=bg_pow)
+        pred = probs.argmax(1)[0].cpu().numpy()
+        rows.append((to_rgb(sample["image"]), sample["mask"].numpy(), pred, str(sample["name"])))
+    return plot_prediction_rows(rows, axes=axes)
