@@ -218,7 +218,8 @@ def summarize_factors(factors: Sequence[dict], masks: Sequence | None = None, nu
 
     code_agreement: winning atoms equal in both views; code_consistency: the L_code term;
     effective_rank_features / _reconstruction: of X' and R; final_objective, final_relative_objective;
-    with masks, the pooled atom/class ``overlap`` (K, num_classes), its ``purity`` and ``atom_identity_rate``.
+    with masks, the pooled atom/class ``overlap`` (K, num_classes), its ``purity``, ``atom_identity_rate`` and
+    ``purity_single_atom``, the purity of one atom for every pixel (the majority class share: purity's floor).
     """
     if not factors:
         raise ValueError("summarize_factors: got no factors")
@@ -238,7 +239,8 @@ def summarize_factors(factors: Sequence[dict], masks: Sequence | None = None, nu
             raise ValueError(f"summarize_factors: {len(masks)} masks for {len(factors)} factors")
         k = num_classes or out["num_atoms"]
         overlap = sum(atom_class_overlap(f["codes1"], m, k) for f, m in zip(factors, masks))
-        out.update(overlap=overlap.tolist(), purity=purity(overlap), atom_identity_rate=atom_identity_rate(overlap))
+        out.update(overlap=overlap.tolist(), purity=purity(overlap), atom_identity_rate=atom_identity_rate(overlap),
+                   purity_single_atom=float(overlap.sum(axis=0).max() / max(overlap.sum(), 1)))
     return out
 
 
@@ -248,7 +250,7 @@ TRAIN_OVERRIDES = {
     "smoke": {"dataset.generate": {"image_size": 64, "num_train": 16, "num_val": 4}, "dataset.crop_size": 64,
               "train.num_epochs": 1, "train.pretrain_epochs": 0, "train.batch_size": 4,
               "train.max_steps_per_epoch": 3, "train.val_max_images": 2, "misc.num_snapshots": 2},
-    "quick": {"train.num_epochs": 4, "train.pretrain_epochs": 2, "train.max_steps_per_epoch": 20,
+    "quick": {"train.num_epochs": 4, "train.pretrain_epochs": 2, "train.max_steps_per_epoch": 15,
               "train.val_every": 0, "train.val_max_images": 20},
     "full": {},
 }
@@ -288,7 +290,7 @@ def load_model(path, device="auto"):
 def train_small_model(output_dir, profile: str = "smoke", seed: int = 0, device="auto"):
     """Train the shapes recipe briefly (``TRAIN_OVERRIDES[profile]``) into ``<output_dir>/train_run``.
 
-    smoke: 3 steps on a 16-image 64 px dataset generated in output_dir (seconds); quick: 80 steps of 16
+    smoke: 3 steps on a 16-image 64 px dataset generated in output_dir (seconds); quick: 60 steps of 16
     crops on the default shapes dataset (1-2 minutes on 2 CPU cores); full: configs/shapes_quick.yaml as is.
     Returns (model in eval mode, config, seconds).
     """

@@ -158,3 +158,72 @@ def plot_predictions(model, dataset, indices: Iterable[int], device="cpu", fp_cu
         pred = probs.argmax(1)[0].cpu().numpy()
         rows.append((to_rgb(sample["image"]), sample["mask"].numpy(), pred, str(sample["name"])))
     return plot_prediction_rows(rows, axes=axes)
+
+
+def plot_best_worst(best: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str]],
+                    worst: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str]], axes=None):
+    """Side by side: the best rows (left) and the worst rows (right), each image | ground truth | prediction.
+
+    Rows are ``(image uint8 (H,W,3), ground truth (H,W), prediction (H,W), caption)``, e.g. with the
+    per-image IoU in the caption. The two lists may differ in length; empty cells are blank.
+    """
+    plt = _plt()
+    best, worst = list(best), list(worst)
+    if not best and not worst:
+        raise ValueError("plot_best_worst: both lists of rows are empty")
+    n = max(len(best), len(worst))
+    if axes is None:
+        fig, axes = plt.subplots(n, 6, figsize=(12, 2.1 * n), squeeze=False)
+    else:
+        axes = np.asarray(axes).reshape(n, 6)
+        fig = axes[0, 0].figure
+    for side, rows in enumerate((best, worst)):
+        block = axes[:, 3 * side:3 * side + 3]
+        for i in range(n):
+            for ax in block[i]:
+                _off(ax)
+                if i >= len(rows):
+                    ax.axis("off")
+            if i >= len(rows):
+                continue
+            rgb, gt, pred, caption = rows[i]
+            for ax, panel in zip(block[i], (rgb, colorize(gt), colorize(pred))):
+                ax.imshow(panel)
+            block[i, 0].set_ylabel(caption, fontsize=8)
+        which = ("best", "worst")[side]
+        for ax, t in zip(block[0], ("image", "ground truth", "prediction")):
+            ax.set_title(f"{which}: {t}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_setting_comparison(miou: Mapping[str, Mapping[str, float | None]], ax=None,
+                            title: str = "mIoU by inference setting"):
+    """Grouped bars: one group per inference pass (e.g. single scale, multi-scale + flip), one bar per
+    post-processing (e.g. "no CRF", "CRF"); values are mIoU in [0, 1], None = not computed."""
+    plt = _plt()
+    groups = list(miou)
+    if not groups:
+        raise ValueError("plot_setting_comparison: no settings given")
+    variants = list(dict.fromkeys(v for g in groups for v in miou[g]))
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(1.8 * len(groups) + 2, 3.2))
+    else:
+        fig = ax.figure
+    width = 0.8 / len(variants)
+    x = np.arange(len(groups))
+    for j, variant in enumerate(variants):
+        vals = np.array([np.nan if miou[g].get(variant) is None else float(miou[g][variant]) for g in groups])
+        bars = ax.bar(x + (j - (len(variants) - 1) / 2) * width, np.nan_to_num(vals), width=width, label=variant)
+        for bar, v in zip(bars, vals):
+            ax.text(bar.get_x() + bar.get_width() / 2, np.nan_to_num(v) + 0.01, "n/a" if np.isnan(v) else f"{v:.3f}",
+                    ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(x)
+    ax.set_xticklabels(groups)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("mIoU")
+    ax.set_title(title)
+    if len(variants) > 1:
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig

@@ -63,28 +63,35 @@ def plot_atom_codes(factors: dict, class_names: Sequence[str] | None = None, ite
                     axes=None):
     """Per atom k (columns): the aux class map k it starts from, its codes on view 1 and on view 2.
 
-    Rows: aux class map (softmax) | codes Z1 | codes Z2 on view 2's own grid (flipped if view 2 was);
-    the first column shows the image and view 2. Codes lie in [0, 1] (a softmax over atoms per pixel).
+    Rows: aux class map (softmax, colours over [0, 1]) | codes Z1 | codes Z2 on view 2's own grid
+    (flipped if view 2 was); the first column shows the image and view 2. Codes are a softmax over
+    atoms, so 1/K everywhere means "no preference": both code rows share one colour range spanning
+    the codes' own minimum and maximum, so that small preferences stay visible (see the colour bar).
     """
     k = factors["codes1"].shape[0]
     names = _names(class_names, k)
     fig, axes = _axes(axes, 3, k + 1, size=(1.6, 1.6))
-    rows = [("aux class map", factors["aux_masks"]), ("codes view 1", _codes(factors, "view 1", iteration)),
-            ("codes view 2", _codes(factors, "view 2", iteration))]
+    z1, z2 = _codes(factors, "view 1", iteration).float(), _codes(factors, "view 2", iteration).float()
+    lo, hi = float(min(z1.min(), z2.min())), float(max(z1.max(), z2.max()))
+    hi = max(hi, lo + 1e-6)
+    rows = [("aux class map", factors["aux_masks"].float(), (0.0, 1.0)), ("codes view 1", z1, (lo, hi)),
+            ("codes view 2", z2, (lo, hi))]
     images = [factors["image"], factors["image"], factors["view2"]]
-    im = None
-    for r, ((label, maps), image) in enumerate(zip(rows, images)):
+    mappables = []
+    for r, ((label, maps, (vmin, vmax)), image) in enumerate(zip(rows, images)):
         axes[r, 0].imshow(to_rgb(image))
         axes[r, 0].set_ylabel(label, fontsize=8)
         flip = " (flipped)" if r == 2 and factors["view2_flipped"] else ""
         axes[r, 0].set_title(("view 2" + flip) if r == 2 else "image", fontsize=8)
         for j in range(k):
-            im = axes[r, j + 1].imshow(maps[j].float().numpy(), cmap=CODE_CMAP, vmin=0, vmax=1)
+            im = axes[r, j + 1].imshow(maps[j].numpy(), cmap=CODE_CMAP, vmin=vmin, vmax=vmax)
             if r == 0:
                 axes[r, j + 1].set_title(f"atom {j}\n({names[j]})", fontsize=8)
+        mappables.append(im)
     for ax in axes.ravel():
         _bare(ax)
-    fig.colorbar(im, ax=list(axes[:, -1]), shrink=0.6)
+    fig.colorbar(mappables[0], ax=axes[0, -1], shrink=0.8, label="aux prob.")
+    fig.colorbar(mappables[1], ax=list(axes[1:, -1]), shrink=0.8, label=f"code (1/K = {1 / k:.3f})")
     t = factors["num_iters"] if iteration is None else iteration
     fig.suptitle(f"atoms: aux class maps (init) and codes after CVLR iteration {t}", fontsize=9)
     return fig
@@ -145,17 +152,25 @@ def _cosine(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
 
 
 def plot_dictionary_similarity(factors: dict, class_names: Sequence[str] | None = None, axes=None):
-    """Cosine similarity of the atoms: initial (l2n(W1 D0ᵀ)) | final (D_T) | initial vs final (how each moved)."""
+    """Cosine similarity of the atoms: initial (l2n(W1 D0ᵀ)) | final (D_T) | initial vs final (how each moved).
+
+    The colour range spans the smallest similarity shown up to 1, so near-parallel atoms (all close
+    to 1, typical early in training) still show their differences; the titles give the mean
+    off-diagonal similarity.
+    """
     d = factors["dictionaries"]
     k = d.shape[1]
     names = _names(class_names, k)
-    mats = [("initial atoms", _cosine(d[0], d[0])), (f"atoms after {d.shape[0] - 1} iteration(s)", _cosine(d[-1], d[-1])),
+    off = ~np.eye(k, dtype=bool)
+    mats = [("initial atoms", _cosine(d[0], d[0])), (f"after {d.shape[0] - 1} iteration(s)", _cosine(d[-1], d[-1])),
             ("initial (rows) vs final (cols)", _cosine(d[0], d[-1]))]
+    vmin = min(float(m.min()) for _, m in mats)
+    vmin = min(vmin, 1.0 - 1e-6)
     fig, axes = _axes(axes, 1, 3, size=(3.0, 2.8))
     im = None
     for ax, (title, m) in zip(axes[0], mats):
-        im = ax.imshow(m, cmap="RdBu_r", vmin=-1, vmax=1)
-        ax.set_title(title, fontsize=8)
+        im = ax.imshow(m, cmap="viridis", vmin=vmin, vmax=1)
+        ax.set_title(f"{title}\nmean off-diagonal {m[off].mean():.3f}" if k > 1 else title, fontsize=8)
         ax.set_xticks(range(k), names, rotation=90, fontsize=6)
         ax.set_yticks(range(k), names, fontsize=6)
     fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="cosine")
@@ -187,8 +202,9 @@ def plot_atom_class_assignment(overlap, class_names: Sequence[str] | None = None
     ax.set_xticks(range(overlap.shape[1]), _names(class_names, overlap.shape[1]), rotation=90, fontsize=7)
     ax.set_yticks(range(overlap.shape[0]), [f"atom {i}" for i in range(overlap.shape[0])], fontsize=7)
     ax.set_xlabel("ground-truth class")
-    ax.set_title(f"atom → class (purity {purity(overlap):.2f}, atom k = class k on "
-                 f"{atom_identity_rate(overlap):.0%} of pixels)", fontsize=8)
+    chance = overlap.sum(axis=0).max() / max(overlap.sum(), 1)
+    ax.set_title(f"atom → class: purity {purity(overlap):.2f} (one atom for all: {chance:.2f}),\n"
+                 f"atom k = class k on {atom_identity_rate(overlap):.0%} of pixels", fontsize=8)
     fig.colorbar(im, ax=ax, shrink=0.8, label="share of the atom's pixels")
     return fig
 
@@ -244,7 +260,10 @@ def plot_objective(factors: dict | Sequence[dict], names: Sequence[str] | None =
 # ----------------------------------------------------------------------------- explorer
 def plot_factor_view(factors: dict, atom: int = 0, view: str = "view 1", iteration: int | None = None,
                      class_names: Sequence[str] | None = None, axes=None):
-    """One atom's codes on one view after one iteration: image of that view | code map | winning atoms."""
+    """One atom's codes on one view after one iteration: image of that view | code map | winning atoms.
+
+    view: "view 1", "view 2" (its own grid) or "view 2 → 1" (mapped back); iteration 1..T (None = T).
+    """
     codes = _codes(factors, view, iteration)
     k = codes.shape[0]
     if not 0 <= int(atom) < k:
@@ -252,7 +271,8 @@ def plot_factor_view(factors: dict, atom: int = 0, view: str = "view 1", iterati
     fig, axes = _axes(axes, 1, 3, size=(2.6, 2.6))
     axes[0, 0].imshow(to_rgb(factors["view2"] if view == "view 2" else factors["image"]))
     axes[0, 0].set_title(view if view == "view 2" else "image", fontsize=8)
-    im = axes[0, 1].imshow(codes[int(atom)].float().numpy(), cmap=CODE_CMAP, vmin=0, vmax=1)
+    lo, hi = float(codes.min()), float(codes.max())       # one range for all atoms, as plot_atom_codes
+    im = axes[0, 1].imshow(codes[int(atom)].float().numpy(), cmap=CODE_CMAP, vmin=lo, vmax=max(hi, lo + 1e-6))
     axes[0, 1].set_title(f"atom {atom} ({_names(class_names, k)[int(atom)]}), {view}", fontsize=8)
     fig.colorbar(im, ax=axes[0, 1], shrink=0.8)
     axes[0, 2].imshow(colorize(winning_atoms(codes)))

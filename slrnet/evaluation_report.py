@@ -1,0 +1,342 @@
+"""Evaluation of a trained model on a val split, as notebook 05 reports it (METHOD.md section 5).
+
+Four settings from two network passes over the split: single scale (scale 1, no flip) and multi-scale
++ flip (the config's ``test.scales``), each without and with the dense CRF. Both CRF and no-CRF
+predictions come from the same pass (``slrnet.infer.iter_inference`` runs the CRF in worker processes
+while the network goes on). Classes are kept by the **predicted** class scores (sigmoid > fp_cut,
+top-k), never by ground-truth image labels (``use_cls_label`` is off: that would leak labels on val).
+
+    >>> from slrnet import evaluation_report as R
+    >>> model, cfg, info = R.load_or_train(None, "outputs/05_evaluate", profile="quick")
+    >>> dataset = R.evaluation_set(cfg, split="val", num_classes=model.num_classes)
+    >>> result = R.evaluate_model(model, dataset, scales=cfg["test"]["scales"], apply_crf=True)
+    >>> print(R.markdown_table(result.rows()))        # the 4-row mIoU table
+    >>> result.metrics()                               # val_miou, val_miou_crf, ... for metrics.json
+
+Per-image IoU (for the best / worst examples) is the mean IoU over the classes present in that image's
+ground truth or prediction, the per-image analogue of ``ConfusionMatrix.miou``.
+"""
+from __future__ import annotations
+
+import heapq
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+# METHOD.md section 6: numbers reported in the paper on PASCAL VOC 2012 (not measured by this library).
+PAPER_VOC_RESULTS = (
+    {"setting": "weakly supervised, single stage, + CRF", "backbone": "WideResNet-38", "voc_val_miou": 67.2,
+     "note": "VOC test 67.6; COCO val 35.0"},
+    {"setting": "weakly supervised, two stage (pseudo labels -> DeepLabV3+)", "backbone": "ResNet-101",
+     "voc_val_miou": 69.3, "note": ""},
+    {"setting": "semi, 1464 pixel labels + image labels on the rest", "backbone": "WideResNet-38",
+     "voc_val_miou": 75.1, "note": ""},
+    {"setting": "semi, 1464 pixel labels + rest unlabelled", "backbone": "WideResNet-38", "voc_val_miou": 72.4,
+     "note": ""},
+    {"setting": "predecessor single-stage baseline (no CVLR), + CRF", "backbone": "WideResNet-38",
+     "voc_val_miou": 62.7, "note": ""},
+)
+
+# Training when no checkpoint exists: overrides of training_config(configs/shapes_quick.yaml, profile).
+# smoke: the profile as is (6 steps on a 48-image 64 px set in output_dir); quick: 80 steps of 16 crops on
+# the default shapes dataset (about 1 minute on 2 idle CPU cores); full: the profile as is.
+TRAIN_OVERRIDES = {
+    "smoke": {},
+    "quick": {"train.num_epochs": 4, "train.pretrain_epochs": 2, "train.max_steps_per_epoch": 20,
+              "train.val_every": 0, "train.val_max_images": 20, "misc.verbose": 0},
+    "full": {},
+}
+
+# Setting keys -> metrics.json names.
+METRIC_NAMES = {"multi_scale": "val_miou", "multi_scale_crf": "val_miou_crf",
+                "single_scale": "val_miou_single_scale", "single_scale_crf": "val_miou_single_scale_crf"}
+
+
+# ----------------------------------------------------------------------------- the model and the data
+
+def default_checkpoint(output_dir) -> Path:
+    """Notebook 02's checkpoint next to this output folder: ``<output_dir>/../02_train_weakly_supervised``."""
+    return Path(output_dir).resolve().parent / "02_train_weakly_supervised" / "checkpoint.pth"
+
+
+def load_model(path, device="auto"):
+    """(model in eval mode, config) from a checkpoint ``{'state_dict', 'config', ...}`` as notebook 02 saves it."""
+    from slrnet.checkpoint import load_checkpoint, load_state_dict_strict
+    from slrnet.models import build_model
+    from slrnet.utils import resolve_device
+
+    ckpt = load_checkpoint(path, map_location="cpu")
+    cfg = ckpt.get("config") if isinstance(ckpt, dict) else None
+    if not isinstance(cfg, dict) or "model" not in cfg or "state_dict" not in ckpt:
+        raise ValueError(f"checkpoint {path}: expected a dict with 'state_dict' and 'config' (the full config "
+                         f"sections, as notebook 02 and Trainer save them)")
+    model = build_model({**cfg["model"], "pretrained": ""})    # every weight comes from the state dict
+    load_state_dict_strict(model, ckpt["state_dict"], source=str(path))
+    return model.to(resolve_device(device)).eval(), cfg
+
+
+def load_or_train(checkpoint, output_dir, profile: str = "quick", seed: int = 0, device="auto", data_root=None,
+                  config=None):
+    """The model to evaluate: ``checkpoint``; else notebook 02's if present; else a short run trained here.
+
+    Training uses ``training_config(config, profile, output_dir, data_root)`` (config default:
+    ``<repo>/configs/shapes_quick.yaml``) plus ``TRAIN_OVERRIDES[profile]``
+    and writes ``<output_dir>/train_run``. Returns (model in eval mode, config, info) where info holds
+    ``source`` ("checkpoint" / "trained here"), ``checkpoint`` and ``train_seconds``.
+    """
+    from slrnet.profiles import check_profile, training_config
+    from slrnet.train import Trainer
+
+    check_profile(profile)
+    if checkpoint is not None and not Path(checkpoint).expanduser().is_file():
+        raise FileNotFoundError(f"checkpoint: {checkpoint} does not exist (None uses notebook 02's or trains one)")
+    path = Path(checkpoint).expanduser() if checkpoint is not None else default_checkpoint(output_dir)
+    if path.is_file():
+        model, cfg = load_model(path, device)
+        return model, cfg, {"source": "checkpoint", "checkpoint": str(path), "train_seconds": 0.0}
+    out = Path(output_dir).resolve()
+    if config is None:
+        from slrnet.utils import repo_root
+        config = repo_root() / "configs" / "shapes_quick.yaml"
+    cfg = training_config(config, profile, out, data_root=data_root,
+                          overrides={**TRAIN_OVERRIDES[profile], "misc.seed": int(seed), "misc.device": str(device)})
+    start = time.perf_counter()
+    trainer = Trainer(cfg, run_dir=out / "train_run")
+    trainer.fit()
+    seconds = time.perf_counter() - start
+    return trainer.model.eval(), cfg, {"source": "trained here", "checkpoint": str(trainer.ckpt_dir / "last.pth"),
+                                       "train_seconds": round(seconds, 2)}
+
+
+def evaluation_set(cfg: dict, data_root=None, split: str = "val", num_classes: int | None = None):
+    """Full-size images of ``split`` from the config's dataset, or of any VOC-layout ``data_root``."""
+    from slrnet.data import VOCSegmentation, build_dataset
+
+    if data_root is not None:
+        dataset = VOCSegmentation(Path(data_root).expanduser(), split, mask_dir=None)
+    else:
+        dataset = build_dataset(cfg["dataset"], split, train=False)
+    if num_classes is not None and dataset.num_classes != num_classes:
+        raise ValueError(f"data_root: {dataset.root} has {dataset.num_classes} classes but the model predicts "
+                         f"{num_classes}; evaluate on a dataset with the model's classes")
+    return dataset
+
+
+# ----------------------------------------------------------------------------- per-image scores
+
+def image_iou(pred, gt, num_classes: int, ignore_index: int = 255) -> float:
+    """Mean IoU of one image over the classes in its ground truth or prediction (NaN if nothing is scored)."""
+    from slrnet.metrics import ConfusionMatrix
+
+    return ConfusionMatrix(num_classes, ignore_index).update(pred, gt).miou()
+
+
+class ExtremeExamples:
+    """The ``k`` highest- and ``k`` lowest-scoring items of a stream, without keeping the rest.
+
+    Ties go to the earlier index in both lists; NaN scores are skipped.
+    """
+
+    def __init__(self, k: int):
+        if k < 0:
+            raise ValueError(f"ExtremeExamples: k must be >= 0, got {k}")
+        self.k = int(k)
+        self._best: list = []    # min-heap on (score, -index): the root is the weakest of the best
+        self._worst: list = []   # min-heap on (-score, -index): the root is the best of the worst
+
+    def add(self, index: int, score: float, payload=None) -> None:
+        if self.k == 0 or not np.isfinite(score):
+            return
+        for heap, key in ((self._best, (score, -index)), (self._worst, (-score, -index))):
+            item = (key, payload)
+            if len(heap) < self.k:
+                heapq.heappush(heap, item)
+            elif key > heap[0][0]:
+                heapq.heapreplace(heap, item)
+
+    @staticmethod
+    def _items(heap) -> list[dict]:
+        ordered = sorted(heap, key=lambda item: item[0], reverse=True)
+        return [{"index": -key[1], "payload": payload} for key, payload in ordered]
+
+    def best(self) -> list[dict]:
+        """``[{"index", "payload"}]``, highest score first."""
+        return self._items(self._best)
+
+    def worst(self) -> list[dict]:
+        """``[{"index", "payload"}]``, lowest score first."""
+        return self._items(self._worst)
+
+
+# ----------------------------------------------------------------------------- the four settings
+
+@dataclass(frozen=True)
+class InferencePass:
+    key: str                  # "single_scale" / "multi_scale"; "+_crf" names the CRF variant
+    label: str
+    scales: tuple[float, ...]
+    flip: bool
+
+
+def inference_passes(scales: Sequence[float]) -> list[InferencePass]:
+    return [InferencePass("single_scale", "single scale", (1.0,), False),
+            InferencePass("multi_scale", "multi-scale + flip", tuple(float(s) for s in scales), True)]
+
+
+@dataclass
+class EvaluationResult:
+    class_names: list[str]
+    passes: list[InferencePass]
+    apply_crf: bool
+    confusion: dict            # setting key -> ConfusionMatrix
+    image_ious: dict           # setting key -> [per-image IoU] in dataset order (NaN: nothing scored)
+    names: list[str]
+    examples: dict             # {"setting", "best", "worst"}; entries {"index", "name", "iou", "pred"}
+    seconds: dict              # pass key -> wall seconds (network and overlapped CRF)
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def num_images(self) -> int:
+        return len(self.names)
+
+    def keys(self) -> list[str]:
+        return [p.key + suffix for p in self.passes for suffix in ("", "_crf") if suffix == "" or self.apply_crf]
+
+    def miou(self, key: str) -> float | None:
+        cm = self.confusion.get(key)
+        return None if cm is None or np.isnan(cm.miou()) else float(cm.miou())
+
+    def per_class_iou(self, key: str) -> dict[str, float | None]:
+        iou = self.confusion[key].iou()
+        return {n: None if np.isnan(v) else float(v) for n, v in zip(self.class_names, iou)}
+
+    def setting_mious(self) -> dict[str, dict[str, float | None]]:
+        """{pass label: {"no CRF": mIoU, "CRF": mIoU}} for ``viz_eval.plot_setting_comparison``."""
+        return {p.label: {"no CRF": self.miou(p.key), **({"CRF": self.miou(p.key + "_crf")} if self.apply_crf else {})}
+                for p in self.passes}
+
+    def rows(self) -> list[dict]:
+        """One row per setting for the results table (mIoU and pixel accuracy in %)."""
+        kept = (f"predicted scores (sigmoid > {self.settings.get('fp_cut')}, top-{self.settings.get('top_k')}); "
+                f"use_cls_label off")
+        rows = []
+        for p in self.passes:
+            for crf in ((False, True) if self.apply_crf else (False,)):
+                cm = self.confusion[p.key + ("_crf" if crf else "")]
+                rows.append({"setting": p.label + (" + CRF" if crf else ""),
+                             "scales": ", ".join(f"{s:g}" for s in p.scales), "flip": "yes" if p.flip else "no",
+                             "CRF": "yes" if crf else "no", "classes kept by": kept,
+                             "mIoU (%)": round(100 * cm.miou(), 2), "pixel acc (%)": round(100 * cm.pixel_accuracy(), 2)})
+        return rows
+
+    def metrics(self) -> dict:
+        """metrics.json entries: the four mIoUs (None where not computed), timing, settings, examples."""
+        out = {name: self.miou(key) for key, name in METRIC_NAMES.items()}
+        total = sum(self.seconds.values())
+        out["timing"] = {f"{k}_seconds": round(v, 3) for k, v in self.seconds.items()}
+        out["timing"]["inference_seconds"] = round(total, 3)
+        out["timing"].update({f"{k}_images_per_second": round(self.num_images / v, 3)
+                              for k, v in self.seconds.items() if v > 0})
+        out["num_images"] = self.num_images
+        out["settings"] = {**self.settings, "use_cls_label": False, "apply_crf": self.apply_crf}
+        out["examples"] = {"setting": self.examples["setting"],
+                           **{which: [{"name": e["name"], "iou": e["iou"]} for e in self.examples[which]]
+                              for which in ("best", "worst")}}
+        return out
+
+
+def evaluate_model(model, dataset, scales: Sequence[float], *, apply_crf: bool = True, fp_cut: float = 0.3,
+                   top_k: int = 6, bg_pow: float = 3, max_images: int | None = None, num_workers: int | None = None,
+                   device="auto", num_examples: int = 4, amp: bool = True) -> EvaluationResult:
+    """Single-scale and multi-scale + flip passes over ``dataset`` (each with and without CRF when
+    ``apply_crf``); confusion matrices, per-image IoU, and the best / worst ``num_examples`` images of the
+    final setting (multi-scale, + CRF when applied). Images without pixel labels are skipped."""
+    from slrnet.infer import iter_inference
+    from slrnet.metrics import ConfusionMatrix
+
+    count = len(dataset) if not max_images else min(len(dataset), int(max_images))
+    if count == 0:
+        raise ValueError(f"evaluate_model: the dataset {dataset!r} is empty")
+    class_names = list(getattr(dataset, "class_names", None) or [])
+    num_classes = len(class_names) or int(model.num_classes)
+    if not class_names:
+        from slrnet.metrics import default_class_names
+        class_names = default_class_names(num_classes)
+    passes = inference_passes(scales)
+    final_key = "multi_scale_crf" if apply_crf else "multi_scale"
+    extremes = ExtremeExamples(min(num_examples, count // 2))
+    confusion = {}
+    image_ious: dict[str, list[float]] = {}
+    names: list[str] = []
+    seconds = {}
+    for p in passes:
+        start = time.perf_counter()
+        records = iter_inference(model, dataset, scales=p.scales, flip=p.flip, use_cls_label=False, fp_cut=fp_cut,
+                                 top_k=top_k, bg_pow=bg_pow, apply_crf=apply_crf, num_workers=num_workers,
+                                 device=device, amp=amp, max_images=count)
+        keys = (p.key, p.key + "_crf") if apply_crf else (p.key,)
+        for index, rec in enumerate(records):
+            if p is passes[0]:
+                names.append(rec["name"])
+            preds = {p.key: rec["pred"], p.key + "_crf": rec["pred_crf"]}
+            for key in keys:
+                if rec["mask"] is None:                      # no pixel labels: not scored, kept in order
+                    image_ious.setdefault(key, []).append(float("nan"))
+                    continue
+                confusion.setdefault(key, ConfusionMatrix(num_classes)).update(preds[key], rec["mask"])
+                iou = image_iou(preds[key], rec["mask"], num_classes)
+                image_ious.setdefault(key, []).append(iou)
+                if key == final_key:
+                    extremes.add(index, iou, (rec["name"], preds[key]))
+        seconds[p.key] = time.perf_counter() - start
+    if not confusion:
+        raise ValueError(f"evaluate_model: none of the {count} images of {dataset!r} has pixel labels")
+
+    def entries(items):
+        return [{"index": e["index"], "name": e["payload"][0], "pred": e["payload"][1],
+                 "iou": image_ious[final_key][e["index"]]} for e in items]
+
+    examples = {"setting": final_key, "best": entries(extremes.best()), "worst": entries(extremes.worst())}
+    settings = {"scales": [float(s) for s in scales], "fp_cut": fp_cut, "top_k": top_k, "bg_pow": bg_pow}
+    return EvaluationResult(class_names, passes, apply_crf, confusion, image_ious, names, examples, seconds, settings)
+
+
+def example_rows(dataset, entries: Sequence[dict]) -> list[tuple]:
+    """``(image uint8 (H, W, 3), ground truth, prediction, caption)`` rows for ``viz_eval.plot_prediction_rows``."""
+    from slrnet.data.transforms import denormalize
+
+    rows = []
+    for e in entries:
+        sample = dataset[e["index"]]
+        rows.append((denormalize(sample["image"]), np.asarray(sample["mask"]), e["pred"],
+                     f"{e['name']}\nIoU {e['iou']:.3f}"))
+    return rows
+
+
+# ----------------------------------------------------------------------------- tables
+
+def markdown_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> str:
+    """A GitHub-style markdown table of dict rows (columns default to the first row's keys)."""
+    if not rows:
+        raise ValueError("markdown_table: no rows")
+    columns = list(columns or rows[0])
+
+    def cell(v) -> str:
+        if v is None:
+            return "n/a"
+        if isinstance(v, float):
+            return f"{v:.2f}"
+        return str(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def paper_rows() -> list[dict]:
+    """METHOD.md section 6 as table rows, labelled as reported numbers."""
+    return [{"setting (reported in the paper, VOC 2012, not measured here)": r["setting"], "backbone": r["backbone"],
+             "VOC val mIoU (%)": r["voc_val_miou"], "note": r["note"]} for r in PAPER_VOC_RESULTS]

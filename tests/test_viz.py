@@ -1,0 +1,215 @@
+"""slrnet.viz (training figures) and the low-rank factor figures re-exported from slrnet.viz_factors.
+
+Headless (Agg): every function returns a Figure, draws into axes it is given, and shows the numbers it
+claims to (checked against slrnet.factors on a tiny model and small random images).
+"""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from slrnet import factors as FX  # noqa: E402
+from slrnet import viz, viz_factors  # noqa: E402
+from slrnet.models import build_model  # noqa: E402
+
+TINY = {"backbone": "tiny", "num_classes": 5, "decoder_channels": 16, "aspp_dilations": [1, 2, 3, 4],
+        "backbone_kwargs": {"width": 8}}
+NAMES = ["background", "a", "b", "c", "d"]
+H, W, K = 40, 32, 5
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def factors():
+    torch.manual_seed(0)
+    model = build_model({**TINY, "num_iters": 2, "use_flip": True}).eval()
+    gen = torch.Generator().manual_seed(1)
+    images = [torch.randn(3, H, W, generator=gen) for _ in range(2)]
+    return [FX.extract_factors(model, im, generator=torch.Generator().manual_seed(i)) for i, im in enumerate(images)]
+
+
+@pytest.fixture(scope="module")
+def masks():
+    gen = torch.Generator().manual_seed(2)
+    out = [torch.randint(0, K, (H, W), generator=gen) for _ in range(2)]
+    out[0][:2] = 255
+    return out
+
+
+def images_of(ax) -> list[np.ndarray]:
+    return [np.asarray(im.get_array()) for im in ax.get_images()]
+
+
+# ----------------------------------------------------------------------------- training figures (lead's)
+def test_color_helpers():
+    cmap = viz.voc_colormap()
+    assert cmap.shape == (256, 3) and tuple(cmap[1]) == (128, 0, 0) and tuple(cmap[255]) == (224, 224, 192)
+    labels = np.array([[0, 1], [255, 2]])
+    np.testing.assert_array_equal(viz.colorize(labels), cmap[labels])
+    rgb = viz.to_rgb(torch.zeros(3, 4, 5))
+    assert rgb.shape == (4, 5, 3) and rgb.dtype == np.uint8
+    np.testing.assert_array_equal(rgb[0, 0], np.clip(viz.IMAGENET_MEAN * 255, 0, 255).astype(np.uint8))
+    pseudo = torch.zeros(1, 3, 2, 2)
+    pseudo[0, 2, 0, 0] = 1
+    pseudo[0, 1, 1, 1] = 1
+    np.testing.assert_array_equal(viz.pseudo_to_index(pseudo)[0].numpy(), [[2, 255], [255, 1]])
+
+
+def test_training_snapshot_and_history():
+    maps = {"masks": torch.rand(2, K, 8, 8), "refined": torch.rand(2, K, 8, 8),
+            "pseudo_gt": (torch.rand(2, K, 8, 8) > 0.7).float()}
+    fig = viz.plot_training_snapshot(torch.randn(2, 3, 8, 8), maps)
+    assert isinstance(fig, Figure) and len(fig.axes) == 8
+    history = [{"epoch": 0, "train_loss": 1.0, "train_cls": 0.5}, {"epoch": 1, "train_loss": 0.5, "val_miou": 0.3}]
+    fig = viz.plot_history(history)
+    assert isinstance(fig, Figure) and len(fig.axes) == 2          # loss axis and the mIoU twin
+
+
+# ----------------------------------------------------------------------------- factor figures
+def test_factor_figures_are_reexported():
+    for name in viz.FACTOR_FIGURES:
+        assert getattr(viz, name) is getattr(viz_factors, name)
+        assert name in dir(viz)
+    from slrnet.viz import plot_atom_codes  # noqa: F401  (the from-import form works too)
+    with pytest.raises(AttributeError, match="no attribute"):
+        viz.plot_nothing  # noqa: B018
+
+
+def test_plot_atom_codes(factors):
+    f = factors[0]
+    fig = viz.plot_atom_codes(f, NAMES)
+    assert isinstance(fig, Figure)
+    code_axes = [ax for ax in fig.axes if ax.get_images()]
+    assert len(code_axes) == 3 * (K + 1)
+    # row 2, column k + 1 is atom k's code map on view 1; row 3 on view 2 (its own grid)
+    grid = np.array(code_axes).reshape(3, K + 1)
+    for k in range(K):
+        np.testing.assert_allclose(images_of(grid[1, k + 1])[0], f["codes1"][k].numpy())
+        np.testing.assert_allclose(images_of(grid[2, k + 1])[0], f["codes2"][k].numpy())
+        np.testing.assert_allclose(images_of(grid[0, k + 1])[0], f["aux_masks"][k].numpy())
+    assert "background" in grid[0, 1].get_title()
+    lo, hi = grid[1, 1].get_images()[0].get_clim()
+    assert lo == pytest.approx(float(min(f["codes1"].min(), f["codes2"].min())))
+    assert hi == pytest.approx(float(max(f["codes1"].max(), f["codes2"].max())))
+    fig = viz.plot_atom_codes(f, iteration=1)                        # the first iteration's codes
+    grid = np.array([ax for ax in fig.axes if ax.get_images()]).reshape(3, K + 1)
+    np.testing.assert_allclose(images_of(grid[1, 1])[0], f["codes1_iters"][0, 0].numpy())
+    with pytest.raises(ValueError, match="iteration"):
+        viz.plot_atom_codes(f, iteration=3)
+
+
+def test_plot_winning_atoms_uses_given_axes(factors, masks):
+    f = factors[0]
+    fig, axes = plt.subplots(2, 5)
+    out = viz.plot_winning_atoms(f, masks[0], NAMES, axes=axes[1])
+    assert out is fig and not axes[0, 0].get_images()
+    panels = [images_of(ax)[0] for ax in axes[1]]
+    np.testing.assert_array_equal(panels[1], viz.colorize(masks[0]))
+    np.testing.assert_array_equal(panels[2], viz.colorize(FX.winning_atoms(f["codes1"], (H, W))))
+    np.testing.assert_array_equal(panels[3], viz.colorize(FX.winning_atoms(f["codes2_up"], (H, W))))
+    np.testing.assert_array_equal(panels[4], viz.colorize(f["prediction"]))
+    assert len(fig.legends) == 1 and [t.get_text() for t in fig.legends[0].get_texts()] == NAMES
+    assert len(viz.plot_winning_atoms(f).axes) == 4                   # no ground truth: one panel less
+
+
+def test_plot_code_agreement(factors):
+    f = factors[1]
+    fig = viz.plot_code_agreement(f)
+    disagreement = [ax for ax in fig.axes if ax.get_title() == "code disagreement"][0]
+    np.testing.assert_allclose(images_of(disagreement)[0], FX.code_disagreement(f["codes1"], f["codes2_up"]).numpy())
+    assert f"{FX.code_agreement(f['codes1'], f['codes2_up']):.1%}" in fig._suptitle.get_text()
+
+
+def test_plot_dictionary_similarity(factors):
+    f = factors[0]
+    fig = viz.plot_dictionary_similarity(f, NAMES)
+    mats = [images_of(ax)[0] for ax in fig.axes if ax.get_images()]
+    assert len(mats) == 3
+    d0, dt = f["dictionaries"][0].double(), f["dictionaries"][-1].double()
+    cos = lambda a, b: (a / a.norm(dim=1, keepdim=True)) @ (b / b.norm(dim=1, keepdim=True)).T  # noqa: E731
+    np.testing.assert_allclose(mats[0], cos(d0, d0).numpy(), atol=1e-6)
+    np.testing.assert_allclose(mats[1], cos(dt, dt).numpy(), atol=1e-6)
+    np.testing.assert_allclose(mats[2], cos(d0, dt).numpy(), atol=1e-6)
+    np.testing.assert_allclose(np.diag(mats[0]), 1.0, atol=1e-6)
+
+
+def test_plot_atom_class_assignment():
+    overlap = np.array([[8, 2, 0], [1, 1, 6], [0, 0, 0]])
+    fig, ax = plt.subplots()
+    assert viz.plot_atom_class_assignment(overlap, ["bg", "x", "y"], ax=ax) is fig
+    boxes = sorted((int(p.get_x() + 0.5), int(p.get_y() + 0.5)) for p in ax.patches)
+    assert boxes == [(0, 0), (2, 1)]                                  # (class, atom); the empty atom has none
+    np.testing.assert_allclose(images_of(ax)[0], [[0.8, 0.2, 0], [1 / 8, 1 / 8, 6 / 8], [0, 0, 0]])
+    assert f"purity {FX.purity(overlap):.2f}" in ax.get_title()
+
+
+def test_plot_singular_spectra(factors):
+    f = factors[0]
+    fig = viz.plot_singular_spectra(f)
+    ax = fig.axes[0]
+    lines = [line for line in ax.get_lines() if len(line.get_xdata()) > 2]
+    assert len(lines) == 2
+    s = FX.singular_values(f["features"])
+    np.testing.assert_allclose(lines[0].get_ydata(), (s / s[0]).numpy(), rtol=1e-6)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert f"{FX.effective_rank(f['features']):.1f}" in labels[0]
+    assert f"{FX.effective_rank(f['reconstruction']):.1f}" in labels[1]
+
+
+def test_plot_objective(factors):
+    fig = viz.plot_objective(factors, names=["one", "two"], trained_iters=1)
+    ax = fig.axes[0]
+    curves = [line for line in ax.get_lines() if line.get_label() in ("one", "two")]
+    assert len(curves) == 2
+    np.testing.assert_allclose(curves[1].get_ydata(), factors[1]["relative_objective"].numpy())
+    np.testing.assert_array_equal(curves[0].get_xdata(), [1, 2])
+    assert len(viz.plot_objective(factors[0]).axes[0].get_lines()) == 1
+
+
+def test_plot_factor_view_every_view(factors):
+    f = factors[0]
+    for view, key in zip(viz_factors.VIEWS, ("codes1_iters", "codes2_iters", "codes2_up_iters")):
+        fig = viz.plot_factor_view(f, atom=3, view=view, iteration=1, class_names=NAMES)
+        code_ax = [ax for ax in fig.axes if ax.get_images()][1]
+        np.testing.assert_allclose(images_of(code_ax)[0], f[key][0, 3].numpy())
+    with pytest.raises(ValueError, match="view"):
+        viz.plot_factor_view(f, view="view 3")
+    with pytest.raises(ValueError, match="atom"):
+        viz.plot_factor_view(f, atom=K)
+    with pytest.raises(ValueError, match="iteration"):
+        viz.plot_factor_view(f, iteration=0)
+
+
+def test_factor_explorer(factors, monkeypatch):
+    pytest.importorskip("ipywidgets")
+    calls = []
+    real = viz_factors.plot_factor_view
+    def recording(*args, **kwargs):     # recorded only once drawn: ipywidgets swallows callback errors
+        fig = real(*args, **kwargs)
+        calls.append(args)
+        return fig
+
+    monkeypatch.setattr(viz_factors, "plot_factor_view", recording)
+    explorer = viz.factor_explorer(factors, ["one", "two"], NAMES)
+    controls = {w.description: w for w in explorer.children if hasattr(w, "description")}
+    assert {"image", "atom", "view", "iteration"} <= set(controls)
+    assert controls["atom"].max == K - 1 and controls["iteration"].max == 2
+    assert calls and calls[-1][0] is factors[0]                       # drawn once when built
+    controls["image"].value = 1
+    controls["view"].value = "view 2 → 1"
+    controls["atom"].value = 4
+    assert calls[-1][0] is factors[1] and calls[-1][1:4] == (4, "view 2 → 1", 2)
+    with pytest.raises(ValueError, match="no factors"):
+        viz.factor_explorer([])
