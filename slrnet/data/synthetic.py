@@ -1,10 +1,10 @@
 """The embedded default dataset, "shapes": procedurally generated, written in Pascal VOC layout.
 
 Six foreground classes of distinct silhouettes (circle, square, triangle, star, cross, crescent) on
-textured backgrounds (colour gradients, smooth noise, thin-line and dot clutter that is *not* an
-object). Each image holds 1-3 instances (a class may repeat) at random scale, rotation and position;
+textured, noisy backgrounds (muted colour gradients with coarse mottling and fine grain). Each image holds 1-3 instances (a class may repeat) at random scale, rotation and position;
 later instances may occlude earlier ones, but every instance stays at least 60 % visible. Colour
-and texture are drawn independently of the class, so only shape identifies it. Masks mark a void
+(any hue) and texture (shaded or two-tone stripes) are drawn independently of the class, so only
+shape identifies it; objects are saturated on desaturated scenes, a class-agnostic figure/ground cue. Masks mark a void
 band (255) along every label border, like VOC's.
 
     >>> from slrnet.data.synthetic import ensure_default_dataset, SHAPES_CLASSES
@@ -18,6 +18,7 @@ byte-identical files (and images do not change when only the counts change). Loa
 """
 from __future__ import annotations
 
+import colorsys
 import json
 import math
 import os
@@ -33,7 +34,7 @@ from PIL import Image, ImageDraw
 from slrnet.data.voc import VOID, save_palette_png
 
 SHAPES_CLASSES = ("background", "circle", "square", "triangle", "star", "cross", "crescent")
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 DEFAULT_OPTIONS = {
     "image_size": 128,     # square images, pixels
     "num_train": 2000,
@@ -45,7 +46,7 @@ DEFAULT_OPTIONS = {
 }
 _SPLIT_CODES = {"train": 0, "val": 1}
 MIN_VISIBLE = 0.6          # fraction of an instance's area that must stay unoccluded
-RADIUS_RANGE = (0.10, 0.24)  # instance radius as a fraction of the image size
+RADIUS_RANGE = (0.12, 0.25)  # instance radius as a fraction of the image size
 
 
 def full_options(**options) -> dict:
@@ -132,40 +133,36 @@ def _gradient(rng: np.random.Generator, size: int, c0, c1) -> np.ndarray:
     return np.asarray(c0, np.float32) + (np.asarray(c1, np.float32) - np.asarray(c0, np.float32)) * t[..., None]
 
 
+def _hsv(h: float, s: float, v: float) -> np.ndarray:
+    return np.asarray(colorsys.hsv_to_rgb(h, s, v), dtype=np.float32) * 255.0
+
+
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """Gradient + smooth noise + clutter (thin lines, dots): uint8 (S, S, 3)."""
-    image = _gradient(rng, size, rng.uniform(0, 255, 3), rng.uniform(0, 255, 3))
-    image += _smooth_noise(rng, size, int(rng.integers(3, 9)), rng.uniform(10, 40))
-    canvas = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8), "RGB")
-    draw = ImageDraw.Draw(canvas)
-    for _ in range(int(rng.integers(2, 9))):   # thin lines: long but never blob-like
-        x0, y0, x1, y1 = rng.uniform(-0.1, 1.1, 4) * size
-        draw.line([(x0, y0), (x1, y1)], fill=tuple(int(v) for v in rng.integers(0, 256, 3)),
-                  width=int(rng.integers(1, 3)))
-    for _ in range(int(rng.integers(5, 30))):  # dots far smaller than any object
-        x, y = rng.uniform(0, size, 2)
-        d = rng.uniform(0.5, 2.0)
-        draw.ellipse([x - d, y - d, x + d, y + d], fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
-    return np.asarray(canvas, dtype=np.float32)
+    """Muted, light scene: gradient between two pastel colours + coarse mottling + fine grain, float32 (S, S, 3).
+
+    Backgrounds are desaturated and objects saturated (see ``_texture``): the cue that tells an object
+    from the scene is class-agnostic, so the classes still differ only by shape. Trained from scratch on
+    two CPU cores, a small network needs this contrast to learn shapes within minutes (measured: with
+    saturated clutter lines and striped/checkered objects it stayed at the label prior for 2000 steps).
+    """
+    def pastel():
+        return _hsv(rng.uniform(), rng.uniform(0.05, 0.3), rng.uniform(0.7, 0.95))
+
+    image = _gradient(rng, size, pastel(), pastel())
+    image += _smooth_noise(rng, size, int(rng.integers(3, 9)), rng.uniform(5, 15))     # coarse mottling
+    image += _smooth_noise(rng, size, size // 4, rng.uniform(2, 6))                     # fine texture
+    return image
 
 
 def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
-    """An object's appearance, float32 (S, S, 3): solid, stripes, checker, gradient or noisy (any colour)."""
+    """An object's appearance, float32 (S, S, 3): a saturated colour of any hue, shaded or two-tone striped."""
     xx, yy = _grid(size)
-    c0, c1 = rng.uniform(0, 255, 3).astype(np.float32), rng.uniform(0, 255, 3).astype(np.float32)
-    kind = int(rng.integers(0, 5))
-    if kind == 0:
-        return np.broadcast_to(c0, (size, size, 3)).copy()
-    if kind == 1:
-        period, angle = rng.uniform(4, 10), rng.uniform(0, math.pi)
-        t = (np.sin(2 * math.pi * (xx * math.cos(angle) + yy * math.sin(angle)) / period) > 0).astype(np.float32)
-    elif kind == 2:
-        cell = int(rng.integers(3, 8))
-        t = ((xx // cell + yy // cell) % 2).astype(np.float32)
-    elif kind == 3:
-        return _gradient(rng, size, c0, c1)
-    else:
-        return c0 + _smooth_noise(rng, size, int(rng.integers(6, 16)), rng.uniform(15, 40))
+    c0 = _hsv(rng.uniform(), rng.uniform(0.6, 1.0), rng.uniform(0.35, 0.9))
+    if rng.uniform() < 0.75:                              # shaded: smooth low-amplitude noise
+        return c0 + _smooth_noise(rng, size, int(rng.integers(6, 16)), rng.uniform(4, 12))
+    c1 = _hsv(rng.uniform(), rng.uniform(0.6, 1.0), rng.uniform(0.35, 0.9))   # stripes of two hues
+    period, angle = rng.uniform(8, 16), rng.uniform(0, math.pi)
+    t = (np.sin(2 * math.pi * (xx * math.cos(angle) + yy * math.sin(angle)) / period) > 0).astype(np.float32)
     return c0 + (c1 - c0) * t[..., None]
 
 

@@ -84,6 +84,11 @@ class SLRNet(nn.Module):
         # ASPP BN statistics are frozen when the backbone is a frozen (pretrained) one, as in the
         # released recipe; a backbone trained from scratch (the teaching profile) trains them.
         self.freeze_aspp_stats = bool(getattr(self.backbone, "freeze_bn", True))
+        if self.backbone.shallow_channels != C:
+            # GCI modulates the stride-4 backbone map with cues from the decoder features, channel by
+            # channel (both 256 wide for WideResNet-38 and ResNet-101), so the widths must agree.
+            raise ValueError(f"model.decoder_channels ({C}) must equal the {backbone!r} backbone's shallow "
+                             f"channels ({self.backbone.shallow_channels}); for 'tiny' that is 2 * width")
         self.aspp = ASPP(self.backbone.deep_channels, C, dilations=tuple(aspp_dilations), norm_layer=_BatchNorm)
         self._aff = PAMR(pamr_iter, tuple(pamr_dilations))
         self.shallow_mask = GCI(C, norm_layer=_BatchNorm)
