@@ -25,7 +25,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("slrnet.train", "train SLRNet from a YAML config (single device or torchrun/DDP)"),
     "infer": ("slrnet.infer", "multi-scale + flip inference, palette PNG masks"),
-    "eval": ("slrnet.evaluate", "mIoU of predicted masks or of a checkpoint on a split"),
+    "eval": ("slrnet.evaluate", "mIoU of a folder of predicted masks (PNGs) against a VOC-layout root"),
     "export": ("slrnet.export", "export pseudo labels for two-stage training"),
     "suite": ("slrnet.suite", "run the notebook suite with papermill (profiles smoke/quick/full)"),
 }

@@ -50,6 +50,10 @@ TRAIN_OVERRIDES = {
     "full": {},
 }
 
+# Images evaluated per profile (None: the whole split). The smoke profile caps the split so that a
+# checkpoint from a longer run (notebook 02 in the quick profile, 300 val images) still evaluates in seconds.
+EVAL_MAX_IMAGES = {"smoke": 12, "quick": None, "full": None}
+
 # Setting keys -> metrics.json names.
 METRIC_NAMES = {"multi_scale": "val_miou", "multi_scale_crf": "val_miou_crf",
                 "single_scale": "val_miou_single_scale", "single_scale_crf": "val_miou_single_scale_crf"}
@@ -78,12 +82,29 @@ def load_model(path, device="auto"):
     return model.to(resolve_device(device)).eval(), cfg
 
 
+def resolve_config_path(config=None) -> Path:
+    """``config`` as given when it exists; a relative path the notebooks use ("../configs/x.yaml") also
+    resolves from the notebooks folder, so papermill runs started from the repository root find it.
+    None: ``<repo>/configs/shapes_quick.yaml``."""
+    from slrnet.utils import repo_root
+
+    if config is None:
+        return repo_root() / "configs" / "shapes_quick.yaml"
+    path = Path(config).expanduser()
+    if path.is_file() or path.is_absolute():
+        return path
+    from_notebooks = repo_root() / "notebooks" / path
+    if from_notebooks.is_file():
+        return from_notebooks.resolve()
+    raise FileNotFoundError(f"config: {config} not found (looked in {Path.cwd()} and {repo_root() / 'notebooks'})")
+
+
 def load_or_train(checkpoint, output_dir, profile: str = "quick", seed: int = 0, device="auto", data_root=None,
                   config=None):
     """The model to evaluate: ``checkpoint``; else notebook 02's if present; else a short run trained here.
 
-    Training uses ``training_config(config, profile, output_dir, data_root)`` (config default:
-    ``<repo>/configs/shapes_quick.yaml``) plus ``TRAIN_OVERRIDES[profile]``
+    Training uses ``training_config(config, profile, output_dir, data_root)`` (config: see
+    ``resolve_config_path``; default ``<repo>/configs/shapes_quick.yaml``) plus ``TRAIN_OVERRIDES[profile]``
     and writes ``<output_dir>/train_run``. Returns (model in eval mode, config, info) where info holds
     ``source`` ("checkpoint" / "trained here"), ``checkpoint`` and ``train_seconds``.
     """
@@ -98,10 +119,7 @@ def load_or_train(checkpoint, output_dir, profile: str = "quick", seed: int = 0,
         model, cfg = load_model(path, device)
         return model, cfg, {"source": "checkpoint", "checkpoint": str(path), "train_seconds": 0.0}
     out = Path(output_dir).resolve()
-    if config is None:
-        from slrnet.utils import repo_root
-        config = repo_root() / "configs" / "shapes_quick.yaml"
-    cfg = training_config(config, profile, out, data_root=data_root,
+    cfg = training_config(resolve_config_path(config), profile, out, data_root=data_root,
                           overrides={**TRAIN_OVERRIDES[profile], "misc.seed": int(seed), "misc.device": str(device)})
     start = time.perf_counter()
     trainer = Trainer(cfg, run_dir=out / "train_run")
@@ -137,7 +155,10 @@ def image_iou(pred, gt, num_classes: int, ignore_index: int = 255) -> float:
 class ExtremeExamples:
     """The ``k`` highest- and ``k`` lowest-scoring items of a stream, without keeping the rest.
 
-    Ties go to the earlier index in both lists; NaN scores are skipped.
+    Both lists rank items by one total order, score then index (on equal scores the earlier index ranks
+    higher): the best are its top ``k``, the worst its bottom ``k``. So ties go to the earlier index in
+    the best list and to the later one in the worst list, and the two lists never share an item when
+    ``2 k`` <= the number of items (``evaluate_model`` keeps k <= half the images). NaN scores are skipped.
     """
 
     def __init__(self, k: int):
@@ -145,13 +166,15 @@ class ExtremeExamples:
             raise ValueError(f"ExtremeExamples: k must be >= 0, got {k}")
         self.k = int(k)
         self._best: list = []    # min-heap on (score, -index): the root is the weakest of the best
-        self._worst: list = []   # min-heap on (-score, -index): the root is the best of the worst
+        self._worst: list = []   # min-heap on (-score, index): the root is the strongest of the worst
+        self._added = 0
 
     def add(self, index: int, score: float, payload=None) -> None:
         if self.k == 0 or not np.isfinite(score):
             return
-        for heap, key in ((self._best, (score, -index)), (self._worst, (-score, -index))):
-            item = (key, payload)
+        self._added += 1
+        for heap, key in ((self._best, (score, -index)), (self._worst, (-score, index))):
+            item = (key, -self._added, index, payload)   # the counter settles an index added twice
             if len(heap) < self.k:
                 heapq.heappush(heap, item)
             elif key > heap[0][0]:
@@ -159,15 +182,15 @@ class ExtremeExamples:
 
     @staticmethod
     def _items(heap) -> list[dict]:
-        ordered = sorted(heap, key=lambda item: item[0], reverse=True)
-        return [{"index": -key[1], "payload": payload} for key, payload in ordered]
+        ordered = sorted(heap, key=lambda item: item[:2], reverse=True)
+        return [{"index": index, "payload": payload} for _, _, index, payload in ordered]
 
     def best(self) -> list[dict]:
-        """``[{"index", "payload"}]``, highest score first."""
+        """``[{"index", "payload"}]``, highest score first (ties: earlier index first)."""
         return self._items(self._best)
 
     def worst(self) -> list[dict]:
-        """``[{"index", "payload"}]``, lowest score first."""
+        """``[{"index", "payload"}]``, lowest score first (ties: later index first)."""
         return self._items(self._worst)
 
 
@@ -197,10 +220,21 @@ class EvaluationResult:
     examples: dict             # {"setting", "best", "worst"}; entries {"index", "name", "iou", "pred"}
     seconds: dict              # pass key -> wall seconds (network and overlapped CRF)
     settings: dict = field(default_factory=dict)
+    predictions: dict | None = None  # setting key -> [uint8 (H, W)] per image, only with keep_predictions
 
     @property
     def num_images(self) -> int:
         return len(self.names)
+
+    @property
+    def final_key(self) -> str:
+        """The setting the paper reports and the examples come from: multi-scale + flip (+ CRF if applied)."""
+        return self.examples["setting"]
+
+    def label(self, key: str) -> str:
+        """Display name of a setting key, e.g. "multi-scale + flip + CRF"."""
+        base = next(p.label for p in self.passes if key in (p.key, p.key + "_crf"))
+        return base + (" + CRF" if key.endswith("_crf") else "")
 
     def keys(self) -> list[str]:
         return [p.key + suffix for p in self.passes for suffix in ("", "_crf") if suffix == "" or self.apply_crf]
@@ -218,18 +252,23 @@ class EvaluationResult:
         return {p.label: {"no CRF": self.miou(p.key), **({"CRF": self.miou(p.key + "_crf")} if self.apply_crf else {})}
                 for p in self.passes}
 
+    def class_filter_note(self) -> str:
+        """How classes were kept in every setting (the same for all rows of ``rows()``)."""
+        return (f"classes kept by the predicted scores (sigmoid > {self.settings.get('fp_cut')}, "
+                f"top-{self.settings.get('top_k')}), background ** {self.settings.get('bg_pow')}; "
+                f"use_cls_label off (no ground-truth image labels)")
+
     def rows(self) -> list[dict]:
-        """One row per setting for the results table (mIoU and pixel accuracy in %)."""
-        kept = (f"predicted scores (sigmoid > {self.settings.get('fp_cut')}, top-{self.settings.get('top_k')}); "
-                f"use_cls_label off")
+        """One row per setting for the results table (mIoU and pixel accuracy in %; see class_filter_note)."""
         rows = []
         for p in self.passes:
             for crf in ((False, True) if self.apply_crf else (False,)):
-                cm = self.confusion[p.key + ("_crf" if crf else "")]
-                rows.append({"setting": p.label + (" + CRF" if crf else ""),
+                key = p.key + ("_crf" if crf else "")
+                cm = self.confusion[key]
+                rows.append({"setting": p.label + (" + CRF" if crf else ""), "metrics.json": METRIC_NAMES[key],
                              "scales": ", ".join(f"{s:g}" for s in p.scales), "flip": "yes" if p.flip else "no",
-                             "CRF": "yes" if crf else "no", "classes kept by": kept,
-                             "mIoU (%)": round(100 * cm.miou(), 2), "pixel acc (%)": round(100 * cm.pixel_accuracy(), 2)})
+                             "CRF": "yes" if crf else "no", "mIoU (%)": round(100 * cm.miou(), 2),
+                             "pixel acc (%)": round(100 * cm.pixel_accuracy(), 2)})
         return rows
 
     def metrics(self) -> dict:
@@ -241,7 +280,11 @@ class EvaluationResult:
         out["timing"].update({f"{k}_images_per_second": round(self.num_images / v, 3)
                               for k, v in self.seconds.items() if v > 0})
         out["num_images"] = self.num_images
-        out["settings"] = {**self.settings, "use_cls_label": False, "apply_crf": self.apply_crf}
+        out["num_scored_images"] = int(np.isfinite(self.image_ious[self.final_key]).sum())
+        out["pixel_accuracy"] = {k: float(self.confusion[k].pixel_accuracy()) for k in self.keys()}   # setting keys
+        out["per_class_iou"] = {METRIC_NAMES[k]: self.per_class_iou(k) for k in ("multi_scale", self.final_key)}
+        out["settings"] = {**self.settings, "multi_scale_flip": True, "use_cls_label": False,
+                           "apply_crf": self.apply_crf}
         out["examples"] = {"setting": self.examples["setting"],
                            **{which: [{"name": e["name"], "iou": e["iou"]} for e in self.examples[which]]
                               for which in ("best", "worst")}}
@@ -250,10 +293,14 @@ class EvaluationResult:
 
 def evaluate_model(model, dataset, scales: Sequence[float], *, apply_crf: bool = True, fp_cut: float = 0.3,
                    top_k: int = 6, bg_pow: float = 3, max_images: int | None = None, num_workers: int | None = None,
-                   device="auto", num_examples: int = 4, amp: bool = True) -> EvaluationResult:
-    """Single-scale and multi-scale + flip passes over ``dataset`` (each with and without CRF when
-    ``apply_crf``); confusion matrices, per-image IoU, and the best / worst ``num_examples`` images of the
-    final setting (multi-scale, + CRF when applied). Images without pixel labels are skipped."""
+                   device="auto", num_examples: int = 4, amp: bool = True,
+                   keep_predictions: bool = False) -> EvaluationResult:
+    """Single-scale and multi-scale + flip passes over the first ``max_images`` (None: all) images of
+    ``dataset``, each with and without CRF when ``apply_crf``: confusion matrices, per-image IoU, and the
+    best / worst ``num_examples`` images of the final setting (multi-scale + flip, + CRF when applied;
+    at most half the images each, so the two lists share no image when all are scored). Images without pixel labels
+    are not scored (per-image IoU NaN). ``keep_predictions`` also keeps every predicted map (memory:
+    images x settings x H x W bytes) for ``viz_eval.prediction_explorer``."""
     from slrnet.infer import iter_inference
     from slrnet.metrics import ConfusionMatrix
 
@@ -272,6 +319,7 @@ def evaluate_model(model, dataset, scales: Sequence[float], *, apply_crf: bool =
     image_ious: dict[str, list[float]] = {}
     names: list[str] = []
     seconds = {}
+    kept_preds: dict[str, list] | None = {} if keep_predictions else None
     for p in passes:
         start = time.perf_counter()
         records = iter_inference(model, dataset, scales=p.scales, flip=p.flip, use_cls_label=False, fp_cut=fp_cut,
@@ -283,6 +331,8 @@ def evaluate_model(model, dataset, scales: Sequence[float], *, apply_crf: bool =
                 names.append(rec["name"])
             preds = {p.key: rec["pred"], p.key + "_crf": rec["pred_crf"]}
             for key in keys:
+                if kept_preds is not None:
+                    kept_preds.setdefault(key, []).append(preds[key])
                 if rec["mask"] is None:                      # no pixel labels: not scored, kept in order
                     image_ious.setdefault(key, []).append(float("nan"))
                     continue
@@ -301,7 +351,8 @@ def evaluate_model(model, dataset, scales: Sequence[float], *, apply_crf: bool =
 
     examples = {"setting": final_key, "best": entries(extremes.best()), "worst": entries(extremes.worst())}
     settings = {"scales": [float(s) for s in scales], "fp_cut": fp_cut, "top_k": top_k, "bg_pow": bg_pow}
-    return EvaluationResult(class_names, passes, apply_crf, confusion, image_ious, names, examples, seconds, settings)
+    return EvaluationResult(class_names, passes, apply_crf, confusion, image_ious, names, examples, seconds, settings,
+                            kept_preds)
 
 
 def example_rows(dataset, entries: Sequence[dict]) -> list[tuple]:

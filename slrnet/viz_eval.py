@@ -4,6 +4,8 @@ confusion matrices. Like ``slrnet.viz``: optional axes in, a Figure out, headles
     >>> from slrnet import viz_eval
     >>> fig = viz_eval.plot_per_class_iou({"background": 0.9, "circle": 0.7})
     >>> fig = viz_eval.plot_confusion_matrix(cm.matrix, class_names)
+    >>> fig = viz_eval.plot_best_worst(best_rows, worst_rows)       # rows from evaluation_report.example_rows
+    >>> viz_eval.prediction_explorer(dataset, {"single scale": preds}) # ipywidgets, interactive notebooks only
 """
 from __future__ import annotations
 
@@ -68,13 +70,14 @@ def plot_per_class_iou(per_class_iou: Mapping[str, float | None], ax=None, title
     y = np.arange(len(names))
     vals = clean(per_class_iou.values())
     height = 0.4 if reference is not None else 0.8
-    colors = voc_bar_colors(len(names))
+    # alone: each class in its palette colour; beside a reference: one colour, so the legend can name it
+    colors = voc_bar_colors(len(names)) if reference is None else "tab:blue"
     ax.barh(y - (height / 2 if reference is not None else 0), np.nan_to_num(vals), height=height, color=colors,
             label=labels[0] if reference is not None else None)
     if reference is not None:
         ref = clean(reference.get(n) for n in names)
         ax.barh(y + height / 2, np.nan_to_num(ref), height=height, color="lightgrey", label=labels[1])
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))   # outside: bars may reach 1
     for yi, v in zip(y, vals):
         ax.text(min(np.nan_to_num(v) + 0.01, 0.9), yi, "absent" if np.isnan(v) else f"{v:.2f}", va="center", fontsize=8)
     ax.set_yticks(y)
@@ -126,6 +129,8 @@ def plot_prediction_rows(rows: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray
     """Rows of (image uint8 (H,W,3), ground truth (H,W), prediction (H,W), caption)."""
     plt = _plt()
     rows = list(rows)
+    if not rows:
+        raise ValueError("plot_prediction_rows: no rows to plot")
     if axes is None:
         fig, axes = plt.subplots(len(rows), 3, figsize=(6, 2 * len(rows)), squeeze=False)
     else:
@@ -153,7 +158,8 @@ def plot_predictions(model, dataset, indices: Iterable[int], device="cpu", fp_cu
     for i in indices:
         sample = dataset[i]
         out = model.predict(sample["image"][None].to(device))
-        probs = filter_classes(out["masks"].float(), None if out["scores"] is None else out["scores"].float(),
+        scores = out.get("scores")                                           # None: a model without class scores
+        probs = filter_classes(out["masks"].float(), None if scores is None else scores.float(),
                                fp_cut=fp_cut, top_k=top_k, bg_pow=bg_pow)
         pred = probs.argmax(1)[0].cpu().numpy()
         rows.append((to_rgb(sample["image"]), sample["mask"].numpy(), pred, str(sample["name"])))
@@ -161,11 +167,13 @@ def plot_predictions(model, dataset, indices: Iterable[int], device="cpu", fp_cu
 
 
 def plot_best_worst(best: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str]],
-                    worst: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str]], axes=None):
+                    worst: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str]], axes=None,
+                    class_names: Sequence[str] | None = None):
     """Side by side: the best rows (left) and the worst rows (right), each image | ground truth | prediction.
 
     Rows are ``(image uint8 (H,W,3), ground truth (H,W), prediction (H,W), caption)``, e.g. with the
     per-image IoU in the caption. The two lists may differ in length; empty cells are blank.
+    ``class_names`` adds a legend of the palette colours (plus void) under the grid.
     """
     plt = _plt()
     best, worst = list(best), list(worst)
@@ -194,6 +202,16 @@ def plot_best_worst(best: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str
         for ax, t in zip(block[0], ("image", "ground truth", "prediction")):
             ax.set_title(f"{which}: {t}", fontsize=9)
     fig.tight_layout()
+    if class_names is not None:
+        from matplotlib.patches import Patch
+
+        from slrnet.viz import voc_colormap
+
+        cmap = voc_colormap() / 255.0
+        handles = [Patch(color=cmap[i], label=n) for i, n in enumerate(class_names)]
+        handles.append(Patch(facecolor=cmap[255], edgecolor="grey", label="void (not scored)"))
+        fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(handles), 8),
+                   fontsize=8, frameon=False)
     return fig
 
 
@@ -224,6 +242,46 @@ def plot_setting_comparison(miou: Mapping[str, Mapping[str, float | None]], ax=N
     ax.set_ylabel("mIoU")
     ax.set_title(title)
     if len(variants) > 1:
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))   # outside: bars may reach any height
     fig.tight_layout()
     return fig
+
+
+def prediction_explorer(dataset, predictions: Mapping[str, Sequence[np.ndarray]], names: Sequence[str] | None = None,
+                        scores: Mapping[str, Sequence[float]] | None = None):
+    """ipywidgets viewer: pick an image of ``dataset``; shows it, its ground truth and the prediction of
+    every setting (``predictions``: setting label -> one (H, W) map per image, in dataset order), each
+    captioned with its per-image IoU from ``scores`` (same keys) when given."""
+    import ipywidgets as widgets
+
+    plt = _plt()
+    labels = list(predictions)
+    if not labels:
+        raise ValueError("prediction_explorer: no predictions given")
+    count = len(predictions[labels[0]])
+    if any(len(predictions[k]) != count for k in labels):
+        raise ValueError(f"prediction_explorer: settings hold different numbers of maps "
+                         f"{ {k: len(v) for k, v in predictions.items()} }")
+    names = list(names) if names is not None else [f"image {i}" for i in range(count)]
+
+    def show(index: int = 0):
+        sample = dataset[index]
+        fig, axes = plt.subplots(1, 2 + len(labels), figsize=(2.3 * (2 + len(labels)), 2.6))
+        rgb = to_rgb(sample["image"])
+        gt = sample.get("mask") if sample.get("has_mask", True) else None
+        panels = [(rgb, "image"), (np.full_like(rgb, 255) if gt is None else colorize(np.asarray(gt)),
+                                   "ground truth" if gt is not None else "no pixel labels")]
+        for k in labels:
+            iou = None if scores is None else scores[k][index]
+            caption = k if iou is None or not np.isfinite(iou) else f"{k}\nIoU {iou:.3f}"
+            panels.append((colorize(predictions[k][index]), caption))
+        for ax, (panel, title) in zip(axes, panels):
+            ax.imshow(panel)
+            ax.set_title(title, fontsize=8)
+            _off(ax)
+        fig.tight_layout()
+        plt.show()
+        plt.close(fig)
+
+    return widgets.interactive(show, index=widgets.Dropdown(options=[(n, i) for i, n in enumerate(names)], value=0,
+                                                            description="image"))

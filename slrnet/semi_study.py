@@ -1,0 +1,359 @@
+"""Label-efficiency study: how much do a few pixel labels buy? (notebook 03, METHOD.md section 4).
+
+Four settings are trained with one schedule and evaluated by single-scale val mIoU, for one or more
+fractions of pixel-labelled training images (the same images, drawn with ``misc.seed``, in every
+setting of a fraction):
+
+* ``weak``          — SLRNet from image labels only (``configs/shapes_quick.yaml``); pixel labels unused,
+                      so it does not depend on the fraction;
+* ``semi_w_cls``    — pixel labels on the fraction, image labels on the rest (``slrnet_semi``);
+* ``semi_wo_cls``   — pixel labels on the fraction, the rest unlabelled (``slrnet_semi_wo_cls``);
+* ``labelled_only`` — fully supervised on the pixel-labelled part alone (the ``slrnet_semi`` network on a
+                      ``SemiSupervisedSplit(..., unlabelled="drop")``: every image it sees has its mask).
+
+Fair comparison: every setting gets the same number of optimisation steps of the same batch size; the
+schedule keys of the ``semi_w_cls`` config (after the profile) are imposed on all four, and the
+labelled-only set is repeated (oversampled) to about the size of the full training set.
+
+    >>> from slrnet.semi_study import default_fractions, run_study, study_rows, plot_label_efficiency
+    >>> runs = run_study(default_fractions("smoke"), profile="smoke", output_dir="/tmp/study")
+    >>> rows = study_rows(runs)            # one dict per (setting, fraction): val_miou, num_labelled, ...
+    >>> fig = plot_label_efficiency(rows)
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from slrnet.data import SemiSupervisedSplit, build_dataset, build_semi_dataset, select_labelled
+from slrnet.data.voc import VOID, load_mask
+from slrnet.profiles import check_profile, training_config
+from slrnet.utils import repo_root
+
+SETTINGS = ("weak", "semi_w_cls", "semi_wo_cls", "labelled_only")
+SETTING_LABELS = {"weak": "weakly supervised (image labels only)",
+                  "semi_w_cls": "semi: pixel labels + image labels on the rest",
+                  "semi_wo_cls": "semi: pixel labels + unlabelled rest",
+                  "labelled_only": "fully supervised on the labelled part alone"}
+SETTING_SHORT = {"weak": "weak", "semi_w_cls": "semi + image labels", "semi_wo_cls": "semi, no image labels",
+                 "labelled_only": "labelled only"}
+SETTING_CONFIGS = {"weak": "shapes_quick.yaml", "semi_w_cls": "shapes_semi_w_cls_quick.yaml",
+                   "semi_wo_cls": "shapes_semi_wo_cls_quick.yaml", "labelled_only": "shapes_semi_w_cls_quick.yaml"}
+SCHEDULE_KEYS = ("num_epochs", "pretrain_epochs", "max_steps_per_epoch", "val_every", "val_max_images")
+PROFILE_FRACTIONS = {"smoke": [0.1], "quick": [0.05], "full": [0.02, 0.05, 0.1, 0.25]}
+# The quick configs cap an epoch's steps to fit notebook 03's time budget; the full profile trains whole epochs.
+STUDY_PROFILE_OVERRIDES = {"smoke": {}, "quick": {}, "full": {"train.max_steps_per_epoch": 0}}
+
+
+def default_fractions(profile: str) -> list[float]:
+    """The profile's pixel-label fractions: smoke one tiny run, quick 5 %, full 2-25 %."""
+    return list(PROFILE_FRACTIONS[check_profile(profile)])
+
+
+def _check_setting(setting: str) -> str:
+    if setting not in SETTINGS:
+        raise ValueError(f"semi study: setting must be one of {SETTINGS}, got {setting!r}")
+    return setting
+
+
+def _check_fraction(setting: str, fraction) -> float | None:
+    if setting == "weak":
+        return None                                        # image labels only: no fraction
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 1.0:
+        raise ValueError(f"semi study: fractions must be numbers in (0, 1] (share of pixel-labelled training "
+                         f"images), got {fraction!r} for setting {setting!r}")
+    return float(fraction)
+
+
+def run_name(setting: str, fraction: float | None) -> str:
+    return setting if fraction is None else f"{setting}_{fraction:g}"
+
+
+def study_config(setting: str, fraction: float | None, profile: str, output_dir, configs_dir=None,
+                 data_root=None, device: str = "auto", seed: int = 0) -> dict:
+    """The training config of one setting at one pixel-label fraction (see the module docstring)."""
+    _check_setting(setting)
+    fraction = _check_fraction(setting, fraction)
+    configs = Path(configs_dir) if configs_dir is not None else repo_root() / "configs"
+    common = {"misc.seed": int(seed), "misc.device": device, **STUDY_PROFILE_OVERRIDES[check_profile(profile)]}
+    reference = training_config(configs / SETTING_CONFIGS["semi_w_cls"], profile, output_dir, data_root, common)
+    schedule = {f"train.{k}": reference["train"][k] for k in SCHEDULE_KEYS}
+    cfg = training_config(configs / SETTING_CONFIGS[setting], profile, output_dir, data_root, {**common, **schedule})
+    if setting == "weak":
+        cfg["dataset"]["labelled_ratio"] = cfg["dataset"]["labelled_list"] = None   # pixel labels never used
+        if cfg["model"]["name"] != "slrnet":
+            raise ValueError(f"semi study: {SETTING_CONFIGS['weak']} must train model.name 'slrnet', "
+                             f"got {cfg['model']['name']!r}")
+    else:
+        cfg["dataset"]["labelled_ratio"], cfg["dataset"]["labelled_list"] = fraction, None
+    return cfg
+
+
+def study_train_set(cfg: dict, setting: str):
+    """The training set a setting trains on: plain (weak), the semi split, or the labelled part alone."""
+    _check_setting(setting)
+    seed = int(cfg["misc"]["seed"])
+    if setting == "weak":
+        return build_dataset(cfg["dataset"], "train", train=True)
+    if setting != "labelled_only":
+        return build_semi_dataset(cfg["dataset"], cfg["model"]["name"], seed=seed)
+    base = build_dataset(cfg["dataset"], "train", train=True)
+    labelled = select_labelled(base, cfg["dataset"]["labelled_list"], cfg["dataset"]["labelled_ratio"], seed)
+    # repeat the few labelled images to about a full epoch, so that epochs (and steps) match the others
+    rate = max(1, math.ceil(len(base) / len(labelled)))
+    cfg["dataset"]["oversample_rate"] = rate               # recorded in the run's config.yaml
+    return SemiSupervisedSplit(base, labelled, unlabelled="drop", oversample_rate=rate)
+
+
+def check_split(split, max_unlabelled: int | None = None, seed: int = 0) -> dict:
+    """Confirm that no pixel label of the unlabelled part reaches a sample (raises AssertionError if one does).
+
+    Loads every labelled item and up to ``max_unlabelled`` unlabelled ones (random, by ``seed``); counts
+    the non-void pixels their mask files hold, i.e. what was hidden.
+    """
+    if not isinstance(split, SemiSupervisedSplit):
+        raise TypeError(f"check_split: expected a SemiSupervisedSplit, got {type(split).__name__}")
+    base = split.dataset
+    position = {}                                          # dataset index -> first item of the split
+    for item, index in enumerate(split.index):
+        position.setdefault(index, item)
+    unlabelled = list(split.unlabelled_indices)
+    if max_unlabelled is not None and len(unlabelled) > max_unlabelled:
+        unlabelled = sorted(np.random.default_rng(seed).choice(unlabelled, max_unlabelled, replace=False).tolist())
+    hidden_pixels = 0
+    for index in unlabelled:
+        sample = split[position[index]]
+        assert not sample["has_mask"] and bool((sample["mask"] == VOID).all()), \
+            f"pixel labels of unlabelled image {base.names[index]} leaked into the split"
+        if split.unlabelled_mode == "hidden":
+            assert not sample["labels"].any(), f"image labels of {base.names[index]} leaked (unlabelled='hidden')"
+        if base.mask_paths[index] is not None:
+            hidden_pixels += int((load_mask(base.mask_paths[index]) != VOID).sum())
+    for index in split.labelled_indices:
+        sample = split[position[index]]
+        assert sample["has_mask"] and bool((sample["mask"] != VOID).any()), \
+            f"labelled image {base.names[index]} lost its pixel labels"
+    return {"labelled": len(split.labelled_indices), "oversample_rate": split.oversample_rate,
+            "unlabelled": len(split.unlabelled_indices), "unlabelled_mode": split.unlabelled_mode,
+            "items_per_epoch": len(split), "checked_unlabelled": len(unlabelled),
+            "hidden_labelled_pixels": hidden_pixels, "leaks": 0}
+
+
+@dataclass
+class StudyRun:
+    """One trained (or read back) setting: its summary row, and the trainer when it was trained here."""
+    setting: str
+    fraction: float | None
+    row: dict
+    trainer: object | None = None
+
+
+def train_setting(setting: str, fraction: float | None, profile: str, output_dir, configs_dir=None,
+                  data_root=None, device: str = "auto", seed: int = 0) -> StudyRun:
+    """Train one setting into ``<output_dir>/runs/<setting>_<fraction>`` and evaluate single-scale val mIoU."""
+    from slrnet.train import Trainer
+
+    cfg = study_config(setting, fraction, profile, output_dir, configs_dir, data_root, device, seed)
+    fraction = _check_fraction(setting, fraction)
+    train_set = study_train_set(cfg, setting)
+    trainer = Trainer(cfg, Path(output_dir).resolve() / "runs" / run_name(setting, fraction),
+                      train_set=train_set, device=device)
+    start = time.time()
+    history = trainer.fit()
+    final = history[-1]                                    # validate() runs after the last epoch
+    row = {"setting": setting, "label": SETTING_LABELS[setting], "fraction": fraction,
+           "num_labelled": len(train_set.labelled_indices) if isinstance(train_set, SemiSupervisedSplit) else 0,
+           "num_train_images": len(getattr(train_set, "dataset", train_set)),
+           "unlabelled": getattr(train_set, "unlabelled_mode", None), "items_per_epoch": len(train_set),
+           "val_miou": float(final["val_miou"]), "val_pixel_acc": float(final["val_pixel_acc"]),
+           "epochs": cfg["train"]["num_epochs"], "steps": trainer.global_step,
+           "train_seconds": round(time.time() - start, 1), "source": "trained"}
+    return StudyRun(setting, fraction, row, trainer)
+
+
+def weak_run_from_metrics(path, profile: str, num_train_images: int, backbone: str) -> StudyRun | None:
+    """Notebook 02's weakly supervised result, when its metrics.json exists and matches this study
+    (same profile, same number of training images, the same backbone, SLRNet with CVLR); else None."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    metrics = json.loads(path.read_text(encoding="utf-8"))
+    if (metrics.get("profile") != profile or metrics.get("num_train_images") != num_train_images
+            or metrics.get("backbone") != backbone or not metrics.get("use_cvlr", False)
+            or not isinstance(metrics.get("val_miou"), (int, float))):
+        return None
+    row = {"setting": "weak", "label": SETTING_LABELS["weak"], "fraction": None, "num_labelled": 0,
+           "num_train_images": num_train_images, "unlabelled": None, "items_per_epoch": num_train_images,
+           "val_miou": float(metrics["val_miou"]), "val_pixel_acc": None, "epochs": metrics.get("epochs"),
+           "steps": None, "train_seconds": metrics.get("train_seconds"), "source": f"read from {path}"}
+    return StudyRun("weak", None, row, None)
+
+
+def run_study(fractions, settings=SETTINGS, *, profile: str, output_dir, configs_dir=None, data_root=None,
+              device: str = "auto", seed: int = 0, done: dict | None = None) -> dict:
+    """Train every (setting, fraction) not already in ``done``; returns ``{(setting, fraction): StudyRun}``.
+
+    The weak setting is trained once (key ``("weak", None)``) whatever the fractions.
+    """
+    runs = dict(done or {})
+    for setting in settings:
+        for fraction in ([None] if _check_setting(setting) == "weak" else fractions):
+            key = (setting, _check_fraction(setting, fraction))
+            if key not in runs:
+                runs[key] = train_setting(setting, key[1], profile, output_dir, configs_dir, data_root, device, seed)
+    return runs
+
+
+def study_rows(runs: dict) -> list[dict]:
+    """Rows ordered by setting (SETTINGS order), then fraction."""
+    order = {s: i for i, s in enumerate(SETTINGS)}
+    return [r.row for r in sorted(runs.values(), key=lambda r: (order[r.setting], r.fraction or 0.0))]
+
+
+def summary_metrics(rows: list[dict], fraction: float) -> dict:
+    """``<setting>_val_miou`` at ``fraction`` (weak: its single run), for metrics.json."""
+    out = {"headline_fraction": fraction}
+    for setting in SETTINGS:
+        hits = [r for r in rows if r["setting"] == setting and (setting == "weak" or r["fraction"] == fraction)]
+        out[f"{setting}_val_miou"] = hits[0]["val_miou"] if hits else None
+    return out
+
+
+def plot_label_efficiency(rows: list[dict], ax=None):
+    """Pixel-label fraction (x, % of training images) vs val mIoU (y), one line per setting; the weak
+    setting, which uses no pixel labels, is a horizontal line. Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        raise ValueError("plot_label_efficiency: no rows to plot")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    else:
+        fig = ax.figure
+    fractions = sorted({r["fraction"] for r in rows if r["fraction"] is not None})
+    styles = {"semi_w_cls": ("tab:blue", "o"), "semi_wo_cls": ("tab:orange", "s"),
+              "labelled_only": ("tab:green", "^"), "weak": ("tab:gray", None)}
+    label_offsets = {"semi_w_cls": (6, 5), "semi_wo_cls": (6, -11), "labelled_only": (-34, -3)}   # points
+    for setting in SETTINGS:
+        hits = sorted((r for r in rows if r["setting"] == setting), key=lambda r: r["fraction"] or 0.0)
+        if not hits:
+            continue
+        color, marker = styles[setting]
+        if setting == "weak":
+            ax.axhline(hits[0]["val_miou"], color=color, ls="--", label=f"{SETTING_LABELS[setting]}: "
+                                                                          f"{hits[0]['val_miou']:.3f}")
+            continue
+        x = [100 * r["fraction"] for r in hits]
+        y = [r["val_miou"] for r in hits]
+        ax.plot(x, y, color=color, marker=marker, label=SETTING_LABELS[setting])
+        for xi, yi in zip(x, y):
+            ax.annotate(f"{yi:.3f}", (xi, yi), textcoords="offset points", xytext=label_offsets[setting], fontsize=8,
+                        color=color)
+    if len(fractions) > 1:
+        ax.set_xscale("log")
+        ax.set_xticks([100 * f for f in fractions])
+        ax.set_xticklabels([f"{100 * f:g}" for f in fractions])
+    elif fractions:
+        ax.set_xlim(50 * fractions[0], 150 * fractions[0])
+    ax.set_xlabel("pixel-labelled training images (%)")
+    ax.set_ylabel("val mIoU (single scale)")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title("label efficiency")
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def predict_index_map(run: StudyRun, image: torch.Tensor, device="cpu") -> np.ndarray:
+    """Single-scale prediction (H, W) of a run trained here for one normalised image (3, H, W), with the
+    test-time class filtering of its config (scores > fp_cut and top-k; none for the wo_cls head)."""
+    from slrnet.infer import filter_classes
+
+    if run.trainer is None:
+        raise ValueError(f"predict_index_map: the {run.setting} run was read back, not trained here: no model")
+    model, tc = run.trainer.model.eval(), run.trainer.cfg["test"]
+    out = model.predict(image[None].to(device))
+    scores = None if out["scores"] is None else out["scores"].float()
+    probs = filter_classes(out["masks"].float(), scores, fp_cut=tc["fp_cut"], top_k=tc["top_k"], bg_pow=tc["bg_pow"])
+    return probs.argmax(1)[0].cpu().numpy()
+
+
+def plot_setting_predictions(runs: dict, dataset, indices, device="cpu", axes=None):
+    """Val predictions of several trained runs side by side: image | ground truth | one column per run.
+
+    ``runs`` maps a column title to a StudyRun trained here (its trainer holds model and config);
+    ``axes``: optional (len(indices), 2 + len(runs)) axes to draw into.
+    """
+    import matplotlib.pyplot as plt
+
+    from slrnet.viz import colorize, to_rgb
+
+    runs = {k: r for k, r in runs.items() if r.trainer is not None}
+    indices = list(indices)
+    if not runs or not indices:
+        raise ValueError("plot_setting_predictions: need at least one trained run and one index")
+    shape = (len(indices), 2 + len(runs))
+    if axes is None:
+        fig, axes = plt.subplots(*shape, figsize=(2 * shape[1], 2 * shape[0]), squeeze=False)
+    else:
+        axes = np.asarray(axes).reshape(shape)
+        fig = axes[0, 0].figure
+    for row, i in enumerate(indices):
+        sample = dataset[i]
+        panels = [to_rgb(sample["image"]), colorize(sample["mask"])]
+        panels += [colorize(predict_index_map(run, sample["image"], device)) for run in runs.values()]
+        for col, panel in enumerate(panels):
+            axes[row, col].imshow(panel)
+            axes[row, col].set_xticks([])
+            axes[row, col].set_yticks([])
+        axes[row, 0].set_ylabel(str(sample["name"]), fontsize=8)
+    for col, title in enumerate(["image", "ground truth", *runs]):
+        axes[0, col].set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_split_examples(splits: dict, per_split: int = 3, axes=None):
+    """What the trainer sees: for each named split (a row), one pixel-labelled item, then others, each as
+    image | mask (white = void, i.e. no pixel label) with the image labels the item carries.
+    ``axes``: optional (len(splits), 2 * per_split) axes to draw into."""
+    import matplotlib.pyplot as plt
+
+    from slrnet.viz import colorize, to_rgb
+
+    if not splits:
+        raise ValueError("plot_split_examples: no splits given")
+    shape = (len(splits), 2 * per_split)
+    if axes is None:
+        fig, axes = plt.subplots(*shape, figsize=(1.9 * shape[1], 2.2 * shape[0]), squeeze=False)
+    else:
+        axes = np.asarray(axes).reshape(shape)
+        fig = axes[0, 0].figure
+    for row, (title, split) in enumerate(splits.items()):
+        names = list(getattr(split, "class_names", None) or [])
+        picks = split.labelled_indices[:1] + split.unlabelled_indices[:per_split - 1]
+        items = {index: item for item, index in reversed(list(enumerate(split.index)))}
+        for j, index in enumerate(picks):
+            sample = split[items[index]]
+            present = [names[k + 1] if names else str(k + 1) for k in np.flatnonzero(sample["labels"].numpy())]
+            kind = "pixel labels" if sample["has_mask"] else ("image labels" if sample["has_labels"] else "no labels")
+            axes[row, 2 * j].imshow(to_rgb(sample["image"]))
+            axes[row, 2 * j + 1].imshow(colorize(sample["mask"]))
+            axes[row, 2 * j].set_title(kind, fontsize=8)
+            axes[row, 2 * j + 1].set_title(", ".join(present) or "-", fontsize=7)
+        for col, ax in enumerate(axes[row]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col >= 2 * len(picks):
+                ax.axis("off")                             # e.g. a split without unlabelled images
+        axes[row, 0].set_ylabel(title, fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,191 @@
+"""The label-efficiency study of notebook 03 (slrnet.semi_study): configs per setting, training sets,
+the leak check, reuse of notebook 02's result, the plot, and one tiny training run."""
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest
+import torch
+
+from slrnet import semi_study as S
+from slrnet.config import load_config
+from slrnet.data import SemiSupervisedSplit, VOCSegmentation, ensure_default_dataset, select_labelled
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+TINY_DATA = {"num_train": 20, "num_val": 3, "image_size": 48}
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    return ensure_default_dataset(tmp_path_factory.mktemp("data") / "shapes", **TINY_DATA)
+
+
+def configs(profile, tmp_path, fraction=0.1, **kw):
+    return {s: S.study_config(s, fraction, profile, tmp_path, seed=3, device="cpu", **kw) for s in S.SETTINGS}
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick", "full"])
+def test_study_configs_per_setting(profile, tmp_path):
+    cfgs = configs(profile, tmp_path, fraction=0.1)
+    models = {s: c["model"]["name"] for s, c in cfgs.items()}
+    assert models == {"weak": "slrnet", "semi_w_cls": "slrnet_semi", "semi_wo_cls": "slrnet_semi_wo_cls",
+                      "labelled_only": "slrnet_semi"}
+    # the weak setting never sees pixel labels; the others draw the same 10 % with the same seed
+    assert cfgs["weak"]["dataset"]["labelled_ratio"] is None and cfgs["weak"]["dataset"]["labelled_list"] is None
+    for s in ("semi_w_cls", "semi_wo_cls", "labelled_only"):
+        assert cfgs[s]["dataset"]["labelled_ratio"] == 0.1 and cfgs[s]["dataset"]["labelled_list"] is None
+    assert cfgs["semi_w_cls"]["dataset"]["oversample_rate"] == 3
+    assert cfgs["semi_wo_cls"]["dataset"]["oversample_rate"] == 7
+    assert cfgs["semi_w_cls"]["train"]["loss_coeff"] == [0.5, 2, 2, 0.5]
+    assert cfgs["semi_wo_cls"]["model"]["cutoff_top"] == 0.8 and cfgs["semi_wo_cls"]["model"]["cutoff_low"] == 0.6
+    # one schedule for all four: equal steps, the comparison is fair
+    schedules = {s: tuple(c["train"][k] for k in S.SCHEDULE_KEYS) for s, c in cfgs.items()}
+    assert len(set(schedules.values())) == 1, schedules
+    steps = cfgs["weak"]["train"]["max_steps_per_epoch"]
+    assert steps == {"smoke": 3, "quick": 40, "full": 0}[profile]
+    assert all(c["misc"]["seed"] == 3 and c["misc"]["device"] == "cpu" for c in cfgs.values())
+    assert all(c["misc"]["log_dir"] == str(tmp_path.resolve()) for c in cfgs.values())
+
+
+def test_study_rejects_bad_settings_and_fractions(tmp_path):
+    with pytest.raises(ValueError, match="setting must be one of"):
+        S.study_config("fully", 0.1, "smoke", tmp_path)
+    for bad in (0, 1.5, "0.1", None, True):
+        with pytest.raises(ValueError, match="fractions"):
+            S.study_config("semi_w_cls", bad, "smoke", tmp_path)
+    assert S.study_config("weak", None, "smoke", tmp_path)["model"]["name"] == "slrnet"   # no fraction needed
+    with pytest.raises(ValueError, match="profile"):
+        S.default_fractions("fast")
+    assert S.default_fractions("quick") == [0.05] and len(S.default_fractions("full")) == 4
+
+
+def test_semi_quick_configs_mirror_the_weak_one():
+    """The study compares settings, not models: network, optimiser and data must match shapes_quick.yaml."""
+    weak = load_config(CONFIGS / "shapes_quick.yaml")
+    for name in ("shapes_semi_w_cls_quick", "shapes_semi_wo_cls_quick"):
+        semi = load_config(CONFIGS / f"{name}.yaml")
+        for key in ("backbone", "num_classes", "decoder_channels", "backbone_kwargs", "aspp_dilations", "pamr_iter",
+                    "pamr_dilations", "scale_factor", "temperature", "pretrained"):
+            assert semi["model"][key] == weak["model"][key], f"{name}: model.{key} differs from shapes_quick.yaml"
+        for key in ("lr", "weight_decay", "batch_size", "lr_multipliers", "momentum", "num_epochs", "pretrain_epochs"):
+            assert semi["train"][key] == weak["train"][key], f"{name}: train.{key} differs from shapes_quick.yaml"
+        for key in ("name", "root", "crop_size", "scale", "generate"):
+            assert semi["dataset"][key] == weak["dataset"][key], f"{name}: dataset.{key} differs"
+        assert semi["dataset"]["labelled_ratio"] == 0.05 and semi["test"]["bg_pow"] == 1
+
+
+def test_training_sets_per_setting_and_no_leak(tiny_root, tmp_path):
+    cfgs = configs("smoke", tmp_path, fraction=0.25, data_root=tiny_root)
+    sets = {s: S.study_train_set(cfgs[s], s) for s in S.SETTINGS}
+    assert isinstance(sets["weak"], VOCSegmentation) and len(sets["weak"]) == 20     # plain: image labels only
+    expected = select_labelled(sets["weak"], labelled_ratio=0.25, seed=3)
+    assert len(expected) == 5
+    w, wo, only = sets["semi_w_cls"], sets["semi_wo_cls"], sets["labelled_only"]
+    assert w.labelled_indices == wo.labelled_indices == only.labelled_indices == expected
+    assert (w.unlabelled_mode, wo.unlabelled_mode, only.unlabelled_mode) == ("image_labels", "hidden", "drop")
+    assert len(w) == 20 + 5 * 2 and len(wo) == 20 + 5 * 6
+    # labelled-only: only the labelled images, repeated to about one full epoch (20 items)
+    assert set(only.index) == set(expected) and len(only) == 20 and only.oversample_rate == 4
+    assert cfgs["labelled_only"]["dataset"]["oversample_rate"] == 4
+    assert all(only[i]["has_mask"] for i in range(len(only)))
+    for split in (w, wo):
+        report = S.check_split(split)
+        assert report["leaks"] == 0 and report["checked_unlabelled"] == 15 and report["hidden_labelled_pixels"] > 0
+    assert S.check_split(wo, max_unlabelled=4)["checked_unlabelled"] == 4
+    import matplotlib.pyplot as plt
+
+    fig = S.plot_split_examples({"with": w, "without": wo, "labelled only": only}, per_split=2)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0] == "pixel labels" and titles[2] == "image labels" and titles[6] == "no labels"
+    assert not fig.axes[10].axison                                  # labelled only: nothing unlabelled to show
+    plt.close(fig)
+
+
+def test_check_split_catches_a_leak(tiny_root):
+    class Leaky(SemiSupervisedSplit):
+        def __getitem__(self, item):
+            return {**self.dataset[self.index[item]], "has_mask": False, "has_labels": True}
+
+    base = VOCSegmentation(tiny_root, "train")
+    with pytest.raises(AssertionError, match="leaked"):
+        S.check_split(Leaky(base, [0, 1]))
+    with pytest.raises(TypeError, match="SemiSupervisedSplit"):
+        S.check_split(base)
+
+
+def test_weak_result_is_read_from_notebook_02_only_when_it_matches(tmp_path):
+    path = tmp_path / "metrics.json"
+    assert S.weak_run_from_metrics(path, "quick", 2000, "tiny") is None                # not there
+    good = {"val_miou": 0.42, "profile": "quick", "num_train_images": 2000, "backbone": "tiny", "use_cvlr": True,
+            "epochs": 10, "train_seconds": 300.0}
+    path.write_text(json.dumps(good))
+    run = S.weak_run_from_metrics(path, "quick", 2000, "tiny")
+    assert run.setting == "weak" and run.fraction is None and run.trainer is None
+    assert run.row["val_miou"] == 0.42 and str(path) in run.row["source"]
+    for change in ({"profile": "smoke"}, {"num_train_images": 48}, {"backbone": "resnet38"}, {"use_cvlr": False},
+                   {"val_miou": None}):
+        path.write_text(json.dumps({**good, **change}))
+        assert S.weak_run_from_metrics(path, "quick", 2000, "tiny") is None, change
+
+
+def fake_rows():
+    rows = [{"setting": "weak", "fraction": None, "val_miou": 0.3}]
+    for s, base in (("semi_w_cls", 0.5), ("semi_wo_cls", 0.45), ("labelled_only", 0.35)):
+        rows += [{"setting": s, "fraction": f, "val_miou": base + f} for f in (0.02, 0.1)]
+    return rows
+
+
+def test_plot_label_efficiency(tmp_path):
+    import matplotlib.pyplot as plt
+
+    fig = S.plot_label_efficiency(fake_rows())
+    ax = fig.axes[0]
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert any(label.startswith(S.SETTING_LABELS["weak"]) for label in labels)       # horizontal line
+    curves = {line.get_label(): line for line in ax.get_lines()}
+    assert list(curves[S.SETTING_LABELS["semi_w_cls"]].get_xdata()) == [2.0, 10.0]
+    assert list(curves[S.SETTING_LABELS["labelled_only"]].get_ydata()) == pytest.approx([0.37, 0.45])
+    assert ax.get_xscale() == "log"
+    fig.savefig(tmp_path / "le.png")
+    assert (tmp_path / "le.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    one = [r for r in fake_rows() if r["fraction"] in (None, 0.1)]
+    assert S.plot_label_efficiency(one, ax=ax) is fig and ax.get_xscale() == "linear"
+    plt.close(fig)
+    with pytest.raises(ValueError, match="no rows"):
+        S.plot_label_efficiency([])
+
+
+def test_summary_metrics_and_row_order():
+    rows = fake_rows()
+    summary = S.summary_metrics(rows, 0.1)
+    assert summary == {"headline_fraction": 0.1, "weak_val_miou": 0.3, "semi_w_cls_val_miou": pytest.approx(0.6),
+                       "semi_wo_cls_val_miou": pytest.approx(0.55), "labelled_only_val_miou": pytest.approx(0.45)}
+    assert S.summary_metrics(rows, 0.05)["semi_w_cls_val_miou"] is None
+    runs = {(r["setting"], r["fraction"]): S.StudyRun(r["setting"], r["fraction"], r) for r in reversed(rows)}
+    ordered = S.study_rows(runs)
+    assert [(r["setting"], r["fraction"]) for r in ordered][:3] == [("weak", None), ("semi_w_cls", 0.02),
+                                                                   ("semi_w_cls", 0.1)]
+
+
+def test_smoke_training_of_the_labelled_only_baseline(tiny_root, tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    run = S.train_setting("labelled_only", 0.25, "smoke", tmp_path, data_root=tiny_root, device="cpu", seed=1)
+    row = run.row
+    assert row["setting"] == "labelled_only" and row["unlabelled"] == "drop" and row["num_labelled"] == 5
+    assert row["steps"] == 6 and row["epochs"] == 2 and 0.0 <= row["val_miou"] <= 1.0 and row["source"] == "trained"
+    assert run.trainer.train_set.labelled_indices == select_labelled(run.trainer.train_set.dataset, labelled_ratio=0.25,
+                                                                     seed=1)
+    assert (tmp_path / "runs" / "labelled_only_0.25" / "history.json").is_file()
+    fig = S.plot_setting_predictions({"labelled only": run}, run.trainer.val_set, [0, 1])
+    assert len(fig.axes) == 2 * 3
+    # run_study trains only what is missing
+    monkeypatch.setattr(S, "train_setting", lambda *a, **k: pytest.fail(f"unexpected training {a}"))
+    done = {("labelled_only", 0.25): run, ("weak", None): S.StudyRun("weak", None, {"setting": "weak"})}
+    assert S.run_study([0.25], ("weak", "labelled_only"), profile="smoke", output_dir=tmp_path, done=done) == done
+    with pytest.raises(ValueError, match="read back"):
+        S.predict_index_map(done[("weak", None)], run.trainer.val_set[0]["image"])
