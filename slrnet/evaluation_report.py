@@ -7,7 +7,8 @@ while the network goes on). Classes are kept by the **predicted** class scores (
 top-k), never by ground-truth image labels (``use_cls_label`` is off: that would leak labels on val).
 
     >>> from slrnet import evaluation_report as R
-    >>> model, cfg, info = R.load_or_train(None, "outputs/05_evaluate", profile="quick")
+    >>> from slrnet.notebook_model import load_or_train
+    >>> model, cfg, info = load_or_train(None, "outputs/05_evaluate", profile="quick")   # 02's model or a short run
     >>> dataset = R.evaluation_set(cfg, split="val", num_classes=model.num_classes)
     >>> result = R.evaluate_model(model, dataset, scales=cfg["test"]["scales"], apply_crf=True)
     >>> print(R.markdown_table(result.rows()))        # the 4-row mIoU table
@@ -40,16 +41,6 @@ PAPER_VOC_RESULTS = (
      "voc_val_miou": 62.7, "note": ""},
 )
 
-# Training when no checkpoint exists: overrides of training_config(configs/shapes_quick.yaml, profile).
-# smoke: the profile as is (6 steps on a 48-image 64 px set in output_dir); quick: 80 steps of 16 crops on
-# the default shapes dataset (about 1 minute on 2 idle CPU cores); full: the profile as is.
-TRAIN_OVERRIDES = {
-    "smoke": {},
-    "quick": {"train.num_epochs": 4, "train.pretrain_epochs": 2, "train.max_steps_per_epoch": 20,
-              "train.val_every": 0, "train.val_max_images": 20, "misc.verbose": 0},
-    "full": {},
-}
-
 # Images evaluated per profile (None: the whole split). The smoke profile caps the split so that a
 # checkpoint from a longer run (notebook 02 in the quick profile, 300 val images) still evaluates in seconds.
 EVAL_MAX_IMAGES = {"smoke": 12, "quick": None, "full": None}
@@ -59,75 +50,7 @@ METRIC_NAMES = {"multi_scale": "val_miou", "multi_scale_crf": "val_miou_crf",
                 "single_scale": "val_miou_single_scale", "single_scale_crf": "val_miou_single_scale_crf"}
 
 
-# ----------------------------------------------------------------------------- the model and the data
-
-def default_checkpoint(output_dir) -> Path:
-    """Notebook 02's checkpoint next to this output folder: ``<output_dir>/../02_train_weakly_supervised``."""
-    return Path(output_dir).resolve().parent / "02_train_weakly_supervised" / "checkpoint.pth"
-
-
-def load_model(path, device="auto"):
-    """(model in eval mode, config) from a checkpoint ``{'state_dict', 'config', ...}`` as notebook 02 saves it."""
-    from slrnet.checkpoint import load_checkpoint, load_state_dict_strict
-    from slrnet.models import build_model
-    from slrnet.utils import resolve_device
-
-    ckpt = load_checkpoint(path, map_location="cpu")
-    cfg = ckpt.get("config") if isinstance(ckpt, dict) else None
-    if not isinstance(cfg, dict) or "model" not in cfg or "state_dict" not in ckpt:
-        raise ValueError(f"checkpoint {path}: expected a dict with 'state_dict' and 'config' (the full config "
-                         f"sections, as notebook 02 and Trainer save them)")
-    model = build_model({**cfg["model"], "pretrained": ""})    # every weight comes from the state dict
-    load_state_dict_strict(model, ckpt["state_dict"], source=str(path))
-    return model.to(resolve_device(device)).eval(), cfg
-
-
-def resolve_config_path(config=None) -> Path:
-    """``config`` as given when it exists; a relative path the notebooks use ("../configs/x.yaml") also
-    resolves from the notebooks folder, so papermill runs started from the repository root find it.
-    None: ``<repo>/configs/shapes_quick.yaml``."""
-    from slrnet.utils import repo_root
-
-    if config is None:
-        return repo_root() / "configs" / "shapes_quick.yaml"
-    path = Path(config).expanduser()
-    if path.is_file() or path.is_absolute():
-        return path
-    from_notebooks = repo_root() / "notebooks" / path
-    if from_notebooks.is_file():
-        return from_notebooks.resolve()
-    raise FileNotFoundError(f"config: {config} not found (looked in {Path.cwd()} and {repo_root() / 'notebooks'})")
-
-
-def load_or_train(checkpoint, output_dir, profile: str = "quick", seed: int = 0, device="auto", data_root=None,
-                  config=None):
-    """The model to evaluate: ``checkpoint``; else notebook 02's if present; else a short run trained here.
-
-    Training uses ``training_config(config, profile, output_dir, data_root)`` (config: see
-    ``resolve_config_path``; default ``<repo>/configs/shapes_quick.yaml``) plus ``TRAIN_OVERRIDES[profile]``
-    and writes ``<output_dir>/train_run``. Returns (model in eval mode, config, info) where info holds
-    ``source`` ("checkpoint" / "trained here"), ``checkpoint`` and ``train_seconds``.
-    """
-    from slrnet.profiles import check_profile, training_config
-    from slrnet.train import Trainer
-
-    check_profile(profile)
-    if checkpoint is not None and not Path(checkpoint).expanduser().is_file():
-        raise FileNotFoundError(f"checkpoint: {checkpoint} does not exist (None uses notebook 02's or trains one)")
-    path = Path(checkpoint).expanduser() if checkpoint is not None else default_checkpoint(output_dir)
-    if path.is_file():
-        model, cfg = load_model(path, device)
-        return model, cfg, {"source": "checkpoint", "checkpoint": str(path), "train_seconds": 0.0}
-    out = Path(output_dir).resolve()
-    cfg = training_config(resolve_config_path(config), profile, out, data_root=data_root,
-                          overrides={**TRAIN_OVERRIDES[profile], "misc.seed": int(seed), "misc.device": str(device)})
-    start = time.perf_counter()
-    trainer = Trainer(cfg, run_dir=out / "train_run")
-    trainer.fit()
-    seconds = time.perf_counter() - start
-    return trainer.model.eval(), cfg, {"source": "trained here", "checkpoint": str(trainer.ckpt_dir / "last.pth"),
-                                       "train_seconds": round(seconds, 2)}
-
+# ----------------------------------------------------------------------------- the data
 
 def evaluation_set(cfg: dict, data_root=None, split: str = "val", num_classes: int | None = None):
     """Full-size images of ``split`` from the config's dataset, or of any VOC-layout ``data_root``."""

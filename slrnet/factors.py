@@ -19,8 +19,8 @@ own weights (``transform1``, ``transform2``, temperature, eps), keeping what the
 Plus the numbers the figures summarise: per-pixel code disagreement (the code-consistency term of
 the loss), the atom/class overlap with the ground truth and its purity, singular values and the
 entropy-based effective rank (Roy & Vetterli, "The effective rank: a measure of effective
-dimensionality", EUSIPCO 2007). ``load_or_train`` gives notebook 04 its model: a checkpoint (by
-default notebook 02's), or a tiny one trained on the spot so the notebook also runs alone.
+dimensionality", EUSIPCO 2007). Notebook 04 gets its model from ``slrnet.notebook_model.load_or_train``
+(notebook 02's checkpoint, or a short run trained on the spot so the notebook also runs alone).
 
 Reference: Pan et al., "Learning Self-Supervised Low-Rank Network for Single-Stage Weakly and
 Semi-Supervised Semantic Segmentation", IJCV 2022.
@@ -244,95 +244,7 @@ def summarize_factors(factors: Sequence[dict], masks: Sequence | None = None, nu
     return out
 
 
-# ----------------------------------------------------------------------------- a model for notebook 04
-# Short runs of the shapes recipe for when no checkpoint exists (overrides of configs/shapes_quick.yaml).
-TRAIN_OVERRIDES = {
-    "smoke": {"dataset.generate": {"image_size": 64, "num_train": 16, "num_val": 4}, "dataset.crop_size": 64,
-              "train.num_epochs": 1, "train.pretrain_epochs": 0, "train.batch_size": 4,
-              "train.max_steps_per_epoch": 3, "train.val_max_images": 2, "misc.num_snapshots": 2},
-    "quick": {"train.num_epochs": 4, "train.pretrain_epochs": 2, "train.max_steps_per_epoch": 15,
-              "train.val_every": 0, "train.val_max_images": 20},
-    "full": {},
-}
-
-
-def default_checkpoint(output_dir) -> "Path":
-    """Where notebook 02 saves its model: ``<output_dir>/../02_train_weakly_supervised/checkpoint.pth``."""
-    from pathlib import Path
-
-    return Path(output_dir).resolve().parent / "02_train_weakly_supervised" / "checkpoint.pth"
-
-
-def load_model(path, device="auto"):
-    """(model in eval mode, config) from a checkpoint ``{'state_dict', 'config', ...}`` (notebook 02's), or a
-    Trainer checkpoint ``<run>/checkpoints/*.pth`` whose config is ``<run>/config.yaml``."""
-    from pathlib import Path
-
-    from slrnet.checkpoint import load_checkpoint, load_state_dict_strict
-    from slrnet.config import load_config
-    from slrnet.models import build_model
-    from slrnet.utils import resolve_device
-
-    path = Path(path)
-    ckpt = load_checkpoint(path, map_location="cpu")
-    cfg = ckpt.get("config") if isinstance(ckpt, dict) else None
-    run_config = path.resolve().parent.parent / "config.yaml"
-    if cfg is None and run_config.is_file():
-        cfg = load_config(run_config)
-    if not isinstance(cfg, dict) or "model" not in cfg:
-        raise ValueError(f"checkpoint {path}: expected a dict with 'state_dict' and 'config' (the full config, as "
-                         f"notebook 02 saves it), or a training run's checkpoint next to {run_config}; found neither")
-    model = build_model({**cfg["model"], "pretrained": ""})   # the state dict holds every weight
-    load_state_dict_strict(model, ckpt, source=str(path))
-    return model.to(resolve_device(device)).eval(), cfg
-
-
-def train_small_model(output_dir, profile: str = "smoke", seed: int = 0, device="auto"):
-    """Train the shapes recipe briefly (``TRAIN_OVERRIDES[profile]``) into ``<output_dir>/train_run``.
-
-    smoke: 3 steps on a 16-image 64 px dataset generated in output_dir (seconds); quick: 60 steps of 16
-    crops on the default shapes dataset (1-2 minutes on 2 CPU cores); full: configs/shapes_quick.yaml as is.
-    Returns (model in eval mode, config, seconds).
-    """
-    import time
-    from pathlib import Path
-
-    from slrnet.config import load_config, merge_overrides
-    from slrnet.train import Trainer
-    from slrnet.utils import repo_root
-
-    if profile not in TRAIN_OVERRIDES:
-        raise ValueError(f"train_small_model: profile must be one of {sorted(TRAIN_OVERRIDES)}, got {profile!r}")
-    out = Path(output_dir).resolve()
-    config_path = repo_root() / "configs" / "shapes_quick.yaml"
-    overrides = {**TRAIN_OVERRIDES[profile], "misc.seed": int(seed), "misc.device": str(device), "misc.verbose": 0}
-    if profile == "smoke":
-        overrides["dataset.root"] = str(out / "shapes_smoke")
-    cfg = merge_overrides(load_config(config_path), overrides)
-    start = time.perf_counter()
-    trainer = Trainer(cfg, out / "train_run")
-    trainer.fit()
-    return trainer.model.eval(), cfg, time.perf_counter() - start
-
-
-def load_or_train(checkpoint, output_dir, profile: str = "quick", seed: int = 0, device="auto"):
-    """Notebook 04's model: ``checkpoint``, else notebook 02's if it exists, else ``train_small_model``.
-
-    Returns (model in eval mode, config, info) with info {"source", "checkpoint", "train_seconds"}.
-    """
-    from pathlib import Path
-
-    if checkpoint is not None and not Path(checkpoint).expanduser().is_file():
-        raise FileNotFoundError(f"checkpoint: {checkpoint} does not exist (None looks for notebook 02's, or trains)")
-    path = Path(checkpoint).expanduser() if checkpoint is not None else default_checkpoint(output_dir)
-    if path.is_file():
-        model, cfg = load_model(path, device)
-        return model, cfg, {"source": "checkpoint", "checkpoint": str(path), "train_seconds": 0.0}
-    model, cfg, seconds = train_small_model(output_dir, profile, seed, device)
-    last = Path(output_dir).resolve() / "train_run" / "checkpoints" / "last.pth"
-    return model, cfg, {"source": "trained here", "checkpoint": str(last), "train_seconds": round(seconds, 2)}
-
-
+# ----------------------------------------------------------------------------- notebook 04's images
 def validation_set(cfg: dict, data_root=None, num_classes: int | None = None):
     """The val split the model's config names (``data_root``: any VOC-layout folder instead), full images."""
     from pathlib import Path

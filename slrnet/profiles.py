@@ -11,7 +11,8 @@ A profile is a set of config overrides on top of a YAML config; the notebooks ca
 * smoke — a tiny generated dataset inside the output folder, 2 epochs of 3 steps: checks that
   everything runs, numbers are meaningless.
 * quick — the config as written (the teaching profile: minutes on 2 CPU cores).
-* full  — the released schedule length (30 epochs, 5 pretraining) on full-size images.
+* full  — the released schedule length (30 epochs, 5 pretraining; 40 / 10 for semi without image
+  labels) on full-size images.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ PROFILE_OVERRIDES = {
     "quick": {},
     "full": {"train.num_epochs": 30, "train.pretrain_epochs": 5},
 }
+FULL_WO_CLS_SCHEDULE = {"train.num_epochs": 40, "train.pretrain_epochs": 10}
 
 
 def check_profile(profile: str) -> str:
@@ -49,6 +51,8 @@ def training_config(config: str | os.PathLike, profile: str, output_dir: str | o
     check_profile(profile)
     cfg = load_config(config)
     cfg = merge_overrides(cfg, PROFILE_OVERRIDES[profile])
+    if profile == "full" and cfg["model"]["name"] == "slrnet_semi_wo_cls":
+        cfg = merge_overrides(cfg, FULL_WO_CLS_SCHEDULE)   # METHOD.md section 4: 40 epochs, 10 pretraining
     if data_root is not None:
         from slrnet.data import VOCSegmentation
 

@@ -10,6 +10,7 @@ import os
 
 os.environ["SLRNET_NO_PROGRESS"] = "1"
 os.environ["MPLBACKEND"] = "Agg"
+os.environ.setdefault("OMP_NUM_THREADS", "1")   # also for the papermill kernels the notebook tests start
 
 from pathlib import Path  # noqa: E402
 

@@ -71,3 +71,13 @@ def test_overrides():
     assert cfg["train"]["num_epochs"] == 30          # the input is not modified
     with pytest.raises(ConfigError, match=r"train\.epochs"):
         merge_overrides(cfg, ["train.epochs=3"])
+
+
+def test_full_profile_keeps_each_recipe_schedule(tmp_path):
+    from slrnet.profiles import training_config
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    weak = training_config(configs / "shapes_quick.yaml", "full", tmp_path)
+    wo_cls = training_config(configs / "shapes_semi_wo_cls_quick.yaml", "full", tmp_path)
+    assert (weak["train"]["num_epochs"], weak["train"]["pretrain_epochs"]) == (30, 5)
+    assert (wo_cls["train"]["num_epochs"], wo_cls["train"]["pretrain_epochs"]) == (40, 10)   # METHOD.md 4

@@ -2,8 +2,8 @@
 
 Hand-computed IoU cases; ExtremeExamples ordering and ties; evaluate_model on a random-weight tiny
 SLRNet and the smoke-profile shapes dataset (12 val images of 64 px, generated in a temp folder),
-checked against a direct single-scale computation; load_or_train from a checkpoint and by training
-the smoke profile; markdown tables. Everything runs in a few seconds on 2 CPU cores.
+checked against a direct single-scale computation; markdown tables. The model notebook 05 loads or
+trains is tested in tests/test_notebook_model.py. Everything runs in a few seconds on 2 CPU cores.
 """
 from __future__ import annotations
 
@@ -200,38 +200,3 @@ def test_evaluate_model_without_crf(smoke_setup):
     assert metrics["val_miou_crf"] is None and 0 <= metrics["val_miou"] <= 1
     assert res.final_key == "multi_scale" and len(res.rows()) == 2
     assert len(res.examples["best"]) == 1                     # at most half the images each
-
-
-# ----------------------------------------------------------------------------- load_or_train
-
-def test_load_or_train_checkpoint_then_training(smoke_setup, tmp_path):
-    from slrnet.checkpoint import save_checkpoint
-
-    _, cfg, _, model = smoke_setup
-    with pytest.raises(FileNotFoundError, match="checkpoint"):
-        R.load_or_train(tmp_path / "missing.pth", tmp_path / "05_evaluate", profile="smoke")
-
-    # notebook 02's checkpoint next to the output folder is found and loaded strictly
-    out = tmp_path / "05_evaluate"
-    assert R.default_checkpoint(out) == tmp_path.resolve() / "02_train_weakly_supervised" / "checkpoint.pth"
-    save_checkpoint(R.default_checkpoint(out), {"state_dict": model.state_dict(), "config": cfg})
-    loaded, loaded_cfg, info = R.load_or_train(None, out, profile="smoke", device="cpu")
-    assert info["source"] == "checkpoint" and loaded_cfg["model"] == cfg["model"]
-    for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
-        assert torch.equal(a, b), k
-
-    # no checkpoint anywhere: the smoke profile trains a few steps in <output_dir>/train_run
-    alone = tmp_path / "alone" / "05_evaluate"
-    trained, trained_cfg, info = R.load_or_train(None, alone, profile="smoke", device="cpu", config=CONFIG)
-    assert info["source"] == "trained here" and Path(info["checkpoint"]).is_file()
-    assert not trained.training and trained_cfg["train"]["max_steps_per_epoch"] == 3
-
-
-def test_resolve_config_path_from_anywhere(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)                               # e.g. papermill started from another folder
-    assert R.resolve_config_path("../configs/shapes_quick.yaml") == CONFIG
-    assert R.resolve_config_path(None) == CONFIG
-    (tmp_path / "mine.yaml").write_text("model: {num_classes: 3}\n")
-    assert R.resolve_config_path("mine.yaml") == Path("mine.yaml")
-    with pytest.raises(FileNotFoundError, match="nope.yaml"):
-        R.resolve_config_path("nope.yaml")

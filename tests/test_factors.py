@@ -1,4 +1,4 @@
-"""slrnet.factors: extraction of SLRNet's low-rank factors, the numbers that summarise them, model loading.
+"""slrnet.factors: extraction of SLRNet's low-rank factors, the numbers that summarise them, image choice.
 
 The extraction re-runs the CVLR iterations step by step; it must agree with the model's own code path
 (``SLRNet.factorise`` and the training forward's code maps), in float64 to 1e-10 and in float32.
@@ -14,9 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from slrnet import factors as FX
-from slrnet.checkpoint import save_checkpoint
 from slrnet.cmf import cvlr_factorize
-from slrnet.config import validate
 from slrnet.losses import code_consistency
 from slrnet.models import build_model
 
@@ -239,30 +237,7 @@ def test_summarize_factors(model, image):
         FX.summarize_factors(fs, masks[:1])
 
 
-# ----------------------------------------------------------------------------- the notebook's model
-def test_load_model_and_default_checkpoint(tmp_path, image):
-    model = tiny_model(num_iters=2)
-    cfg = validate({"model": {"name": "slrnet", **TINY, "num_iters": 2}})
-    ckpt = tmp_path / "02_train_weakly_supervised" / "checkpoint.pth"
-    save_checkpoint(ckpt, {"state_dict": model.state_dict(), "epoch": 0, "optimizer": {}, "config": cfg})
-    out = tmp_path / "04_visualize_low_rank_factors"
-    assert FX.default_checkpoint(out) == ckpt.resolve()
-    loaded, loaded_cfg, info = FX.load_or_train(None, out, profile="smoke")
-    assert info["source"] == "checkpoint" and info["checkpoint"] == str(ckpt.resolve())
-    assert loaded_cfg["model"]["num_iters"] == 2 and not loaded.training
-    for key, value in model.state_dict().items():
-        assert torch.equal(loaded.state_dict()[key], value), key
-    a = FX.extract_factors(model, image)
-    b = FX.extract_factors(loaded, image)
-    assert torch.equal(a["codes1"], b["codes1"])
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        FX.load_or_train(tmp_path / "missing.pth", out)
-    bare = tmp_path / "bare.pth"
-    save_checkpoint(bare, {"state_dict": model.state_dict()})
-    with pytest.raises(ValueError, match="'config'"):
-        FX.load_model(bare)
-
-
+# ----------------------------------------------------------------------------- notebook 04's images
 def test_select_images():
     class Split(SimpleNamespace):     # the attributes of VOCSegmentation that select_images reads
         def __len__(self):
