@@ -8,14 +8,6 @@ from slrnet.cmf import (cross_view_agreement, cvlr_factorize, cvlr_step, init_di
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The tensors here are tiny; on a shared 2-core machine a second OpenMP thread only adds waiting."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def planted():

@@ -15,14 +15,6 @@ TOL = {torch.float64: dict(atol=1e-10, rtol=1e-10), torch.float32: dict(atol=1e-
 GRAD_NAMES = ["x", "inits", "transform1_weight", "transform1_bias", "transform2_weight", "transform2_bias"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The tensors here are tiny; on a shared 2-core machine a second OpenMP thread only adds waiting."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def t(name, dtype, data=CVLR):
     return torch.tensor(data[name], dtype=dtype)

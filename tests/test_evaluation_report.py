@@ -19,15 +19,6 @@ from slrnet import evaluation_report as R
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "shapes_quick.yaml"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny tensors gain nothing from threads, and two OpenMP threads on a busy 2-core machine can make
-    each op wait on a descheduled partner (tens of times slower); restored after this module."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 # ----------------------------------------------------------------------------- image_iou
 

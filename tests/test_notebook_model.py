@@ -23,14 +23,6 @@ TINY = {"name": "slrnet", "backbone": "tiny", "num_classes": 5, "decoder_channel
         "aspp_dilations": [1, 2, 3, 4], "backbone_kwargs": {"width": 8}, "num_iters": 2}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny tensors gain nothing from threads on a busy 2-core machine; restored after this module."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def tiny():
