@@ -139,3 +139,9 @@ def test_unknown_model_option_is_named():
         build_model({**TINY, "bogus": 1})
     with pytest.raises(ValueError, match="model.name"):
         build_model({**TINY, "name": "deeplab"})
+
+
+def test_decoder_width_must_match_the_shallow_backbone_map():
+    with pytest.raises(ValueError, match="decoder_channels"):
+        build_model({"name": "slrnet", "backbone": "tiny", "num_classes": 3, "decoder_channels": 32,
+                     "backbone_kwargs": {"width": 8}, "aspp_dilations": [1, 2, 3, 4]})
