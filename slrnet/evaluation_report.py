@@ -7,9 +7,9 @@ while the network goes on). Classes are kept by the **predicted** class scores (
 top-k), never by ground-truth image labels (``use_cls_label`` is off: that would leak labels on val).
 
     >>> from slrnet import evaluation_report as R
-    >>> from slrnet.notebook_model import load_or_train
+    >>> from slrnet.notebook_model import evaluation_set, load_or_train
     >>> model, cfg, info = load_or_train(None, "outputs/05_evaluate", profile="quick")   # 02's model or a short run
-    >>> dataset = R.evaluation_set(cfg, split="val", num_classes=model.num_classes)
+    >>> dataset = evaluation_set(cfg, split="val", num_classes=model.num_classes)
     >>> result = R.evaluate_model(model, dataset, scales=cfg["test"]["scales"], apply_crf=True)
     >>> print(R.markdown_table(result.rows()))        # the 4-row mIoU table
     >>> result.metrics()                               # val_miou, val_miou_crf, ... for metrics.json
@@ -22,7 +22,6 @@ from __future__ import annotations
 import heapq
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -48,22 +47,6 @@ EVAL_MAX_IMAGES = {"smoke": 12, "quick": None, "full": None}
 # Setting keys -> metrics.json names.
 METRIC_NAMES = {"multi_scale": "val_miou", "multi_scale_crf": "val_miou_crf",
                 "single_scale": "val_miou_single_scale", "single_scale_crf": "val_miou_single_scale_crf"}
-
-
-# ----------------------------------------------------------------------------- the data
-
-def evaluation_set(cfg: dict, data_root=None, split: str = "val", num_classes: int | None = None):
-    """Full-size images of ``split`` from the config's dataset, or of any VOC-layout ``data_root``."""
-    from slrnet.data import VOCSegmentation, build_dataset
-
-    if data_root is not None:
-        dataset = VOCSegmentation(Path(data_root).expanduser(), split, mask_dir=None)
-    else:
-        dataset = build_dataset(cfg["dataset"], split, train=False)
-    if num_classes is not None and dataset.num_classes != num_classes:
-        raise ValueError(f"data_root: {dataset.root} has {dataset.num_classes} classes but the model predicts "
-                         f"{num_classes}; evaluate on a dataset with the model's classes")
-    return dataset
 
 
 # ----------------------------------------------------------------------------- per-image scores

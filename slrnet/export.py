@@ -101,13 +101,10 @@ def export_pseudo_labels(model, dataset, out_root, *, apply_crf: bool = False, u
 # ----------------------------------------------------------------------------- command line
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    from slrnet.infer import parse_scales
+    from slrnet.infer import add_model_data_arguments, add_runtime_arguments, parse_scales
 
-    parser.add_argument("--config", required=True, help="YAML experiment config")
-    parser.add_argument("--checkpoint", required=True, help="trained single-stage weights")
-    parser.add_argument("--output", required=True, help="output VOC-layout root for the pseudo labels")
-    parser.add_argument("--data_root", default=None, help="VOC-layout root (default: the config's dataset.root)")
-    parser.add_argument("--data_list", default=None, help="training list (default: train_aug.txt or train.txt)")
+    add_model_data_arguments(parser, output_help="output VOC-layout root for the pseudo labels",
+                             data_list_help="training list (default: train_aug.txt or train.txt)")
     parser.add_argument("--apply_crf", type=int, default=1, choices=(0, 1), help="refine labels with the dense CRF")
     parser.add_argument("--use_cls_label", type=int, default=1, choices=(0, 1),
                         help="keep the ground-truth image classes (the weak labels of the training set)")
@@ -120,9 +117,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask_dir", default="SegmentationClassAug", help="label folder name under --output")
     parser.add_argument("--list_name", default="train_aug.txt", help="list file name under ImageSets/Segmentation")
     parser.add_argument("--link_images", type=int, default=1, choices=(0, 1), help="symlink JPEGImages/")
-    parser.add_argument("--max_images", type=int, default=0, help="stop after this many images (0 = all)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1 | mps")
-    parser.add_argument("--num_workers", type=int, default=0, help="CRF processes (0 = all CPU cores)")
+    add_runtime_arguments(parser)
 
 
 def cli_run(args: argparse.Namespace) -> int:

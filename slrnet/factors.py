@@ -245,21 +245,6 @@ def summarize_factors(factors: Sequence[dict], masks: Sequence | None = None, nu
 
 
 # ----------------------------------------------------------------------------- notebook 04's images
-def validation_set(cfg: dict, data_root=None, num_classes: int | None = None):
-    """The val split the model's config names (``data_root``: any VOC-layout folder instead), full images."""
-    from pathlib import Path
-
-    from slrnet.data import VOCSegmentation, build_dataset
-
-    if data_root is not None:
-        dataset = VOCSegmentation(Path(data_root).expanduser(), "val", mask_dir=None)
-    else:
-        dataset = build_dataset(cfg["dataset"], "val", train=False)
-    if num_classes is not None and dataset.num_classes != num_classes:
-        raise ValueError(f"data_root: {dataset.root} has {dataset.num_classes} classes but the model predicts "
-                         f"{num_classes}; pass a dataset with the model's classes")
-    return dataset
-
 
 def select_images(dataset, image_ids=None, count: int = 4, seed: int = 0) -> list[int]:
     """Indices of ``image_ids`` (names in the split), or ``count`` distinct ones drawn with ``seed``."""

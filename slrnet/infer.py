@@ -293,13 +293,26 @@ def parse_scales(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"--scales: expected numbers like '1,1.5,2,0.5,0.75', got {text!r}")
 
 
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of the authors' tools/infer_voc.py, plus --scales/--device/--num_workers/--allow_label_leak."""
+def add_model_data_arguments(parser: argparse.ArgumentParser, output_help: str, data_list_help: str) -> None:
+    """--config, --checkpoint, --output, --data_root, --data_list: shared by ``infer`` and ``export``."""
     parser.add_argument("--config", required=True, help="YAML experiment config (model and test sections)")
     parser.add_argument("--checkpoint", required=True, help="trained weights (.pth; official or slrnet format)")
-    parser.add_argument("--output", required=True, help="output folder: raw/, crf/, summary.json")
+    parser.add_argument("--output", required=True, help=output_help)
     parser.add_argument("--data_root", default=None, help="VOC-layout root (default: the config's dataset.root)")
-    parser.add_argument("--data_list", default=None, help="list file (default: the val list of the root)")
+    parser.add_argument("--data_list", default=None, help=data_list_help)
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    """--max_images, --device, --num_workers: shared by ``infer`` and ``export``."""
+    parser.add_argument("--max_images", type=int, default=0, help="stop after this many images (0 = all)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1 | mps")
+    parser.add_argument("--num_workers", type=int, default=0, help="CRF processes (0 = all CPU cores)")
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of the authors' tools/infer_voc.py, plus --scales/--device/--num_workers/--allow_label_leak."""
+    add_model_data_arguments(parser, output_help="output folder: raw/, crf/, summary.json",
+                             data_list_help="list file (default: the val list of the root)")
     parser.add_argument("--use_cls_label", type=int, default=None, choices=(0, 1),
                         help="keep ground-truth image classes (1 only for pseudo-labelling training data)")
     parser.add_argument("--allow_label_leak", type=int, default=0, choices=(0, 1),
@@ -313,9 +326,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated scales (config: test.scales)")
     parser.add_argument("--flip", type=int, default=None, choices=(0, 1), help="flip averaging (config: test.flip)")
     parser.add_argument("--save_probs", type=int, default=0, choices=(0, 1), help="also write probs/<name>.npy")
-    parser.add_argument("--max_images", type=int, default=0, help="stop after this many images (0 = all)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1 | mps")
-    parser.add_argument("--num_workers", type=int, default=0, help="CRF processes (0 = all CPU cores)")
+    add_runtime_arguments(parser)
     parser.add_argument("--verbose", type=int, default=0, help="1: print per-image kept classes and the metrics table")
 
 

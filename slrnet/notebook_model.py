@@ -9,6 +9,7 @@ notebook also runs alone.
     >>> model, cfg, info = load_or_train(None, "outputs/05_evaluate", profile="quick")
     >>> info["source"], info["checkpoint"]         # "checkpoint" / "trained here", the file the weights are in
     >>> model, cfg = load_model("runs/demo/checkpoints/last.pth", device="cpu")   # any checkpoint, eval mode
+    >>> val = evaluation_set(cfg, split="val", num_classes=model.num_classes)   # full images with masks
 
 Checkpoints read: ``{'state_dict', 'config', ...}`` as notebook 02 and ``slrnet.train.Trainer`` save them,
 or a Trainer run's ``<run>/checkpoints/*.pth`` whose config is the run's ``<run>/config.yaml``.
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+
+from slrnet.profiles import check_profile, training_config
 
 NOTEBOOK_02 = "02_train_weakly_supervised"
 
@@ -37,23 +40,6 @@ TRAIN_OVERRIDES = {
 def default_checkpoint(output_dir) -> Path:
     """Where notebook 02 saves its model: ``<output_dir>/../02_train_weakly_supervised/checkpoint.pth``."""
     return Path(output_dir).resolve().parent / NOTEBOOK_02 / "checkpoint.pth"
-
-
-def resolve_config_path(config=None) -> Path:
-    """``config`` as given when it exists (or is absolute); a relative path as the notebooks write it
-    ("../configs/x.yaml") also resolves from ``<repo>/notebooks``, so runs started from elsewhere find it.
-    None: ``<repo>/configs/shapes_quick.yaml``."""
-    from slrnet.utils import repo_root
-
-    if config is None:
-        return repo_root() / "configs" / "shapes_quick.yaml"
-    path = Path(config).expanduser()
-    if path.is_file() or path.is_absolute():
-        return path
-    from_notebooks = repo_root() / "notebooks" / path
-    if from_notebooks.is_file():
-        return from_notebooks.resolve()
-    raise FileNotFoundError(f"config: {config} not found (looked in {Path.cwd()} and {repo_root() / 'notebooks'})")
 
 
 def load_model(path, device="auto"):
@@ -84,17 +70,16 @@ def load_model(path, device="auto"):
 
 def train_small_model(output_dir, profile: str = "quick", seed: int = 0, device="auto", config=None,
                       data_root=None):
-    """Train ``config`` (see ``resolve_config_path``) with ``profile`` and ``TRAIN_OVERRIDES[profile]`` into
+    """Train ``config`` (see ``slrnet.profiles.resolve_config_path``) with ``profile`` and ``TRAIN_OVERRIDES[profile]`` into
     ``<output_dir>/train_run``; ``data_root``: any VOC-layout folder instead of the config's dataset.
 
     Returns (model in eval mode, config, info {"source": "trained here", "checkpoint", "train_seconds"}).
     """
-    from slrnet.profiles import check_profile, training_config
     from slrnet.train import Trainer
 
     check_profile(profile)
     out = Path(output_dir).resolve()
-    cfg = training_config(resolve_config_path(config), profile, out, data_root=data_root,
+    cfg = training_config(config, profile, out, data_root=data_root,
                           overrides={**TRAIN_OVERRIDES[profile], "misc.seed": int(seed), "misc.device": str(device)})
     start = time.perf_counter()
     trainer = Trainer(cfg, run_dir=out / "train_run")
@@ -112,8 +97,6 @@ def load_or_train(checkpoint, output_dir, profile: str = "quick", seed: int = 0,
     Returns (model in eval mode, config, info) with info {"source": "checkpoint" / "trained here",
     "checkpoint": the weights' file, "train_seconds"}.
     """
-    from slrnet.profiles import check_profile
-
     check_profile(profile)
     if checkpoint is not None and not Path(checkpoint).expanduser().is_file():
         raise FileNotFoundError(f"checkpoint: {checkpoint} does not exist (None uses notebook 02's or trains one)")
@@ -122,3 +105,18 @@ def load_or_train(checkpoint, output_dir, profile: str = "quick", seed: int = 0,
         model, cfg = load_model(path, device)
         return model, cfg, {"source": "checkpoint", "checkpoint": str(path), "train_seconds": 0.0}
     return train_small_model(output_dir, profile, seed, device, config=config, data_root=data_root)
+
+
+def evaluation_set(cfg: dict, data_root=None, split: str = "val", num_classes: int | None = None):
+    """Full-size images of ``split`` from the config's dataset, or of any VOC-layout ``data_root``; the
+    dataset must have the model's ``num_classes`` when given."""
+    from slrnet.data import VOCSegmentation, build_dataset
+
+    if data_root is not None:
+        dataset = VOCSegmentation(Path(data_root).expanduser(), split, mask_dir=None)
+    else:
+        dataset = build_dataset(cfg["dataset"], split, train=False)
+    if num_classes is not None and dataset.num_classes != num_classes:
+        raise ValueError(f"data_root: {dataset.root} has {dataset.num_classes} classes but the model predicts "
+                         f"{num_classes}; use a dataset with the model's classes")
+    return dataset

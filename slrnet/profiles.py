@@ -41,15 +41,33 @@ def check_profile(profile: str) -> str:
     return profile
 
 
+def resolve_config_path(config=None) -> Path:
+    """``config`` as given when it exists (or is absolute); a relative path as the notebooks write it
+    ("../configs/x.yaml") also resolves from ``<repo>/notebooks``, so runs started from elsewhere find it.
+    None: ``<repo>/configs/shapes_quick.yaml``."""
+    from slrnet.utils import repo_root
+
+    if config is None:
+        return repo_root() / "configs" / "shapes_quick.yaml"
+    path = Path(config).expanduser()
+    if path.is_file() or path.is_absolute():
+        return path
+    from_notebooks = repo_root() / "notebooks" / path
+    if from_notebooks.is_file():
+        return from_notebooks.resolve()
+    raise FileNotFoundError(f"config: {config} not found (looked in {Path.cwd()} and {repo_root() / 'notebooks'})")
+
+
 def training_config(config: str | os.PathLike, profile: str, output_dir: str | os.PathLike,
                     data_root: str | os.PathLike | None = None, overrides: dict | None = None) -> dict:
-    """Load ``config``, apply the profile, point it at ``data_root`` (any VOC-layout folder) if given.
+    """Load ``config`` (see ``resolve_config_path``), apply the profile, point it at ``data_root`` (any
+    VOC-layout folder) if given.
 
     ``overrides`` (``{"section.key": value}``) come last; ``None`` values are skipped so notebook
     parameters left at ``None`` keep the config's value.
     """
     check_profile(profile)
-    cfg = load_config(config)
+    cfg = load_config(resolve_config_path(config))
     cfg = merge_overrides(cfg, PROFILE_OVERRIDES[profile])
     if profile == "full" and cfg["model"]["name"] == "slrnet_semi_wo_cls":
         cfg = merge_overrides(cfg, FULL_WO_CLS_SCHEDULE)   # METHOD.md section 4: 40 epochs, 10 pretraining

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from slrnet import evaluation_report as R
+from slrnet.notebook_model import evaluation_set
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "shapes_quick.yaml"
 
@@ -76,7 +77,7 @@ def smoke_setup(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("nb05")
     cfg = training_config(CONFIG, "smoke", out)
-    dataset = R.evaluation_set(cfg, split="val", num_classes=cfg["model"]["num_classes"])
+    dataset = evaluation_set(cfg, split="val", num_classes=cfg["model"]["num_classes"])
     torch.manual_seed(0)
     model = build_model({**cfg["model"], "pretrained": ""}).eval()
     return out, cfg, dataset, model

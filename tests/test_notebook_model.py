@@ -16,7 +16,7 @@ from slrnet import notebook_model as NM
 from slrnet.checkpoint import save_checkpoint
 from slrnet.config import save_config, validate
 from slrnet.models import build_model
-from slrnet.profiles import PROFILES, training_config
+from slrnet.profiles import PROFILES, resolve_config_path, training_config
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "shapes_quick.yaml"
 TINY = {"name": "slrnet", "backbone": "tiny", "num_classes": 5, "decoder_channels": 16,
@@ -89,13 +89,15 @@ def test_load_model_errors_name_the_file_and_what_is_missing(tiny, tmp_path):
 
 def test_resolve_config_path_from_anywhere(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)                               # e.g. papermill started from another folder
-    assert NM.resolve_config_path("../configs/shapes_quick.yaml") == CONFIG
-    assert NM.resolve_config_path(None) == CONFIG
+    assert resolve_config_path("../configs/shapes_quick.yaml") == CONFIG
+    assert resolve_config_path(None) == CONFIG
     (tmp_path / "mine.yaml").write_text("model: {num_classes: 3}\n")
-    assert NM.resolve_config_path("mine.yaml") == Path("mine.yaml")
-    assert NM.resolve_config_path(tmp_path / "absent.yaml") == tmp_path / "absent.yaml"   # load_config names it
+    assert resolve_config_path("mine.yaml") == Path("mine.yaml")
+    assert resolve_config_path(tmp_path / "absent.yaml") == tmp_path / "absent.yaml"   # load_config names it
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
-        NM.resolve_config_path("nope.yaml")
+        resolve_config_path("nope.yaml")
+    # training_config resolves the same way, so notebook 02's "../configs/..." works from any folder
+    assert training_config("../configs/shapes_quick.yaml", "smoke", tmp_path)["model"]["backbone"] == "tiny"
 
 
 @pytest.mark.parametrize("profile", PROFILES)
