@@ -337,7 +337,8 @@ def load_model(config_path, checkpoint_path, device="cpu"):
     from slrnet.models import build_model
 
     cfg = load_config(config_path)
-    model = build_model(cfg["model"])
+    # Every weight comes from the checkpoint: the backbone's pretrained file is not needed (nor loaded).
+    model = build_model({**cfg["model"], "pretrained": ""})
     # load_state_dict_strict finds the weights inside {'state_dict': ...} / {'model': ...} wrappers
     load_state_dict_strict(model, load_checkpoint(checkpoint_path, map_location="cpu"), source=str(checkpoint_path))
     return model.to(device).eval(), cfg

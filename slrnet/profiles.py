@@ -8,9 +8,10 @@ A profile is a set of config overrides on top of a YAML config; the notebooks ca
     >>> cfg["train"]["max_steps_per_epoch"], cfg["dataset"]["root"]
     (3, '/tmp/nb02/shapes_smoke')
 
-* smoke — a tiny generated dataset inside the output folder, 2 epochs of 3 steps: checks that
-  everything runs, numbers are meaningless.
-* quick — the config as written (the teaching profile: minutes on 2 CPU cores).
+* smoke — a tiny generated dataset inside the output folder, 2 epochs of 3 steps, the backbone from
+  random weights (no pretraining): checks that everything runs, numbers are meaningless.
+* quick — the config as written (the teaching profile: minutes on 2 CPU cores; the tiny backbone's
+  classification-pretrained weights are made once, ~40 s, see ``slrnet.pretrain``).
 * full  — the released schedule length (30 epochs, 5 pretraining; 40 / 10 for semi without image
   labels) on full-size images.
 """
@@ -28,7 +29,8 @@ SMOKE_DATASET = {"num_train": 48, "num_val": 12, "image_size": 64}
 PROFILE_OVERRIDES = {
     "smoke": {"train.num_epochs": 2, "train.pretrain_epochs": 0, "train.max_steps_per_epoch": 3,
               "train.batch_size": 4, "train.val_max_images": 12, "dataset.crop_size": 48,
-              "misc.verbose": 0, "misc.num_snapshots": 2, "dataset.generate": SMOKE_DATASET},
+              "misc.verbose": 0, "misc.num_snapshots": 2, "dataset.generate": SMOKE_DATASET,
+              "model.pretrained": ""},
     "quick": {},
     "full": {"train.num_epochs": 30, "train.pretrain_epochs": 5},
 }

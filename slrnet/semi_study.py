@@ -46,13 +46,14 @@ SETTING_SHORT = {"weak": "weak", "semi_w_cls": "semi + image labels", "semi_wo_c
 SETTING_CONFIGS = {"weak": "shapes_quick.yaml", "semi_w_cls": "shapes_semi_w_cls_quick.yaml",
                    "semi_wo_cls": "shapes_semi_wo_cls_quick.yaml", "labelled_only": "shapes_semi_w_cls_quick.yaml"}
 SCHEDULE_KEYS = ("num_epochs", "pretrain_epochs", "max_steps_per_epoch", "val_every", "val_max_images")
-PROFILE_FRACTIONS = {"smoke": [0.1], "quick": [0.05], "full": [0.02, 0.05, 0.1, 0.25]}
+# quick: VOC's share of pixel-labelled images (1464 of 10582 train_aug images), see the semi quick configs
+PROFILE_FRACTIONS = {"smoke": [0.1], "quick": [0.138], "full": [0.02, 0.05, 0.138, 0.25]}
 # The quick configs cap an epoch's steps to fit notebook 03's time budget; the full profile trains whole epochs.
 STUDY_PROFILE_OVERRIDES = {"smoke": {}, "quick": {}, "full": {"train.max_steps_per_epoch": 0}}
 
 
 def default_fractions(profile: str) -> list[float]:
-    """The profile's pixel-label fractions: smoke one tiny run, quick 5 %, full 2-25 %."""
+    """The profile's pixel-label fractions: smoke one tiny run, quick 13.8 %, full 2-25 %."""
     return list(PROFILE_FRACTIONS[check_profile(profile)])
 
 
@@ -177,15 +178,18 @@ def train_setting(setting: str, fraction: float | None, profile: str, output_dir
     return StudyRun(setting, fraction, row, trainer)
 
 
-def weak_run_from_metrics(path, profile: str, num_train_images: int, backbone: str) -> StudyRun | None:
+def weak_run_from_metrics(path, profile: str, num_train_images: int, backbone: str,
+                          pretrained: str = "") -> StudyRun | None:
     """Notebook 02's weakly supervised result, when its metrics.json exists and matches this study
-    (same profile, same number of training images, the same backbone, SLRNet with CVLR); else None."""
+    (same profile, same number of training images, the same backbone started from the same pretrained
+    weights, SLRNet with CVLR); else None."""
     path = Path(path)
     if not path.is_file():
         return None
     metrics = json.loads(path.read_text(encoding="utf-8"))
     if (metrics.get("profile") != profile or metrics.get("num_train_images") != num_train_images
-            or metrics.get("backbone") != backbone or not metrics.get("use_cvlr", False)
+            or metrics.get("backbone") != backbone or metrics.get("pretrained", "") != pretrained
+            or not metrics.get("use_cvlr", False)
             or not isinstance(metrics.get("val_miou"), (int, float))):
         return None
     row = {"setting": "weak", "label": SETTING_LABELS["weak"], "fraction": None, "num_labelled": 0,

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from slrnet.checkpoint import load_checkpoint, load_state_dict_strict, save_checkpoint
 from slrnet.config import SECTIONS, save_config
 from slrnet.models import build_model
+from slrnet.pretrain import resolve_pretrained
 from slrnet.utils import progress, resolve_device, seed_everything, write_json
 
 
@@ -113,7 +114,8 @@ class Trainer:
             val_set = val_set or build_dataset(cfg["dataset"], "val", train=False)
         self.train_set, self.val_set = train_set, val_set
 
-        self.model = build_model(cfg["model"]).to(self.device)
+        # a tiny backbone's pretrained file is made on first use (slrnet.pretrain), like the shapes data
+        self.model = build_model({**cfg["model"], "pretrained": resolve_pretrained(cfg["model"])}).to(self.device)
         self.optimizer = build_optimizer(self.model, cfg)
         self.amp = bool(cfg["misc"]["amp"]) and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)

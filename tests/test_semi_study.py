@@ -59,7 +59,7 @@ def test_study_rejects_bad_settings_and_fractions(tmp_path):
     assert S.study_config("weak", None, "smoke", tmp_path)["model"]["name"] == "slrnet"   # no fraction needed
     with pytest.raises(ValueError, match="profile"):
         S.default_fractions("fast")
-    assert S.default_fractions("quick") == [0.05] and len(S.default_fractions("full")) == 4
+    assert S.default_fractions("quick") == [0.138] and len(S.default_fractions("full")) == 4
 
 
 def test_semi_quick_configs_mirror_the_weak_one():
@@ -74,7 +74,8 @@ def test_semi_quick_configs_mirror_the_weak_one():
             assert semi["train"][key] == weak["train"][key], f"{name}: train.{key} differs from shapes_quick.yaml"
         for key in ("name", "root", "crop_size", "scale", "generate"):
             assert semi["dataset"][key] == weak["dataset"][key], f"{name}: dataset.{key} differs"
-        assert semi["dataset"]["labelled_ratio"] == 0.05 and semi["test"]["bg_pow"] == 1
+        # the configs' own fraction is the one notebook 03 trains in the quick profile
+        assert [semi["dataset"]["labelled_ratio"]] == S.default_fractions("quick") and semi["test"]["bg_pow"] == 1
 
 
 def test_training_sets_per_setting_and_no_leak(tiny_root, tmp_path):
@@ -118,17 +119,18 @@ def test_check_split_catches_a_leak(tiny_root):
 
 def test_weak_result_is_read_from_notebook_02_only_when_it_matches(tmp_path):
     path = tmp_path / "metrics.json"
-    assert S.weak_run_from_metrics(path, "quick", 2000, "tiny") is None                # not there
+    weights = "data/pretrained/tiny_w16_shapes.pth"
+    assert S.weak_run_from_metrics(path, "quick", 2000, "tiny", weights) is None       # not there
     good = {"val_miou": 0.42, "profile": "quick", "num_train_images": 2000, "backbone": "tiny", "use_cvlr": True,
-            "epochs": 10, "train_seconds": 300.0}
+            "epochs": 10, "train_seconds": 300.0, "pretrained": weights}
     path.write_text(json.dumps(good))
-    run = S.weak_run_from_metrics(path, "quick", 2000, "tiny")
+    run = S.weak_run_from_metrics(path, "quick", 2000, "tiny", weights)
     assert run.setting == "weak" and run.fraction is None and run.trainer is None
     assert run.row["val_miou"] == 0.42 and str(path) in run.row["source"]
     for change in ({"profile": "smoke"}, {"num_train_images": 48}, {"backbone": "resnet38"}, {"use_cvlr": False},
-                   {"val_miou": None}):
+                   {"val_miou": None}, {"pretrained": ""}):
         path.write_text(json.dumps({**good, **change}))
-        assert S.weak_run_from_metrics(path, "quick", 2000, "tiny") is None, change
+        assert S.weak_run_from_metrics(path, "quick", 2000, "tiny", weights) is None, change
 
 
 def fake_rows():

@@ -45,6 +45,9 @@ DEFAULT_OPTIONS = {
     "void_width": 1,       # void band reaches this many pixels to each side of a label border
 }
 _SPLIT_CODES = {"train": 0, "val": 1}
+# Images of the backbone's classification pretraining (slrnet.pretrain) come from their own stream,
+# so they never coincide with a train or val image.
+PRETRAIN_SPLIT_CODE = 2
 MIN_VISIBLE = 0.6          # fraction of an instance's area that must stay unoccluded
 RADIUS_RANGE = (0.12, 0.25)  # instance radius as a fraction of the image size
 

@@ -13,8 +13,8 @@ Every backbone is a :class:`Backbone`:
 * ``freeze_bn`` (a property of each backbone): when True, every BatchNorm stays in eval mode even
   when the model is put in train mode (running statistics are not updated) and its affine
   parameters do not train; ``frozen_modules()`` (the stem and first stage of the ImageNet
-  backbones) do not train at all. METHOD.md section 1 item 1. The tiny backbone trains from
-  scratch and freezes nothing. ``frozen_parameters()`` lists the frozen tensors, ``freeze()``
+  backbones) do not train at all. METHOD.md section 1 item 1. The tiny backbone (weights from
+  ``slrnet.pretrain``) freezes nothing. ``frozen_parameters()`` lists the frozen tensors, ``freeze()``
   applies ``requires_grad=False`` (done at construction when ``frozen=True``);
 * ``param_groups() -> {"weights": [...], "biases": [...]}``: trainable backbone tensors, each once,
   for the per-group learning-rate multipliers of METHOD.md section 3;

@@ -1,4 +1,4 @@
-"""A tiny residual backbone for the CPU teaching profile (trained from scratch, no weights).
+"""A tiny residual backbone for the CPU teaching profile (its "ImageNet" weights are made locally).
 
     >>> from slrnet.models.backbones import build_backbone
     >>> net = build_backbone("tiny", width=32)
@@ -23,7 +23,9 @@ identity shortcut. The dilated last stage keeps the deep map at stride 8 while t
 receptive field reaches 191 px, so a deep feature "sees" whole objects of 20-60 px in a
 128 px image (plus the surroundings that tell foreground from background). Channels stay at 2w
 inside the network and are only expanded by the final 1x1 projection: the 3x3 convs are where
-the time goes. BatchNorms train normally (``freeze_bn = False``): nothing is pretrained.
+the time goes. BatchNorms train normally (``freeze_bn = False``) and nothing is frozen: the
+weights the teaching configs start from (``model.pretrained``) come from a short classification
+pretraining on images disjoint from the dataset (``slrnet.pretrain``), not from ImageNet.
 """
 from __future__ import annotations
 

@@ -1,0 +1,195 @@
+"""Classification pretraining of the tiny backbone: the teaching profile's stand-in for ImageNet weights.
+
+SLRNet never starts from random weights: its backbones (WideResNet-38, ResNet-101) come pretrained on
+ImageNet classification (METHOD.md section 1), and every number of the paper, the fully supervised
+baselines included, is measured on top of those features. The tiny CPU backbone has no released
+weights and nothing can be downloaded here, so this module makes the equivalent locally: it trains the
+backbone, with a global-average-pooled 1x1 classifier and the multi-label soft-margin loss, to name the
+shapes in images drawn from the generator's *pretraining* stream. That stream has its own split code in
+the generator's seed sequence (``slrnet.data.synthetic.PRETRAIN_SPLIT_CODE``), so no train or val image
+of the dataset is ever seen, just as ImageNet holds none of VOC's images (but many of its classes).
+Only image-level class names are used; the classifier is thrown away.
+
+    >>> from slrnet.pretrain import ensure_pretrained_backbone
+    >>> path = ensure_pretrained_backbone("data/pretrained/tiny_w16_shapes.pth", width=16)  # ~40 s once
+    >>> path = ensure_pretrained_backbone("/tmp/t.pth", width=8, steps=20, num_images=64)    # a tiny run
+
+The file is a plain backbone ``state_dict`` (``Backbone.load_pretrained`` reads it with
+``weights_only=True``), written atomically; a ``<file>.json`` beside it records the options, the
+generator version and the final training accuracy, and a file whose record does not match the options
+asked for is made again. Training a model whose config names a missing tiny-backbone file (as
+``configs/shapes_*.yaml`` do) calls this first (``slrnet.train.Trainer``), like the shapes dataset is
+generated on first use. On 2 CPU cores the default (width 16, 4000 images, 2000 steps of 16) takes
+about 40 s and reaches ~0.75 exact-match accuracy (all six labels right) on its training stream.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+DEFAULT_OPTIONS = {
+    "num_images": 4000,    # pretraining images, rendered in memory (~9 s), never written to disk
+    "image_size": 128,     # as the default dataset
+    "input_size": 96,      # images are resized to the training crop size of the quick profile
+    "steps": 2000,
+    "batch_size": 16,
+    "lr": 0.05,            # SGD Nesterov, momentum 0.9, weight decay 5e-4, cosine decay to 0
+    "seed": 0,
+}
+
+
+def full_options(**options) -> dict:
+    """Defaults filled in and checked; unknown keys and bad values are errors that name the key."""
+    unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
+    if unknown:
+        raise ValueError(f"pretrain: unknown option(s) {unknown}; expected some of {sorted(DEFAULT_OPTIONS)}")
+    opts = {**DEFAULT_OPTIONS, **options}
+    for key, value in opts.items():
+        if key == "lr":
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+        else:
+            ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= (0 if key == "seed" else 1)
+        if not ok:
+            raise ValueError(f"pretrain: option {key} must be a positive {'number' if key == 'lr' else 'integer'}, "
+                             f"got {value!r}")
+    return opts
+
+
+def pretraining_images(num_images: int, image_size: int = 128, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Render ``num_images`` of the pretraining stream -> (uint8 (N, 3, S, S), float (N, C-1) multi-hot labels)."""
+    from slrnet.data.synthetic import PRETRAIN_SPLIT_CODE, SHAPES_CLASSES, render_sample
+    from slrnet.data.voc import VOID
+    from slrnet.utils import progress
+
+    images = np.empty((num_images, image_size, image_size, 3), dtype=np.uint8)
+    labels = np.zeros((num_images, len(SHAPES_CLASSES) - 1), dtype=np.float32)
+    for i in progress(range(num_images), desc="pretraining images", leave=False):
+        image, mask, _ = render_sample(np.random.default_rng([seed, PRETRAIN_SPLIT_CODE, i]), image_size)
+        images[i] = image
+        present = np.unique(mask)
+        present = present[(present > 0) & (present != VOID)]
+        labels[i, present - 1] = 1.0
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels)
+
+
+def train_classifier(backbone: nn.Module, images: torch.Tensor, labels: torch.Tensor, steps: int,
+                     batch_size: int = 16, lr: float = 0.05, input_size: int = 96, seed: int = 0,
+                     device: str | torch.device = "auto") -> list[dict]:
+    """Train ``backbone`` + a GAP 1x1 classifier on (images (N, 3, S, S) uint8, labels (N, C)) in place.
+
+    Batches are drawn with replacement; each is resized to ``input_size`` and every other one is
+    mirrored. Returns a history of {"step", "loss", "accuracy"} (exact match, running mean) every 100 steps.
+    """
+    from slrnet.data.transforms import MEAN, STD
+    from slrnet.utils import progress, resolve_device
+
+    device = resolve_device(device)
+    generator = torch.Generator().manual_seed(seed)
+    classifier = nn.Conv2d(backbone.deep_channels, labels.shape[1], 1)
+    backbone.to(device).train()
+    classifier.to(device)
+    params = list(backbone.parameters()) + list(classifier.parameters())
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(STD, device=device).view(1, 3, 1, 1) * 255
+    history, running = [], None
+    bar = progress(range(steps), desc="pretraining the backbone", leave=False)
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+        index = torch.randint(0, len(images), (batch_size,), generator=generator)
+        x = (images[index].to(device).float() - mean) / std                    # (B, 3, S, S)
+        x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", align_corners=False)
+        if step % 2:
+            x = x.flip(3)
+        y = labels[index].to(device)                                           # (B, C)
+        logits = classifier(backbone(x)["deep"]).mean((2, 3))                  # (B, C) GAP of class maps
+        loss = F.multilabel_soft_margin_loss(logits, y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"pretrain: loss is {loss.item()} at step {step}; lower the lr (now {lr})")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        accuracy = ((logits > 0) == (y > 0.5)).all(1).float().mean().item()
+        running = accuracy if running is None else 0.95 * running + 0.05 * accuracy
+        if (step + 1) % 100 == 0 or step + 1 == steps:
+            history.append({"step": step + 1, "loss": float(loss.item()), "accuracy": float(running)})
+    backbone.eval()
+    return history
+
+
+def _record_path(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def _record(width: int, opts: dict) -> dict:
+    from slrnet.data.synthetic import GENERATOR_VERSION
+
+    return {"backbone": "tiny", "width": int(width), "generator_version": GENERATOR_VERSION, "options": opts}
+
+
+def is_current(path, width: int, **options) -> bool:
+    """True when ``path`` exists and its record matches ``width``, ``options`` and the generator version."""
+    path = Path(path)
+    record = _record_path(path)
+    if not (path.is_file() and record.is_file()):
+        return False
+    try:
+        saved = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return False
+    expected = _record(width, full_options(**options))
+    return all(saved.get(k) == v for k, v in expected.items())
+
+
+def ensure_pretrained_backbone(path, width: int = 16, device: str | torch.device = "auto", **options) -> Path:
+    """Return ``path`` holding classification-pretrained tiny-backbone weights, training them when needed.
+
+    An existing file is reused when its ``.json`` record matches; a file without a record (not made
+    here) is never overwritten (an error instead). See the module docstring.
+    """
+    from slrnet.checkpoint import save_checkpoint
+    from slrnet.models.backbones import build_backbone
+    from slrnet.utils import atomic_write_bytes
+
+    path = Path(path).expanduser()
+    opts = full_options(**options)
+    if is_current(path, width, **opts):
+        return path
+    if path.exists() and not _record_path(path).is_file():
+        raise FileExistsError(f"pretrain: {path} exists but has no {_record_path(path).name} record from "
+                              f"slrnet.pretrain; refusing to overwrite it. Remove it or name another file.")
+    start = time.perf_counter()
+    # fork_rng: a training run that makes the file first must initialise its model exactly as one that finds it
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(opts["seed"])
+        backbone = build_backbone("tiny", width=width)
+        images, labels = pretraining_images(opts["num_images"], opts["image_size"], opts["seed"])
+        history = train_classifier(backbone, images, labels, opts["steps"], opts["batch_size"], opts["lr"],
+                                   opts["input_size"], opts["seed"], device)
+    save_checkpoint(path, {k: v.detach().cpu() for k, v in backbone.state_dict().items()})
+    record = {**_record(width, opts), "final_accuracy": history[-1]["accuracy"], "final_loss": history[-1]["loss"],
+              "seconds": round(time.perf_counter() - start, 1), "history": history}
+    atomic_write_bytes(_record_path(path), (json.dumps(record, indent=1) + "\n").encode())
+    return path
+
+
+def resolve_pretrained(cfg_model: dict) -> str:
+    """The config's ``model.pretrained`` as a path ('' stays ''); a tiny backbone's missing file is made here."""
+    from slrnet.data.voc import resolve_data_root
+
+    if not cfg_model.get("pretrained"):
+        return ""
+    path = resolve_data_root(cfg_model["pretrained"])
+    if cfg_model.get("backbone") == "tiny" and not path.is_file():
+        width = int((cfg_model.get("backbone_kwargs") or {}).get("width", 32))
+        ensure_pretrained_backbone(path, width=width)
+    return str(path)

@@ -1,0 +1,108 @@
+"""Classification pretraining of the tiny backbone (the teaching profile's ImageNet stand-in)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from slrnet import pretrain as P
+from slrnet.checkpoint import save_checkpoint
+from slrnet.config import save_config
+from slrnet.data import ensure_default_dataset
+from slrnet.data.synthetic import render_sample
+from slrnet.models import build_model
+from slrnet.models.backbones import build_backbone
+
+SMALL = {"num_images": 16, "image_size": 48, "input_size": 32, "steps": 4, "batch_size": 4}
+
+
+def test_options_are_checked():
+    assert P.full_options()["steps"] == P.DEFAULT_OPTIONS["steps"]
+    with pytest.raises(ValueError, match="unknown option.*'step'"):
+        P.full_options(step=10)
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        P.full_options(steps=0)
+    with pytest.raises(ValueError, match="lr must be a positive number"):
+        P.full_options(lr=-1.0)
+
+
+def test_pretraining_images_come_from_their_own_stream():
+    images, labels = P.pretraining_images(6, image_size=48, seed=0)
+    assert images.shape == (6, 3, 48, 48) and images.dtype == torch.uint8 and labels.shape == (6, 6)
+    for i in range(6):
+        image, mask, _ = render_sample(np.random.default_rng([0, 2, i]), 48)
+        assert torch.equal(images[i], torch.from_numpy(image).permute(2, 0, 1))
+        present = {int(c) for c in np.unique(mask) if 0 < c < 255}
+        assert {int(c) + 1 for c in torch.nonzero(labels[i]).flatten()} == present
+        # never a train (code 0) or val (code 1) image of the dataset with the same seed
+        for code in (0, 1):
+            other, _, _ = render_sample(np.random.default_rng([0, code, i]), 48)
+            assert not np.array_equal(image, other)
+
+
+def test_classifier_learns_beyond_the_label_prior():
+    torch.manual_seed(0)
+    images, labels = P.pretraining_images(64, image_size=48, seed=1)
+    backbone = build_backbone("tiny", width=8)
+    history = P.train_classifier(backbone, images, labels, steps=300, batch_size=16, lr=0.05, input_size=48,
+                                 device="cpu")
+    prior = labels.mean(0)                                   # best constant prediction per class
+    prior_loss = float(torch.nn.functional.binary_cross_entropy(prior.expand_as(labels), labels))
+    assert len(history) == 3 and not backbone.training
+    assert history[-1]["loss"] < 0.8 * prior_loss, (history, prior_loss)
+
+
+def test_ensure_makes_reuses_and_remakes(tmp_path):
+    path = tmp_path / "tiny.pth"
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    assert P.ensure_pretrained_backbone(path, width=4, device="cpu", **SMALL) == path
+    assert torch.equal(torch.rand(3), expected_next)         # the caller's random stream is untouched
+    record = json.loads((tmp_path / "tiny.pth.json").read_text())
+    assert record["width"] == 4 and record["options"]["steps"] == 4 and "final_accuracy" in record
+    backbone = build_backbone("tiny", width=4)
+    report = backbone.load_pretrained(path)                  # a plain state_dict, read with weights_only
+    assert not report.missing and not report.unexpected
+    stamp = path.stat().st_mtime_ns
+    assert P.is_current(path, 4, **SMALL) and not P.is_current(path, 8, **SMALL)
+    P.ensure_pretrained_backbone(path, width=4, device="cpu", **SMALL)
+    assert path.stat().st_mtime_ns == stamp                  # reused
+    P.ensure_pretrained_backbone(path, width=4, device="cpu", **{**SMALL, "steps": 5})
+    assert json.loads((tmp_path / "tiny.pth.json").read_text())["options"]["steps"] == 5   # made again
+
+
+def test_ensure_never_overwrites_a_foreign_file(tmp_path):
+    path = tmp_path / "weights.pth"
+    save_checkpoint(path, {"w": torch.zeros(1)})
+    with pytest.raises(FileExistsError, match="weights.pth.*refusing to overwrite"):
+        P.ensure_pretrained_backbone(path, width=4, **SMALL)
+
+
+def test_trainer_makes_missing_tiny_weights_and_starts_from_them(tmp_path, monkeypatch):
+    from slrnet.train import Trainer
+    from tests.test_train import tiny_cfg
+
+    monkeypatch.setattr(P, "DEFAULT_OPTIONS", {**P.DEFAULT_OPTIONS, **SMALL})
+    root = ensure_default_dataset(tmp_path / "shapes", num_train=8, num_val=2, image_size=48)
+    weights = tmp_path / "pretrained" / "tiny_w8.pth"
+    cfg = tiny_cfg(root, **{"model.pretrained": str(weights)})
+    trainer = Trainer(cfg, tmp_path / "run")
+    assert weights.is_file() and P.is_current(weights, 8)
+    saved = torch.load(weights, weights_only=True)
+    for key, value in trainer.model.backbone.state_dict().items():
+        torch.testing.assert_close(value, saved[key])
+    # inference builds the model from the config, then every weight from the checkpoint: no pretrained file needed
+    from slrnet.infer import load_model
+
+    cfg["model"]["pretrained"] = str(tmp_path / "absent.pth")
+    save_config(cfg, tmp_path / "cfg.yaml")
+    save_checkpoint(tmp_path / "model.pth", {"state_dict": build_model({**cfg["model"], "pretrained": ""}).state_dict()})
+    model, _ = load_model(tmp_path / "cfg.yaml", tmp_path / "model.pth")
+    assert model.backbone.width == 8
+
+
+def test_missing_weights_of_other_backbones_are_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="absent.pth"):
+        build_model({"backbone": "resnet101", "num_classes": 3, "pretrained": str(tmp_path / "absent.pth"),
+                     "decoder_channels": 256})
