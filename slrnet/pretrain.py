@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -58,8 +57,8 @@ def full_options(**options) -> dict:
         else:
             ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= (0 if key == "seed" else 1)
         if not ok:
-            raise ValueError(f"pretrain: option {key} must be a positive {'number' if key == 'lr' else 'integer'}, "
-                             f"got {value!r}")
+            kind = {"lr": "a positive number", "seed": "a non-negative integer"}.get(key, "a positive integer")
+            raise ValueError(f"pretrain: option {key} must be {kind}, got {value!r}")
     return opts
 
 
@@ -183,13 +182,18 @@ def ensure_pretrained_backbone(path, width: int = 16, device: str | torch.device
 
 
 def resolve_pretrained(cfg_model: dict) -> str:
-    """The config's ``model.pretrained`` as a path ('' stays ''); a tiny backbone's missing file is made here."""
+    """The config's ``model.pretrained`` as a path ('' stays '').
+
+    For the tiny backbone, a missing file, or one made here for other options (its record differs: another
+    width, say), is (re)made by :func:`ensure_pretrained_backbone`; a file without a record is the user's own
+    and is used as it is.
+    """
     from slrnet.data.voc import resolve_data_root
 
     if not cfg_model.get("pretrained"):
         return ""
     path = resolve_data_root(cfg_model["pretrained"])
-    if cfg_model.get("backbone") == "tiny" and not path.is_file():
+    if cfg_model.get("backbone") == "tiny" and (not path.exists() or _record_path(path).is_file()):
         width = int((cfg_model.get("backbone_kwargs") or {}).get("width", 32))
         ensure_pretrained_backbone(path, width=width)
     return str(path)

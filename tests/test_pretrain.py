@@ -7,7 +7,7 @@ import torch
 
 from slrnet import pretrain as P
 from slrnet.checkpoint import save_checkpoint
-from slrnet.config import save_config
+from slrnet.config import merge_overrides, save_config
 from slrnet.data import ensure_default_dataset
 from slrnet.data.synthetic import render_sample
 from slrnet.models import build_model
@@ -24,6 +24,8 @@ def test_options_are_checked():
         P.full_options(steps=0)
     with pytest.raises(ValueError, match="lr must be a positive number"):
         P.full_options(lr=-1.0)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        P.full_options(seed=-1)
 
 
 def test_pretraining_images_come_from_their_own_stream():
@@ -92,6 +94,15 @@ def test_trainer_makes_missing_tiny_weights_and_starts_from_them(tmp_path, monke
     saved = torch.load(weights, weights_only=True)
     for key, value in trainer.model.backbone.state_dict().items():
         torch.testing.assert_close(value, saved[key])
+    # a file made here for another width is made again; a user's own file (no record) is used as it is
+    trainer = Trainer(merge_overrides(cfg, {"model.backbone_kwargs": {"width": 4}, "model.decoder_channels": 8}),
+                      tmp_path / "run4")
+    assert P.is_current(weights, 4) and trainer.model.backbone.width == 4
+    own = tmp_path / "own.pth"
+    save_checkpoint(own, build_backbone("tiny", width=8).state_dict())
+    stamp = own.stat().st_mtime_ns
+    Trainer(merge_overrides(cfg, {"model.pretrained": str(own)}), tmp_path / "run_own")
+    assert own.stat().st_mtime_ns == stamp and not (tmp_path / "own.pth.json").exists()
     # inference builds the model from the config, then every weight from the checkpoint: no pretrained file needed
     from slrnet.infer import load_model
 

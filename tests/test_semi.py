@@ -210,7 +210,8 @@ def test_shapes_semi_config_trains_two_steps_from_the_cli(tmp_path, tiny_root, n
                  "dataset.generate={num_train: 24, num_val: 2, image_size: 48}", "dataset.crop_size=40",
                  "dataset.labelled_ratio=0.25", "train.batch_size=4", "train.num_epochs=2", "train.pretrain_epochs=0",
                  "train.max_steps_per_epoch=1", "train.val_max_images=1", "model.backbone_kwargs={width: 8}",
-                 "model.decoder_channels=16", "model.pamr_iter=2", "model.pamr_dilations=[1, 2]", "test.scales=[1.0]"]
+                 "model.decoder_channels=16", "model.pamr_iter=2", "model.pamr_dilations=[1, 2]", "test.scales=[1.0]",
+                 "model.pretrained=''"]     # random weights: the tiny backbone's pretraining has its own tests
     code = main(["train", "--config", str(CONFIGS / f"{name}.yaml"), "--run", "t", "--device", "cpu", *overrides])
     assert code == 0, capsys.readouterr().err
     run = tmp_path / name / "t"
