@@ -332,15 +332,14 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_model(config_path, checkpoint_path, device="cpu"):
     """(model, cfg) from a YAML config and a checkpoint (``{'state_dict': ...}``, ``{'model': ...}`` or bare)."""
-    from slrnet.checkpoint import load_checkpoint, load_state_dict_strict
+    from slrnet.checkpoint import load_checkpoint
     from slrnet.config import load_config
-    from slrnet.models import build_model
+    from slrnet.models import build_trained_model
 
     cfg = load_config(config_path)
-    # Every weight comes from the checkpoint: the backbone's pretrained file is not needed (nor loaded).
-    model = build_model({**cfg["model"], "pretrained": ""})
-    # load_state_dict_strict finds the weights inside {'state_dict': ...} / {'model': ...} wrappers
-    load_state_dict_strict(model, load_checkpoint(checkpoint_path, map_location="cpu"), source=str(checkpoint_path))
+    # every weight comes from the checkpoint: the backbone's pretrained file is neither needed nor read
+    model = build_trained_model(cfg["model"], load_checkpoint(checkpoint_path, map_location="cpu"),
+                                source=str(checkpoint_path))
     return model.to(device).eval(), cfg
 
 

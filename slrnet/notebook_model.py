@@ -46,9 +46,9 @@ def load_model(path, device="auto"):
     """(model in eval mode, config) from a checkpoint holding ``state_dict`` and the full ``config``
     (notebook 02's, a Trainer's), or a Trainer checkpoint ``<run>/checkpoints/*.pth`` without a config
     whose run folder holds ``config.yaml``. Weights load strictly (``load_state_dict_strict``)."""
-    from slrnet.checkpoint import load_checkpoint, load_state_dict_strict
+    from slrnet.checkpoint import load_checkpoint
     from slrnet.config import load_config
-    from slrnet.models import build_model
+    from slrnet.models import build_trained_model
     from slrnet.utils import resolve_device
 
     path = Path(path).expanduser()
@@ -63,8 +63,7 @@ def load_model(path, device="auto"):
     if not isinstance(cfg, dict) or "model" not in cfg:
         raise ValueError(f"checkpoint {path}: no 'config' with a 'model' section inside (the full config, as "
                          f"notebook 02 saves it) and no training run's {run_config}; cannot rebuild the model")
-    model = build_model({**cfg["model"], "pretrained": ""})     # every weight comes from the state dict
-    load_state_dict_strict(model, ckpt["state_dict"], source=str(path))
+    model = build_trained_model(cfg["model"], ckpt["state_dict"], source=str(path))
     return model.to(resolve_device(device)).eval(), cfg
 
 

@@ -269,7 +269,7 @@ def plot_label_efficiency(rows: list[dict], ax=None):
     ax.set_ylabel("val mIoU (single scale)")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="lower left")   # the curves sit high, the lower part of the axes is free
     ax.set_title("label efficiency")
     fig.tight_layout()
     return fig

@@ -145,3 +145,17 @@ def test_decoder_width_must_match_the_shallow_backbone_map():
     with pytest.raises(ValueError, match="decoder_channels"):
         build_model({"name": "slrnet", "backbone": "tiny", "num_classes": 3, "decoder_channels": 32,
                      "backbone_kwargs": {"width": 8}, "aspp_dilations": [1, 2, 3, 4]})
+
+
+def test_build_trained_model_takes_every_weight_from_the_state(tmp_path):
+    from slrnet.checkpoint import StateDictMismatchError
+    from slrnet.models import build_trained_model
+
+    torch.manual_seed(0)
+    trained = build_model(TINY)
+    cfg = {**TINY, "pretrained": str(tmp_path / "absent.pth")}       # not read: the state holds the backbone too
+    model = build_trained_model(cfg, {"state_dict": trained.state_dict()}, source="run/last.pth")
+    for key, value in trained.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value)
+    with pytest.raises(StateDictMismatchError, match="run/last.pth"):
+        build_trained_model({**TINY, "num_classes": 7}, trained.state_dict(), source="run/last.pth")

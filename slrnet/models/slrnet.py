@@ -340,3 +340,14 @@ def build_model(cfg_model: dict) -> SLRNet:
     if unknown:
         raise ValueError(f"model: unknown keys {sorted(unknown)}")
     return SLRNet(variant=variants[name], **cfg)
+
+
+def build_trained_model(cfg_model: dict, state, source: str = "checkpoint") -> SLRNet:
+    """A trained model: :func:`build_model` without reading ``model.pretrained`` (every weight, the backbone's
+    included, comes from ``state``), then ``state`` loaded strictly. ``state`` may be a bare state_dict or one
+    wrapped in ``{'state_dict': ...}`` / ``{'model': ...}``; ``source`` names it in errors."""
+    from slrnet.checkpoint import load_state_dict_strict
+
+    model = build_model({**cfg_model, "pretrained": ""})
+    load_state_dict_strict(model, state, source=source)
+    return model
