@@ -297,7 +297,7 @@ class SLRNet(nn.Module):
         """Test-time forward: {"scores": (B, K-1) or None, "masks": (B, K, H, W) probabilities}.
 
         Single view by default (the dictionary comes from the image's own aux head);
-        ``multi_view=True`` also runs the 0.5-scale view and averages, as the authors' test mode.
+        ``multi_view=True`` also runs the ``scale_factor`` view and averages, as the authors' test mode.
         """
         H, W = images.shape[-2:]
         x1, s1 = self.features(images)
