@@ -189,11 +189,12 @@ def resolve_pretrained(cfg_model: dict) -> str:
     and is used as it is.
     """
     from slrnet.data.voc import resolve_data_root
+    from slrnet.models.backbones import tiny
 
     if not cfg_model.get("pretrained"):
         return ""
     path = resolve_data_root(cfg_model["pretrained"])
     if cfg_model.get("backbone") == "tiny" and (not path.exists() or _record_path(path).is_file()):
-        width = int((cfg_model.get("backbone_kwargs") or {}).get("width", 32))
+        width = int((cfg_model.get("backbone_kwargs") or {}).get("width", tiny.DEFAULT_WIDTH))
         ensure_pretrained_backbone(path, width=width)
     return str(path)

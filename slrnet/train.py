@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -76,6 +77,19 @@ def _distributed() -> tuple[int, int, int]:
     return int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
+@contextmanager
+def _main_rank_first(world: int, is_main: bool):
+    """Under DDP, rank 0 runs the block first (making a missing dataset or pretrained file) and the other
+    ranks then run it and find the files made; a no-op in a single process."""
+    if world > 1 and not is_main:
+        dist.barrier()
+    try:
+        yield
+    finally:
+        if world > 1 and is_main:
+            dist.barrier()
+
+
 class Trainer:
     """Trains SLRNet from a validated config (see slrnet.config)."""
 
@@ -105,17 +119,19 @@ class Trainer:
         if cfg["misc"]["deterministic"]:
             torch.use_deterministic_algorithms(True, warn_only=True)
 
-        if train_set is None or val_set is None:
-            from slrnet.data import build_dataset, build_semi_dataset
-            if train_set is None and cfg["model"]["name"] in ("slrnet_semi", "slrnet_semi_wo_cls"):
-                # pixel labels on the labelled split only (dataset.labelled_list / labelled_ratio)
-                train_set = build_semi_dataset(cfg["dataset"], cfg["model"]["name"], seed=int(cfg["misc"]["seed"]))
-            train_set = train_set or build_dataset(cfg["dataset"], "train", train=True)
-            val_set = val_set or build_dataset(cfg["dataset"], "val", train=False)
+        with _main_rank_first(self.world, self.is_main):
+            if train_set is None or val_set is None:
+                from slrnet.data import build_dataset, build_semi_dataset
+                if train_set is None and cfg["model"]["name"] in ("slrnet_semi", "slrnet_semi_wo_cls"):
+                    # pixel labels on the labelled split only (dataset.labelled_list / labelled_ratio)
+                    train_set = build_semi_dataset(cfg["dataset"], cfg["model"]["name"],
+                                                   seed=int(cfg["misc"]["seed"]))
+                train_set = train_set or build_dataset(cfg["dataset"], "train", train=True)
+                val_set = val_set or build_dataset(cfg["dataset"], "val", train=False)
+            # a tiny backbone's pretrained file is made on first use (slrnet.pretrain), like the shapes data
+            pretrained = resolve_pretrained(cfg["model"])
         self.train_set, self.val_set = train_set, val_set
-
-        # a tiny backbone's pretrained file is made on first use (slrnet.pretrain), like the shapes data
-        self.model = build_model({**cfg["model"], "pretrained": resolve_pretrained(cfg["model"])}).to(self.device)
+        self.model = build_model({**cfg["model"], "pretrained": pretrained}).to(self.device)
         self.optimizer = build_optimizer(self.model, cfg)
         self.amp = bool(cfg["misc"]["amp"]) and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)

@@ -56,13 +56,16 @@ class ResidualBlock(nn.Module):
         return torch.relu(x + self.bn2(self.conv2(self.conv1(x))))
 
 
+DEFAULT_WIDTH = 32   # also the width slrnet.pretrain assumes for a config without backbone_kwargs.width
+
+
 class TinyBackbone(Backbone):
     """Residual CNN: shallow (2w ch, stride 4), deep (8w ch, stride 8, dilated last stage)."""
 
     output_stride = 8
     freeze_bn = False
 
-    def __init__(self, width: int = 32):
+    def __init__(self, width: int = DEFAULT_WIDTH):
         super().__init__()
         if int(width) < 2 or int(width) % 2:
             raise ValueError(f"TinyBackbone width must be an even integer >= 2, got {width!r}")
