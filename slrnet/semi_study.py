@@ -77,12 +77,17 @@ def run_name(setting: str, fraction: float | None) -> str:
 
 
 def study_config(setting: str, fraction: float | None, profile: str, output_dir, configs_dir=None,
-                 data_root=None, device: str = "auto", seed: int = 0) -> dict:
-    """The training config of one setting at one pixel-label fraction (see the module docstring)."""
+                 data_root=None, device: str = "auto", seed: int = 0, overrides: dict | None = None) -> dict:
+    """The training config of one setting at one pixel-label fraction (see the module docstring).
+
+    ``overrides`` (``{"section.key": value}``) apply to every setting, after the profile; schedule keys
+    among them reach all settings alike.
+    """
     _check_setting(setting)
     fraction = _check_fraction(setting, fraction)
     configs = Path(configs_dir) if configs_dir is not None else repo_root() / "configs"
-    common = {"misc.seed": int(seed), "misc.device": device, **STUDY_PROFILE_OVERRIDES[check_profile(profile)]}
+    common = {"misc.seed": int(seed), "misc.device": device, **STUDY_PROFILE_OVERRIDES[check_profile(profile)],
+              **(overrides or {})}
     reference = training_config(configs / SETTING_CONFIGS["semi_w_cls"], profile, output_dir, data_root, common)
     schedule = {f"train.{k}": reference["train"][k] for k in SCHEDULE_KEYS}
     cfg = training_config(configs / SETTING_CONFIGS[setting], profile, output_dir, data_root, {**common, **schedule})
@@ -148,34 +153,74 @@ def check_split(split, max_unlabelled: int | None = None, seed: int = 0) -> dict
 
 @dataclass
 class StudyRun:
-    """One trained (or read back) setting: its summary row, and the trainer when it was trained here."""
+    """One setting at one fraction: its summary row and, for a run trained here, its training history,
+    config, pixel-labelled images (dataset indices) and trained model (eval mode)."""
     setting: str
     fraction: float | None
     row: dict
-    trainer: object | None = None
+    history: list | None = None
+    cfg: dict | None = None
+    model: torch.nn.Module | None = None
+    labelled_indices: list | None = None
+
+
+def _row(setting: str, fraction: float | None, cfg: dict, train_set, trainer, seconds: float) -> dict:
+    final = trainer.history[-1]                            # validate() runs after the last epoch
+    return {"setting": setting, "label": SETTING_LABELS[setting], "fraction": fraction,
+            "num_labelled": len(train_set.labelled_indices) if isinstance(train_set, SemiSupervisedSplit) else 0,
+            "num_train_images": len(getattr(train_set, "dataset", train_set)),
+            "unlabelled": getattr(train_set, "unlabelled_mode", None), "items_per_epoch": len(train_set),
+            "val_miou": float(final["val_miou"]), "val_pixel_acc": float(final["val_pixel_acc"]),
+            "epochs": cfg["train"]["num_epochs"], "steps": trainer.global_step,
+            "train_seconds": round(seconds, 1), "source": "trained"}
 
 
 def train_setting(setting: str, fraction: float | None, profile: str, output_dir, configs_dir=None,
-                  data_root=None, device: str = "auto", seed: int = 0) -> StudyRun:
+                  data_root=None, device: str = "auto", seed: int = 0, overrides: dict | None = None) -> StudyRun:
     """Train one setting into ``<output_dir>/runs/<setting>_<fraction>`` and evaluate single-scale val mIoU."""
     from slrnet.train import Trainer
 
-    cfg = study_config(setting, fraction, profile, output_dir, configs_dir, data_root, device, seed)
+    cfg = study_config(setting, fraction, profile, output_dir, configs_dir, data_root, device, seed, overrides)
     fraction = _check_fraction(setting, fraction)
     train_set = study_train_set(cfg, setting)
     trainer = Trainer(cfg, Path(output_dir).resolve() / "runs" / run_name(setting, fraction),
                       train_set=train_set, device=device)
     start = time.time()
-    history = trainer.fit()
-    final = history[-1]                                    # validate() runs after the last epoch
-    row = {"setting": setting, "label": SETTING_LABELS[setting], "fraction": fraction,
-           "num_labelled": len(train_set.labelled_indices) if isinstance(train_set, SemiSupervisedSplit) else 0,
-           "num_train_images": len(getattr(train_set, "dataset", train_set)),
-           "unlabelled": getattr(train_set, "unlabelled_mode", None), "items_per_epoch": len(train_set),
-           "val_miou": float(final["val_miou"]), "val_pixel_acc": float(final["val_pixel_acc"]),
-           "epochs": cfg["train"]["num_epochs"], "steps": trainer.global_step,
-           "train_seconds": round(time.time() - start, 1), "source": "trained"}
-    return StudyRun(setting, fraction, row, trainer)
+    trainer.fit()
+    row = _row(setting, fraction, cfg, train_set, trainer, time.time() - start)
+    labelled = list(train_set.labelled_indices) if isinstance(train_set, SemiSupervisedSplit) else None
+    return StudyRun(setting, fraction, row, trainer.history, trainer.cfg, trainer.model.eval(), labelled)
+
+
+def _train_in_worker(setting: str, fraction: float | None, options: dict, threads: int) -> tuple[dict, list | None]:
+    """A worker process of :func:`run_study`: train with ``threads`` CPU threads; the model stays on disk."""
+    torch.set_num_threads(threads)
+    run = train_setting(setting, fraction, **options)
+    return run.row, run.labelled_indices
+
+
+def load_study_run(setting: str, fraction: float | None, row: dict, output_dir, labelled_indices=None,
+                   device="auto") -> StudyRun:
+    """A run trained into ``<output_dir>/runs/<setting>_<fraction>`` (by a worker process), read back: the
+    model from ``checkpoints/last.pth`` (the weights at the end of training), the history from history.json."""
+    from slrnet.notebook_model import load_model
+
+    run_dir = Path(output_dir).resolve() / "runs" / run_name(setting, fraction)
+    model, cfg = load_model(run_dir / "checkpoints" / "last.pth", device)
+    history = json.loads((run_dir / "history.json").read_text(encoding="utf-8"))
+    return StudyRun(setting, fraction, row, history, cfg, model, labelled_indices)
+
+
+def default_workers(pending: int, device="auto") -> int:
+    """How many runs :func:`run_study` trains at once for ``workers="auto"``: on a GPU one after another;
+    on a CPU with two or more threads, all pending runs side by side, one process each, the threads shared
+    out (on 2 cores, three runs with one thread each finish 1.3x sooner than one after another with two;
+    benchmarks/semi_study_workers.py)."""
+    from slrnet.utils import resolve_device
+
+    if resolve_device(device).type != "cpu" or torch.get_num_threads() < 2:
+        return 1
+    return max(1, int(pending))
 
 
 def weak_run_from_metrics(path, profile: str, num_train_images: int, backbone: str,
@@ -200,17 +245,49 @@ def weak_run_from_metrics(path, profile: str, num_train_images: int, backbone: s
 
 
 def run_study(fractions, settings=SETTINGS, *, profile: str, output_dir, configs_dir=None, data_root=None,
-              device: str = "auto", seed: int = 0, done: dict | None = None) -> dict:
+              device: str = "auto", seed: int = 0, overrides: dict | None = None, done: dict | None = None,
+              workers="auto") -> dict:
     """Train every (setting, fraction) not already in ``done``; returns ``{(setting, fraction): StudyRun}``.
 
-    The weak setting is trained once (key ``("weak", None)``) whatever the fractions.
+    The weak setting is trained once (key ``("weak", None)``) whatever the fractions. ``workers``: how many
+    runs train at once, each in its own process (``"auto"``: :func:`default_workers`); 1 trains them one
+    after another in this process. A run's result does not depend on which runs share the machine with it.
     """
     runs = dict(done or {})
+    pending = []
     for setting in settings:
         for fraction in ([None] if _check_setting(setting) == "weak" else fractions):
             key = (setting, _check_fraction(setting, fraction))
-            if key not in runs:
-                runs[key] = train_setting(setting, key[1], profile, output_dir, configs_dir, data_root, device, seed)
+            if key not in runs and key not in pending:
+                pending.append(key)
+    if workers == "auto":
+        workers = default_workers(len(pending), device)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"run_study: workers must be 'auto' or an integer >= 1, got {workers!r}")
+    options = dict(profile=profile, output_dir=output_dir, configs_dir=configs_dir, data_root=data_root,
+                   device=device, seed=seed, overrides=overrides)
+    if workers == 1 or len(pending) <= 1:
+        for setting, fraction in pending:
+            runs[setting, fraction] = train_setting(setting, fraction, **options)
+        return runs
+
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from slrnet.pretrain import resolve_pretrained
+
+    # make the dataset and any pretrained weights here, once, before the workers look for them
+    for setting, fraction in pending:
+        cfg = study_config(setting, fraction, **options)
+        study_train_set(cfg, setting)
+        resolve_pretrained(cfg["model"])
+    workers = min(workers, len(pending))
+    threads = max(1, torch.get_num_threads() // workers)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {key: pool.submit(_train_in_worker, *key, options, threads) for key in pending}
+        for key, future in futures.items():
+            row, labelled = future.result()
+            runs[key] = load_study_run(*key, row, output_dir, labelled, device)
     return runs
 
 
@@ -281,9 +358,9 @@ def predict_index_map(run: StudyRun, image: torch.Tensor, device="cpu") -> np.nd
     test-time class filtering of its config (scores > fp_cut and top-k; none for the wo_cls head)."""
     from slrnet.infer import filter_classes
 
-    if run.trainer is None:
+    if run.model is None:
         raise ValueError(f"predict_index_map: the {run.setting} run was read back, not trained here: no model")
-    model, tc = run.trainer.model.eval(), run.trainer.cfg["test"]
+    model, tc = run.model.eval(), run.cfg["test"]
     out = model.predict(image[None].to(device))
     scores = None if out["scores"] is None else out["scores"].float()
     probs = filter_classes(out["masks"].float(), scores, fp_cut=tc["fp_cut"], top_k=tc["top_k"], bg_pow=tc["bg_pow"])
@@ -293,14 +370,14 @@ def predict_index_map(run: StudyRun, image: torch.Tensor, device="cpu") -> np.nd
 def plot_setting_predictions(runs: dict, dataset, indices, device="cpu", axes=None):
     """Val predictions of several trained runs side by side: image | ground truth | one column per run.
 
-    ``runs`` maps a column title to a StudyRun trained here (its trainer holds model and config);
+    ``runs`` maps a column title to a StudyRun trained here (it holds the model and config);
     ``axes``: optional (len(indices), 2 + len(runs)) axes to draw into.
     """
     import matplotlib.pyplot as plt
 
     from slrnet.viz import colorize, to_rgb
 
-    runs = {k: r for k, r in runs.items() if r.trainer is not None}
+    runs = {k: r for k, r in runs.items() if r.model is not None}
     indices = list(indices)
     if not runs or not indices:
         raise ValueError("plot_setting_predictions: need at least one trained run and one index")

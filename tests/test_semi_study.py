@@ -125,7 +125,7 @@ def test_weak_result_is_read_from_notebook_02_only_when_it_matches(tmp_path):
             "epochs": 10, "train_seconds": 300.0, "pretrained": weights}
     path.write_text(json.dumps(good))
     run = S.weak_run_from_metrics(path, "quick", 2000, "tiny", weights)
-    assert run.setting == "weak" and run.fraction is None and run.trainer is None
+    assert run.setting == "weak" and run.fraction is None and run.model is None and run.history is None
     assert run.row["val_miou"] == 0.42 and str(path) in run.row["source"]
     for change in ({"profile": "smoke"}, {"num_train_images": 48}, {"backbone": "resnet38"}, {"use_cvlr": False},
                    {"val_miou": None}, {"pretrained": ""}):
@@ -180,14 +180,49 @@ def test_smoke_training_of_the_labelled_only_baseline(tiny_root, tmp_path, monke
     row = run.row
     assert row["setting"] == "labelled_only" and row["unlabelled"] == "drop" and row["num_labelled"] == 5
     assert row["steps"] == 6 and row["epochs"] == 2 and 0.0 <= row["val_miou"] <= 1.0 and row["source"] == "trained"
-    assert run.trainer.train_set.labelled_indices == select_labelled(run.trainer.train_set.dataset, labelled_ratio=0.25,
-                                                                     seed=1)
+    base = VOCSegmentation(tiny_root, "train")
+    assert run.labelled_indices == select_labelled(base, labelled_ratio=0.25, seed=1)
+    assert len(run.history) == 2 and run.history[-1]["val_miou"] == row["val_miou"] and not run.model.training
     assert (tmp_path / "runs" / "labelled_only_0.25" / "history.json").is_file()
-    fig = S.plot_setting_predictions({"labelled only": run}, run.trainer.val_set, [0, 1])
+    val_set = VOCSegmentation(tiny_root, "val")
+    fig = S.plot_setting_predictions({"labelled only": run}, val_set, [0, 1])
     assert len(fig.axes) == 2 * 3
     # run_study trains only what is missing
     monkeypatch.setattr(S, "train_setting", lambda *a, **k: pytest.fail(f"unexpected training {a}"))
     done = {("labelled_only", 0.25): run, ("weak", None): S.StudyRun("weak", None, {"setting": "weak"})}
     assert S.run_study([0.25], ("weak", "labelled_only"), profile="smoke", output_dir=tmp_path, done=done) == done
     with pytest.raises(ValueError, match="read back"):
-        S.predict_index_map(done[("weak", None)], run.trainer.val_set[0]["image"])
+        S.predict_index_map(done[("weak", None)], val_set[0]["image"])
+
+
+@pytest.mark.slow
+def test_runs_trained_side_by_side_equal_runs_trained_one_after_another(tiny_root, tmp_path):
+    """Worker processes (one thread each) give the rows, histories and weights of in-process training
+    with one thread, and the model read back from the worker's checkpoint predicts like the one trained here."""
+    options = dict(profile="smoke", data_root=tiny_root, device="cpu", seed=2)
+    settings = ("semi_w_cls", "semi_wo_cls")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        alone = S.run_study([0.25], settings, output_dir=tmp_path / "one", workers=1, **options)
+    finally:
+        torch.set_num_threads(threads)
+    side = S.run_study([0.25], settings, output_dir=tmp_path / "two", workers=2, **options)
+    assert sorted(side) == sorted(alone) == [("semi_w_cls", 0.25), ("semi_wo_cls", 0.25)]
+    image = VOCSegmentation(tiny_root, "val")[0]["image"]
+    for key, run in side.items():
+        ref = alone[key]
+        drop = ("train_seconds",)
+        assert {k: v for k, v in run.row.items() if k not in drop} == {k: v for k, v in ref.row.items() if k not in drop}
+        assert [h["train_loss"] for h in run.history] == [h["train_loss"] for h in ref.history]
+        assert run.labelled_indices == ref.labelled_indices and run.cfg["model"] == ref.cfg["model"]
+        for (name, a), b in zip(run.model.state_dict().items(), ref.model.state_dict().values()):
+            assert torch.equal(a, b), name
+        assert (S.predict_index_map(run, image) == S.predict_index_map(ref, image)).all()
+
+
+def test_run_study_checks_workers(tmp_path):
+    for bad in (0, -1, 1.5, "two", True):
+        with pytest.raises(ValueError, match="workers"):
+            S.run_study([0.1], ("semi_w_cls", "semi_wo_cls"), profile="smoke", output_dir=tmp_path, workers=bad)
+    assert S.default_workers(3, "cpu") == (3 if torch.get_num_threads() >= 2 else 1)
