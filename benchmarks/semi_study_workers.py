@@ -51,13 +51,13 @@ def main() -> None:
         side_s, side = timed_study(args.workers, Path(tmp) / "side-by-side", args)
     steps = args.epochs * args.steps
     print(f"{len(SETTINGS)} runs of {steps} steps (batch 16, crop 96), {threads} threads, device {args.device}\n")
-    print(f"| {'how':<34} | {'wall s':>7} | {'ms/step/run':>11} | " + " | ".join(f"{s:>13}" for s in SETTINGS) + " |")
-    print("|" + "-" * 36 + "|" + "-" * 9 + "|" + "-" * 13 + "|" + "|".join("-" * 15 for _ in SETTINGS) + "|")
+    print(f"| {'how':<40} | {'wall s':>7} | {'ms/step/run':>11} | " + " | ".join(f"{s:>13}" for s in SETTINGS) + " |")
+    print("|" + "-" * 42 + "|" + "-" * 9 + "|" + "-" * 13 + "|" + "|".join("-" * 15 for _ in SETTINGS) + "|")
     for how, seconds, runs in ((f"one after another, {threads} threads", alone_s, alone),
                                (f"side by side, {args.workers} processes x "
                                 f"{max(1, threads // args.workers)} thread(s)", side_s, side)):
         mious = " | ".join(f"{runs[s, args.fraction].row['val_miou']:>13.4f}" for s in SETTINGS)
-        print(f"| {how:<34} | {seconds:>7.1f} | {1000 * seconds / (steps * len(SETTINGS)):>11.1f} | {mious} |")
+        print(f"| {how:<40} | {seconds:>7.1f} | {1000 * seconds / (steps * len(SETTINGS)):>11.1f} | {mious} |")
     print(f"\nside by side is {alone_s / side_s:.2f}x faster")
 
 

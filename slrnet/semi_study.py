@@ -192,10 +192,31 @@ def train_setting(setting: str, fraction: float | None, profile: str, output_dir
     return StudyRun(setting, fraction, row, trainer.history, trainer.cfg, trainer.model.eval(), labelled)
 
 
+class _LinePrefix:
+    """A text stream that writes to ``stream`` with ``prefix`` at the start of every line."""
+
+    def __init__(self, stream, prefix: str):
+        self.stream, self.prefix, self.at_line_start = stream, prefix, True
+
+    def write(self, text: str) -> int:
+        for piece in text.splitlines(keepends=True):
+            self.stream.write((self.prefix if self.at_line_start else "") + piece)
+            self.at_line_start = piece.endswith("\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 def _train_in_worker(setting: str, fraction: float | None, options: dict, threads: int) -> tuple[dict, list | None]:
-    """A worker process of :func:`run_study`: train with ``threads`` CPU threads; the model stays on disk."""
+    """A worker process of :func:`run_study`: train with ``threads`` CPU threads; the model stays on disk.
+    The trainer's log lines name their run, since the workers' lines interleave."""
+    import contextlib
+    import sys
+
     torch.set_num_threads(threads)
-    run = train_setting(setting, fraction, **options)
+    with contextlib.redirect_stdout(_LinePrefix(sys.stdout, f"[{run_name(setting, fraction)}] ")):
+        run = train_setting(setting, fraction, **options)
     return run.row, run.labelled_indices
 
 
@@ -214,8 +235,8 @@ def load_study_run(setting: str, fraction: float | None, row: dict, output_dir, 
 def default_workers(pending: int, device="auto") -> int:
     """How many runs :func:`run_study` trains at once for ``workers="auto"``: on a GPU one after another;
     on a CPU with two or more threads, all pending runs side by side, one process each, the threads shared
-    out (on 2 cores, three runs with one thread each finish 1.3x sooner than one after another with two;
-    benchmarks/semi_study_workers.py)."""
+    out (on 2 cores, three runs with one thread each finish 1.2-1.4x sooner than one after another with two
+    threads; benchmarks/semi_study_workers.py)."""
     from slrnet.utils import resolve_device
 
     if resolve_device(device).type != "cpu" or torch.get_num_threads() < 2:
@@ -251,7 +272,9 @@ def run_study(fractions, settings=SETTINGS, *, profile: str, output_dir, configs
 
     The weak setting is trained once (key ``("weak", None)``) whatever the fractions. ``workers``: how many
     runs train at once, each in its own process (``"auto"``: :func:`default_workers`); 1 trains them one
-    after another in this process. A run's result does not depend on which runs share the machine with it.
+    after another in this process. A run's result does not depend on which runs share the machine with it,
+    only on its thread count (floating-point order). The workers are spawned processes: from a script, call
+    this under ``if __name__ == "__main__":`` (a notebook needs nothing).
     """
     runs = dict(done or {})
     pending = []

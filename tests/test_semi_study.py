@@ -45,7 +45,7 @@ def test_study_configs_per_setting(profile, tmp_path):
     schedules = {s: tuple(c["train"][k] for k in S.SCHEDULE_KEYS) for s, c in cfgs.items()}
     assert len(set(schedules.values())) == 1, schedules
     steps = cfgs["weak"]["train"]["max_steps_per_epoch"]
-    assert steps == {"smoke": 3, "quick": 40, "full": 0}[profile]
+    assert steps == {"smoke": 3, "quick": 48, "full": 0}[profile]
     assert all(c["misc"]["seed"] == 3 and c["misc"]["device"] == "cpu" for c in cfgs.values())
     assert all(c["misc"]["log_dir"] == str(tmp_path.resolve()) for c in cfgs.values())
 
@@ -226,3 +226,14 @@ def test_run_study_checks_workers(tmp_path):
         with pytest.raises(ValueError, match="workers"):
             S.run_study([0.1], ("semi_w_cls", "semi_wo_cls"), profile="smoke", output_dir=tmp_path, workers=bad)
     assert S.default_workers(3, "cpu") == (3 if torch.get_num_threads() >= 2 else 1)
+
+
+def test_worker_log_lines_name_their_run():
+    import io
+
+    out = io.StringIO()
+    stream = S._LinePrefix(out, "[semi_w_cls_0.1] ")
+    stream.write("epoch 1: loss 0.5")
+    stream.write(" val mIoU 0.3\nepoch 2")
+    stream.write(": done\n\n")
+    assert out.getvalue() == "[semi_w_cls_0.1] epoch 1: loss 0.5 val mIoU 0.3\n[semi_w_cls_0.1] epoch 2: done\n[semi_w_cls_0.1] \n"
