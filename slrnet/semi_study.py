@@ -16,7 +16,7 @@ schedule keys of the ``semi_w_cls`` config (after the profile) are imposed on al
 labelled-only set is repeated (oversampled) to about the size of the full training set.
 
     >>> from slrnet.semi_study import default_fractions, run_study, study_rows, plot_label_efficiency
-    >>> runs = run_study(default_fractions("smoke"), profile="smoke", output_dir="/tmp/study")
+    >>> runs = run_study(default_fractions("smoke"), profile="smoke", output_dir="/tmp/study")  # CPU: side by side
     >>> rows = study_rows(runs)            # one dict per (setting, fraction): val_miou, num_labelled, ...
     >>> fig = plot_label_efficiency(rows)
 """
@@ -234,14 +234,15 @@ def load_study_run(setting: str, fraction: float | None, row: dict, output_dir, 
 
 def default_workers(pending: int, device="auto") -> int:
     """How many runs :func:`run_study` trains at once for ``workers="auto"``: on a GPU one after another;
-    on a CPU with two or more threads, all pending runs side by side, one process each, the threads shared
-    out (on 2 cores, three runs with one thread each finish 1.2-1.4x sooner than one after another with two
-    threads; benchmarks/semi_study_workers.py)."""
+    on a CPU with two or more threads, side by side, one process each with the threads shared out, up to one
+    process more than there are threads (on 2 cores, notebook 03's three runs with one thread each finish
+    1.2-1.4x sooner than one after another with two threads; benchmarks/semi_study_workers.py)."""
     from slrnet.utils import resolve_device
 
-    if resolve_device(device).type != "cpu" or torch.get_num_threads() < 2:
+    threads = torch.get_num_threads()
+    if resolve_device(device).type != "cpu" or threads < 2:
         return 1
-    return max(1, int(pending))
+    return max(1, min(int(pending), threads + 1))
 
 
 def weak_run_from_metrics(path, profile: str, num_train_images: int, backbone: str,
@@ -327,137 +328,3 @@ def summary_metrics(rows: list[dict], fraction: float) -> dict:
         hits = [r for r in rows if r["setting"] == setting and (setting == "weak" or r["fraction"] == fraction)]
         out[f"{setting}_val_miou"] = hits[0]["val_miou"] if hits else None
     return out
-
-
-def plot_label_efficiency(rows: list[dict], ax=None):
-    """Pixel-label fraction (x, % of training images) vs val mIoU (y), one line per setting; the weak
-    setting, which uses no pixel labels, is a horizontal line. Returns the Figure."""
-    import matplotlib.pyplot as plt
-
-    if not rows:
-        raise ValueError("plot_label_efficiency: no rows to plot")
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    else:
-        fig = ax.figure
-    fractions = sorted({r["fraction"] for r in rows if r["fraction"] is not None})
-    styles = {"semi_w_cls": ("tab:blue", "o"), "semi_wo_cls": ("tab:orange", "s"),
-              "labelled_only": ("tab:green", "^"), "weak": ("tab:gray", None)}
-    label_offsets = {"semi_w_cls": (6, 5), "semi_wo_cls": (6, -11), "labelled_only": (-34, -3)}   # points
-    for setting in SETTINGS:
-        hits = sorted((r for r in rows if r["setting"] == setting), key=lambda r: r["fraction"] or 0.0)
-        if not hits:
-            continue
-        color, marker = styles[setting]
-        if setting == "weak":
-            ax.axhline(hits[0]["val_miou"], color=color, ls="--", label=f"{SETTING_LABELS[setting]}: "
-                                                                          f"{hits[0]['val_miou']:.3f}")
-            continue
-        x = [100 * r["fraction"] for r in hits]
-        y = [r["val_miou"] for r in hits]
-        ax.plot(x, y, color=color, marker=marker, label=SETTING_LABELS[setting])
-        for xi, yi in zip(x, y):
-            ax.annotate(f"{yi:.3f}", (xi, yi), textcoords="offset points", xytext=label_offsets[setting], fontsize=8,
-                        color=color)
-    if len(fractions) > 1:
-        ax.set_xscale("log")
-        ax.set_xticks([100 * f for f in fractions])
-        ax.set_xticklabels([f"{100 * f:g}" for f in fractions])
-    elif fractions:
-        ax.set_xlim(50 * fractions[0], 150 * fractions[0])
-    ax.set_xlabel("pixel-labelled training images (%)")
-    ax.set_ylabel("val mIoU (single scale)")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")   # the curves sit high, the lower part of the axes is free
-    ax.set_title("label efficiency")
-    fig.tight_layout()
-    return fig
-
-
-@torch.no_grad()
-def predict_index_map(run: StudyRun, image: torch.Tensor, device="cpu") -> np.ndarray:
-    """Single-scale prediction (H, W) of a run trained here for one normalised image (3, H, W), with the
-    test-time class filtering of its config (scores > fp_cut and top-k; none for the wo_cls head)."""
-    from slrnet.infer import filter_classes
-
-    if run.model is None:
-        raise ValueError(f"predict_index_map: the {run.setting} run was read back, not trained here: no model")
-    model, tc = run.model.eval(), run.cfg["test"]
-    out = model.predict(image[None].to(device))
-    scores = None if out["scores"] is None else out["scores"].float()
-    probs = filter_classes(out["masks"].float(), scores, fp_cut=tc["fp_cut"], top_k=tc["top_k"], bg_pow=tc["bg_pow"])
-    return probs.argmax(1)[0].cpu().numpy()
-
-
-def plot_setting_predictions(runs: dict, dataset, indices, device="cpu", axes=None):
-    """Val predictions of several trained runs side by side: image | ground truth | one column per run.
-
-    ``runs`` maps a column title to a StudyRun trained here (it holds the model and config);
-    ``axes``: optional (len(indices), 2 + len(runs)) axes to draw into.
-    """
-    import matplotlib.pyplot as plt
-
-    from slrnet.viz import colorize, to_rgb
-
-    runs = {k: r for k, r in runs.items() if r.model is not None}
-    indices = list(indices)
-    if not runs or not indices:
-        raise ValueError("plot_setting_predictions: need at least one trained run and one index")
-    shape = (len(indices), 2 + len(runs))
-    if axes is None:
-        fig, axes = plt.subplots(*shape, figsize=(2 * shape[1], 2 * shape[0]), squeeze=False)
-    else:
-        axes = np.asarray(axes).reshape(shape)
-        fig = axes[0, 0].figure
-    for row, i in enumerate(indices):
-        sample = dataset[i]
-        panels = [to_rgb(sample["image"]), colorize(sample["mask"])]
-        panels += [colorize(predict_index_map(run, sample["image"], device)) for run in runs.values()]
-        for col, panel in enumerate(panels):
-            axes[row, col].imshow(panel)
-            axes[row, col].set_xticks([])
-            axes[row, col].set_yticks([])
-        axes[row, 0].set_ylabel(str(sample["name"]), fontsize=8)
-    for col, title in enumerate(["image", "ground truth", *runs]):
-        axes[0, col].set_title(title, fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def plot_split_examples(splits: dict, per_split: int = 3, axes=None):
-    """What the trainer sees: for each named split (a row), one pixel-labelled item, then others, each as
-    image | mask (white = void, i.e. no pixel label) with the image labels the item carries.
-    ``axes``: optional (len(splits), 2 * per_split) axes to draw into."""
-    import matplotlib.pyplot as plt
-
-    from slrnet.viz import colorize, to_rgb
-
-    if not splits:
-        raise ValueError("plot_split_examples: no splits given")
-    shape = (len(splits), 2 * per_split)
-    if axes is None:
-        fig, axes = plt.subplots(*shape, figsize=(1.9 * shape[1], 2.2 * shape[0]), squeeze=False)
-    else:
-        axes = np.asarray(axes).reshape(shape)
-        fig = axes[0, 0].figure
-    for row, (title, split) in enumerate(splits.items()):
-        names = list(getattr(split, "class_names", None) or [])
-        picks = split.labelled_indices[:1] + split.unlabelled_indices[:per_split - 1]
-        items = {index: item for item, index in reversed(list(enumerate(split.index)))}
-        for j, index in enumerate(picks):
-            sample = split[items[index]]
-            present = [names[k + 1] if names else str(k + 1) for k in np.flatnonzero(sample["labels"].numpy())]
-            kind = "pixel labels" if sample["has_mask"] else ("image labels" if sample["has_labels"] else "no labels")
-            axes[row, 2 * j].imshow(to_rgb(sample["image"]))
-            axes[row, 2 * j + 1].imshow(colorize(sample["mask"]))
-            axes[row, 2 * j].set_title(kind, fontsize=8)
-            axes[row, 2 * j + 1].set_title(", ".join(present) or "-", fontsize=7)
-        for col, ax in enumerate(axes[row]):
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if col >= 2 * len(picks):
-                ax.axis("off")                             # e.g. a split without unlabelled images
-        axes[row, 0].set_ylabel(title, fontsize=8)
-    fig.tight_layout()
-    return fig

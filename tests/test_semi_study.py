@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from slrnet import semi_study as S
+from slrnet import viz_semi as V
 from slrnet.config import load_config
 from slrnet.data import SemiSupervisedSplit, VOCSegmentation, ensure_default_dataset, select_labelled
 
@@ -98,7 +99,7 @@ def test_training_sets_per_setting_and_no_leak(tiny_root, tmp_path):
     assert S.check_split(wo, max_unlabelled=4)["checked_unlabelled"] == 4
     import matplotlib.pyplot as plt
 
-    fig = S.plot_split_examples({"with": w, "without": wo, "labelled only": only}, per_split=2)
+    fig = V.plot_split_examples({"with": w, "without": wo, "labelled only": only}, per_split=2)
     titles = [ax.get_title() for ax in fig.axes]
     assert titles[0] == "pixel labels" and titles[2] == "image labels" and titles[6] == "no labels"
     assert not fig.axes[10].axison                                  # labelled only: nothing unlabelled to show
@@ -143,7 +144,7 @@ def fake_rows():
 def test_plot_label_efficiency(tmp_path):
     import matplotlib.pyplot as plt
 
-    fig = S.plot_label_efficiency(fake_rows())
+    fig = V.plot_label_efficiency(fake_rows())
     ax = fig.axes[0]
     labels = [line.get_label() for line in ax.get_lines()]
     assert any(label.startswith(S.SETTING_LABELS["weak"]) for label in labels)       # horizontal line
@@ -156,10 +157,10 @@ def test_plot_label_efficiency(tmp_path):
     plt.close(fig)
     fig, ax = plt.subplots()
     one = [r for r in fake_rows() if r["fraction"] in (None, 0.1)]
-    assert S.plot_label_efficiency(one, ax=ax) is fig and ax.get_xscale() == "linear"
+    assert V.plot_label_efficiency(one, ax=ax) is fig and ax.get_xscale() == "linear"
     plt.close(fig)
     with pytest.raises(ValueError, match="no rows"):
-        S.plot_label_efficiency([])
+        V.plot_label_efficiency([])
 
 
 def test_summary_metrics_and_row_order():
@@ -185,14 +186,14 @@ def test_smoke_training_of_the_labelled_only_baseline(tiny_root, tmp_path, monke
     assert len(run.history) == 2 and run.history[-1]["val_miou"] == row["val_miou"] and not run.model.training
     assert (tmp_path / "runs" / "labelled_only_0.25" / "history.json").is_file()
     val_set = VOCSegmentation(tiny_root, "val")
-    fig = S.plot_setting_predictions({"labelled only": run}, val_set, [0, 1])
+    fig = V.plot_setting_predictions({"labelled only": run}, val_set, [0, 1])
     assert len(fig.axes) == 2 * 3
     # run_study trains only what is missing
     monkeypatch.setattr(S, "train_setting", lambda *a, **k: pytest.fail(f"unexpected training {a}"))
     done = {("labelled_only", 0.25): run, ("weak", None): S.StudyRun("weak", None, {"setting": "weak"})}
     assert S.run_study([0.25], ("weak", "labelled_only"), profile="smoke", output_dir=tmp_path, done=done) == done
     with pytest.raises(ValueError, match="read back"):
-        S.predict_index_map(done[("weak", None)], val_set[0]["image"])
+        V.predict_index_map(done[("weak", None)], val_set[0]["image"])
 
 
 @pytest.mark.slow
@@ -218,14 +219,17 @@ def test_runs_trained_side_by_side_equal_runs_trained_one_after_another(tiny_roo
         assert run.labelled_indices == ref.labelled_indices and run.cfg["model"] == ref.cfg["model"]
         for (name, a), b in zip(run.model.state_dict().items(), ref.model.state_dict().values()):
             assert torch.equal(a, b), name
-        assert (S.predict_index_map(run, image) == S.predict_index_map(ref, image)).all()
+        assert (V.predict_index_map(run, image) == V.predict_index_map(ref, image)).all()
 
 
 def test_run_study_checks_workers(tmp_path):
     for bad in (0, -1, 1.5, "two", True):
         with pytest.raises(ValueError, match="workers"):
             S.run_study([0.1], ("semi_w_cls", "semi_wo_cls"), profile="smoke", output_dir=tmp_path, workers=bad)
-    assert S.default_workers(3, "cpu") == (3 if torch.get_num_threads() >= 2 else 1)
+    threads = torch.get_num_threads()
+    assert S.default_workers(3, "cpu") == (min(3, threads + 1) if threads >= 2 else 1)
+    assert S.default_workers(40, "cpu") == (threads + 1 if threads >= 2 else 1)
+    assert S.default_workers(0, "cpu") == 1
 
 
 def test_worker_log_lines_name_their_run():
