@@ -172,7 +172,7 @@ def _row(setting: str, fraction: float | None, cfg: dict, train_set, trainer, se
             "unlabelled": getattr(train_set, "unlabelled_mode", None), "items_per_epoch": len(train_set),
             "val_miou": float(final["val_miou"]), "val_pixel_acc": float(final["val_pixel_acc"]),
             "epochs": cfg["train"]["num_epochs"], "steps": trainer.global_step,
-            "train_seconds": round(seconds, 1), "source": "trained"}
+            "train_seconds": round(seconds, 1), "threads": torch.get_num_threads(), "source": "trained"}
 
 
 def train_setting(setting: str, fraction: float | None, profile: str, output_dir, configs_dir=None,

@@ -181,6 +181,7 @@ def test_smoke_training_of_the_labelled_only_baseline(tiny_root, tmp_path, monke
     row = run.row
     assert row["setting"] == "labelled_only" and row["unlabelled"] == "drop" and row["num_labelled"] == 5
     assert row["steps"] == 6 and row["epochs"] == 2 and 0.0 <= row["val_miou"] <= 1.0 and row["source"] == "trained"
+    assert row["threads"] == torch.get_num_threads()
     base = VOCSegmentation(tiny_root, "train")
     assert run.labelled_indices == select_labelled(base, labelled_ratio=0.25, seed=1)
     assert len(run.history) == 2 and run.history[-1]["val_miou"] == row["val_miou"] and not run.model.training
@@ -213,6 +214,7 @@ def test_runs_trained_side_by_side_equal_runs_trained_one_after_another(tiny_roo
     image = VOCSegmentation(tiny_root, "val")[0]["image"]
     for key, run in side.items():
         ref = alone[key]
+        assert run.row["threads"] == ref.row["threads"] == 1
         drop = ("train_seconds",)
         assert {k: v for k, v in run.row.items() if k not in drop} == {k: v for k, v in ref.row.items() if k not in drop}
         assert [h["train_loss"] for h in run.history] == [h["train_loss"] for h in ref.history]
