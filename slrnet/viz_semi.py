@@ -64,12 +64,13 @@ def plot_label_efficiency(rows: list[dict], ax=None):
 
 @torch.no_grad()
 def predict_index_map(run: StudyRun, image: torch.Tensor, device="cpu") -> np.ndarray:
-    """Single-scale prediction (H, W) of a run trained here for one normalised image (3, H, W), with the
+    """Single-scale prediction (H, W) of a trained run (its model) for one normalised image (3, H, W), with the
     test-time class filtering of its config (scores > fp_cut and top-k; none for the wo_cls head)."""
     from slrnet.infer import filter_classes
 
     if run.model is None:
-        raise ValueError(f"predict_index_map: the {run.setting} run was read back, not trained here: no model")
+        raise ValueError(f"predict_index_map: the {run.setting} run holds no model (its result was read from a "
+                         f"metrics file, e.g. notebook 02's)")
     model, tc = run.model.eval(), run.cfg["test"]
     out = model.predict(image[None].to(device))
     scores = None if out["scores"] is None else out["scores"].float()
@@ -80,7 +81,7 @@ def predict_index_map(run: StudyRun, image: torch.Tensor, device="cpu") -> np.nd
 def plot_setting_predictions(runs: dict, dataset, indices, device="cpu", axes=None):
     """Val predictions of several trained runs side by side: image | ground truth | one column per run.
 
-    ``runs`` maps a column title to a StudyRun trained here (it holds the model and config);
+    ``runs`` maps a column title to a StudyRun with a model (runs read from metrics files are skipped);
     ``axes``: optional (len(indices), 2 + len(runs)) axes to draw into.
     """
     import matplotlib.pyplot as plt

@@ -193,7 +193,7 @@ def test_smoke_training_of_the_labelled_only_baseline(tiny_root, tmp_path, monke
     monkeypatch.setattr(S, "train_setting", lambda *a, **k: pytest.fail(f"unexpected training {a}"))
     done = {("labelled_only", 0.25): run, ("weak", None): S.StudyRun("weak", None, {"setting": "weak"})}
     assert S.run_study([0.25], ("weak", "labelled_only"), profile="smoke", output_dir=tmp_path, done=done) == done
-    with pytest.raises(ValueError, match="read back"):
+    with pytest.raises(ValueError, match="holds no model"):
         V.predict_index_map(done[("weak", None)], val_set[0]["image"])
 
 
