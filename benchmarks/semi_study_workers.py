@@ -9,7 +9,7 @@ each run's val mIoU, and the speed-up.
     python benchmarks/semi_study_workers.py                      # 3 epochs of 20 steps, CPU
     python benchmarks/semi_study_workers.py --epochs 2 --steps 10 --workers 2
 
-The two columns of val mIoU differ only by the floating-point order of another thread count
+The two rows of val mIoU differ only by the floating-point order of another thread count
 (tests/test_semi_study.py checks that equal thread counts give equal weights).
 """
 from __future__ import annotations

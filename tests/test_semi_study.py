@@ -204,12 +204,13 @@ def test_runs_trained_side_by_side_equal_runs_trained_one_after_another(tiny_roo
     options = dict(profile="smoke", data_root=tiny_root, device="cpu", seed=2)
     settings = ("semi_w_cls", "semi_wo_cls")
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     try:
+        torch.set_num_threads(1)
         alone = S.run_study([0.25], settings, output_dir=tmp_path / "one", workers=1, **options)
+        torch.set_num_threads(2)                  # two workers share two threads: one each, as above
+        side = S.run_study([0.25], settings, output_dir=tmp_path / "two", workers=2, **options)
     finally:
         torch.set_num_threads(threads)
-    side = S.run_study([0.25], settings, output_dir=tmp_path / "two", workers=2, **options)
     assert sorted(side) == sorted(alone) == [("semi_w_cls", 0.25), ("semi_wo_cls", 0.25)]
     image = VOCSegmentation(tiny_root, "val")[0]["image"]
     for key, run in side.items():
