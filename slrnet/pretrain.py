@@ -59,6 +59,7 @@ def full_options(**options) -> dict:
         if not ok:
             kind = {"lr": "a positive number", "seed": "a non-negative integer"}.get(key, "a positive integer")
             raise ValueError(f"pretrain: option {key} must be {kind}, got {value!r}")
+        opts[key] = float(value) if key == "lr" else int(value)   # plain numbers: the .json record holds them
     return opts
 
 
@@ -85,7 +86,8 @@ def train_classifier(backbone: nn.Module, images: torch.Tensor, labels: torch.Te
     """Train ``backbone`` + a GAP 1x1 classifier on (images (N, 3, S, S) uint8, labels (N, C)) in place.
 
     Batches are drawn with replacement; each is resized to ``input_size`` and every other one is
-    mirrored. Returns a history of {"step", "loss", "accuracy"} (exact match, running mean) every 100 steps.
+    mirrored. Returns a history of {"step", "loss", "accuracy"} (exact match, exponential running mean)
+    every 100 steps.
     """
     from slrnet.data.transforms import MEAN, STD
     from slrnet.utils import progress, resolve_device

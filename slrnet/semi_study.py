@@ -300,10 +300,10 @@ def run_study(fractions, settings=SETTINGS, *, profile: str, output_dir, configs
 
     from slrnet.pretrain import resolve_pretrained
 
-    # make the dataset and any pretrained weights here, once, before the workers look for them
-    for setting, fraction in pending:
-        cfg = study_config(setting, fraction, **options)
-        study_train_set(cfg, setting)
+    # make the dataset (one for all settings) and any pretrained weights here, before the workers look for them
+    cfgs = [study_config(setting, fraction, **options) for setting, fraction in pending]
+    build_dataset(cfgs[0]["dataset"], "train", train=True)
+    for cfg in cfgs:
         resolve_pretrained(cfg["model"])
     workers = min(workers, len(pending))
     threads = max(1, torch.get_num_threads() // workers)

@@ -18,6 +18,8 @@ SMALL = {"num_images": 16, "image_size": 48, "input_size": 32, "steps": 4, "batc
 
 def test_options_are_checked():
     assert P.full_options()["steps"] == P.DEFAULT_OPTIONS["steps"]
+    opts = P.full_options(steps=np.int64(20), lr=1)               # numpy and int inputs, plain numbers out
+    assert type(opts["steps"]) is int and type(opts["lr"]) is float and json.dumps(opts)
     with pytest.raises(ValueError, match="unknown option.*'step'"):
         P.full_options(step=10)
     with pytest.raises(ValueError, match="steps must be a positive integer"):
