@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from slrnet import losses as L
 
@@ -132,6 +133,35 @@ def test_balanced_ce_loss_and_gradient(variant, dtype, tol):
     close(logits.grad, z["grad_logits" + suffix], **tol)
     if labels is not None:   # s1 misses a labelled class: beta = 0; s3 has equal counts only: beta = 1
         assert loss[1].item() == 0 and loss[3].item() > 0
+
+
+@pytest.mark.parametrize("with_labels", [True, False])
+def test_balanced_ce_with_shared_targets_is_the_same(with_labels):
+    """The model computes the targets once for its three terms; the loss and its gradient are unchanged."""
+    z = load("balanced_ce")
+    logits, pseudo = t(z["logits"]).requires_grad_(), t(z["pseudo_gt"])
+    labels = t(z["labels"]) if with_labels else None
+    plain = L.balanced_ce(logits, pseudo, labels)
+    (grad,) = torch.autograd.grad(plain.sum(), logits)
+    shared = L.balanced_ce(logits, pseudo, labels, targets=L.seg_targets(pseudo, logits.dtype))
+    (grad_shared,) = torch.autograd.grad(shared.sum(), logits)
+    assert torch.equal(plain, shared) and torch.equal(grad, grad_shared)
+    with pytest.raises(ValueError, match="targets"):
+        L.balanced_ce(logits, pseudo, labels, targets=L.seg_targets(pseudo[:, :, :4]))
+
+
+def test_replace_with_ground_truth_matches_one_hot():
+    """The scatter-based one-hot equals F.one_hot with void pixels zeroed, on a batch-sized example."""
+    torch.manual_seed(0)
+    pseudo = (torch.rand(6, 7, 24, 20) > 0.7).float()
+    pixels = torch.randint(0, 7, (6, 24, 20))
+    pixels[:, 3:6] = 255
+    has_mask = torch.tensor([True, False, True, True, False, False])
+    one_hot = F.one_hot(pixels.clamp(max=6), 7).permute(0, 3, 1, 2).float() * (pixels != 255)[:, None].float()
+    expected = torch.where(has_mask[:, None, None, None], one_hot, pseudo)
+    assert torch.equal(L.replace_with_ground_truth(pseudo, pixels, has_mask, 7), expected)
+    pixels[4, 0, 0] = 9                                             # out of range, but in an unlabelled image
+    assert torch.equal(L.replace_with_ground_truth(pseudo, pixels, has_mask, 7), expected)
 
 
 def test_balanced_ce_checks_shapes():

@@ -133,6 +133,28 @@ def test_wo_cls_pseudo_labels_follow_the_fixture(dtype):
     assert maps["refined"][1, 2].abs().max() == 0 and maps["refined"][1, 4].abs().max() == 0
 
 
+@pytest.mark.parametrize("name", ["slrnet_semi", "slrnet_semi_wo_cls"])
+@pytest.mark.parametrize("has_mask", [[True, False, True, False, False], [True] * 5, [False] * 5])
+def test_pseudo_labels_skip_refining_pixel_labelled_images(name, has_mask):
+    """PAMR and the thresholds run only on images without pixel labels: the pseudo labels (and the refined
+    maps of those images) equal refining the whole batch and then replacing the labelled ones by their ground
+    truth, bit for bit."""
+    torch.manual_seed(1)
+    net = build_model({**TINY, "name": name}).eval()
+    images, cam = torch.randn(5, 3, 48, 48), torch.rand(5, 5, 12, 12).softmax(1)
+    labels = None if name == "slrnet_semi_wo_cls" else (torch.rand(5, 4) < 0.5).float()
+    pixels = torch.randint(0, 5, (5, 48, 48))
+    pixels[:, 20:24] = 255
+    has_mask = torch.tensor(has_mask)
+    whole = net._pseudo_labels(images, cam, labels, (48, 48))                     # refine every image
+    expected = L.replace_with_ground_truth(whole["pseudo_gt"], pixels, has_mask, 5)
+    maps = net._pseudo_labels(images, cam, labels, (48, 48), pixels, has_mask)
+    assert torch.equal(maps["pseudo_gt"], expected)
+    assert torch.equal(maps["refined"][~has_mask], whole["refined"][~has_mask])
+    assert torch.equal(maps["refined"][has_mask], one_hot_with_void(pixels, 5)[has_mask])
+    assert torch.equal(maps["cam"], whole["cam"])
+
+
 def test_semi_terms_helper():
     seg = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
     cls, seg_labelled = L.semi_supervised_terms(torch.tensor([5.0, 6.0, 7.0]), seg, torch.tensor([True, False, True]))

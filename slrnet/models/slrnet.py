@@ -242,14 +242,12 @@ class SLRNet(nn.Module):
 
         with torch.no_grad():
             cam = (masks1.detach() + masks2_up.detach()) / 2
-            maps = self._pseudo_labels(images, cam, labels, (H, W))
-            if pixel_labels is not None and has_mask is not None and bool(has_mask.any()):
-                maps["pseudo_gt"] = L.replace_with_ground_truth(maps["pseudo_gt"], pixel_labels, has_mask,
-                                                                self.num_classes)
+            maps = self._pseudo_labels(images, cam, labels, (H, W), pixel_labels, has_mask)
         seg_labels = None if self.predicts_background else labels
-        seg = (L.balanced_ce(logits1, maps["pseudo_gt"], seg_labels)
-               + L.balanced_ce(logits2_up, maps["pseudo_gt"], seg_labels)
-               + 0.4 * L.balanced_ce(aux_logits, maps["pseudo_gt"], seg_labels))   # (B,)
+        targets = L.seg_targets(maps["pseudo_gt"], logits1.dtype)         # shared by the three terms
+        seg = (L.balanced_ce(logits1, maps["pseudo_gt"], seg_labels, targets=targets)
+               + L.balanced_ce(logits2_up, maps["pseudo_gt"], seg_labels, targets=targets)
+               + 0.4 * L.balanced_ce(aux_logits, maps["pseudo_gt"], seg_labels, targets=targets))   # (B,)
         losses["seg_per_image"] = seg
         losses["seg"] = seg.mean()
         if self.variant != "wss":
@@ -277,20 +275,38 @@ class SLRNet(nn.Module):
         maps["masks"] = resize(masks.detach(), (H, W))
         return {"losses": losses, "maps": maps, "scores": scores, "dictionary": None}
 
-    def _pseudo_labels(self, images, cam, labels, size) -> dict:
-        """PAMR-refine the averaged view masks, drop absent classes, threshold (no gradient)."""
+    def _pseudo_labels(self, images, cam, labels, size, pixel_labels=None, has_mask=None) -> dict:
+        """PAMR-refine the averaged view masks, drop absent classes, threshold (no gradient).
+
+        Semi-supervised (``pixel_labels`` (B, H, W), ``has_mask`` (B,)): a pixel-labelled image's pseudo label
+        is its one-hot ground truth (void pixels all zero), which also stands as its ``refined`` map. PAMR and
+        the thresholds run on the other images only: every step of them works image by image, so their pseudo
+        labels equal those of refining the whole batch (tests/test_semi.py checks it), for less work.
+        """
+        cam_full = _drop_absent(resize(cam, size), labels)
+        if pixel_labels is None or has_mask is None or not bool(has_mask.any()):
+            refined, pseudo = self._refine(images, cam, labels, size)
+            return {"cam": cam_full, "refined": refined, "pseudo_gt": pseudo}
+        dtype = torch.promote_types(images.dtype, cam.dtype)             # PAMR's result dtype
+        blank = cam.new_zeros(cam.shape[0], self.num_classes, *size, dtype=dtype)
+        pseudo = L.replace_with_ground_truth(blank, pixel_labels, has_mask, self.num_classes)   # (B, K, H, W)
+        refined = pseudo.clone()
+        rest = ~has_mask.bool()                                            # (B,) images without pixel labels
+        if bool(rest.any()):
+            refined[rest], pseudo[rest] = self._refine(images[rest], cam[rest],
+                                                       None if labels is None else labels[rest], size)
+        return {"cam": cam_full, "refined": refined, "pseudo_gt": pseudo}
+
+    def _refine(self, images, cam, labels, size) -> tuple[torch.Tensor, torch.Tensor]:
+        """(refined (B, K, H, W), pseudo label (B, K, H, W)) of ``cam`` (B, K, h, w), PAMR at mask size."""
         bg_pow = self.bg_pow if self.predicts_background else None
-        refined = run_pamr(self._aff, self.denormalize(images), cam, bg_pow=bg_pow)
-        cam, refined = resize(cam, size), resize(refined, size)
-        if labels is not None:
-            keep = labels[:, :, None, None].to(cam.dtype)
-            cam = torch.cat([cam[:, :1], cam[:, 1:] * keep], dim=1)
-            refined = torch.cat([refined[:, :1], refined[:, 1:] * keep], dim=1)
+        refined = _drop_absent(resize(run_pamr(self._aff, self.denormalize(images), cam, bg_pow=bg_pow), size),
+                               labels)
         if self.predicts_background:
             pseudo = L.pseudo_labels(refined, bg_factor=0.9, cutoff_top=self.cutoff_top, cutoff_low=self.cutoff_low)
         else:   # the released Net always uses the default thresholds (fixture README section 4)
             pseudo = L.pseudo_labels(refined)
-        return {"cam": cam, "refined": refined, "pseudo_gt": pseudo}
+        return refined, pseudo
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, multi_view: bool = False) -> dict:
@@ -321,6 +337,14 @@ class SLRNet(nn.Module):
         if not self.predicts_background:
             scores = (L.nGWP_scores(logits1, masks1) + L.nGWP_scores(logits2, masks2)) / 2
         return {"scores": scores, "masks": resize(masks, (H, W))}
+
+
+def _drop_absent(maps: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    """Zero the foreground channels of classes absent from the image labels (B, K-1); None keeps all."""
+    if labels is None:
+        return maps
+    keep = labels[:, :, None, None].to(maps.dtype)
+    return torch.cat([maps[:, :1], maps[:, 1:] * keep], dim=1)
 
 
 def build_model(cfg_model: dict) -> SLRNet:
