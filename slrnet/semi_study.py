@@ -11,9 +11,12 @@ setting of a fraction):
 * ``labelled_only`` — fully supervised on the pixel-labelled part alone (the ``slrnet_semi`` network on a
                       ``SemiSupervisedSplit(..., unlabelled="drop")``: every image it sees has its mask).
 
-Fair comparison: every setting gets the same number of optimisation steps of the same batch size; the
-schedule keys of the ``semi_w_cls`` config (after the profile) are imposed on all four, and the
-labelled-only set is repeated (oversampled) to about the size of the full training set.
+Schedules: each semi-supervised variant trains with its own config's schedule. The recipe without image labels
+is the longer one, as on VOC (METHOD.md section 4: 40 epochs against 30; the quick configs: 64 steps per epoch
+against 48). The labelled-only baseline trains exactly as many steps of the same batch size as that longer
+variant, so neither semi variant gets more optimisation than the baseline it is compared with: its few labelled
+images are repeated (oversampled) to fill its epochs. The weak setting, when trained here, follows the variant
+with image labels.
 
     >>> from slrnet.semi_study import default_fractions, run_study, study_rows, plot_label_efficiency
     >>> runs = run_study(default_fractions("smoke"), profile="smoke", output_dir="/tmp/study")  # CPU: side by side
@@ -46,6 +49,9 @@ SETTING_SHORT = {"weak": "weak", "semi_w_cls": "semi + image labels", "semi_wo_c
 SETTING_CONFIGS = {"weak": "shapes_quick.yaml", "semi_w_cls": "shapes_semi_w_cls_quick.yaml",
                    "semi_wo_cls": "shapes_semi_wo_cls_quick.yaml", "labelled_only": "shapes_semi_w_cls_quick.yaml"}
 SCHEDULE_KEYS = ("num_epochs", "pretrain_epochs", "max_steps_per_epoch", "val_every", "val_max_images")
+# whose config's schedule (SCHEDULE_KEYS, after the profile) each setting trains with
+SCHEDULE_FROM = {"weak": "semi_w_cls", "semi_w_cls": "semi_w_cls", "semi_wo_cls": "semi_wo_cls",
+                 "labelled_only": "semi_wo_cls"}
 # quick: VOC's share of pixel-labelled images (1464 of 10582 train_aug images), see the semi quick configs
 PROFILE_FRACTIONS = {"smoke": [0.1], "quick": [0.138], "full": [0.02, 0.05, 0.138, 0.25]}
 # The quick configs cap an epoch's steps to fit notebook 03's time budget; the full profile trains whole epochs.
@@ -81,14 +87,16 @@ def study_config(setting: str, fraction: float | None, profile: str, output_dir,
     """The training config of one setting at one pixel-label fraction (see the module docstring).
 
     ``overrides`` (``{"section.key": value}``) apply to every setting, after the profile; schedule keys
-    among them reach all settings alike.
+    among them reach all settings alike. The labelled-only config carries the oversampling rate of the variant
+    whose schedule it follows until :func:`study_train_set` sets its own.
     """
     _check_setting(setting)
     fraction = _check_fraction(setting, fraction)
     configs = Path(configs_dir) if configs_dir is not None else repo_root() / "configs"
     common = {"misc.seed": int(seed), "misc.device": device, **STUDY_PROFILE_OVERRIDES[check_profile(profile)],
               **(overrides or {})}
-    reference = training_config(configs / SETTING_CONFIGS["semi_w_cls"], profile, output_dir, data_root, common)
+    reference = training_config(configs / SETTING_CONFIGS[SCHEDULE_FROM[setting]], profile, output_dir, data_root,
+                                common)
     schedule = {f"train.{k}": reference["train"][k] for k in SCHEDULE_KEYS}
     cfg = training_config(configs / SETTING_CONFIGS[setting], profile, output_dir, data_root, {**common, **schedule})
     if setting == "weak":
@@ -98,6 +106,8 @@ def study_config(setting: str, fraction: float | None, profile: str, output_dir,
                              f"got {cfg['model']['name']!r}")
     else:
         cfg["dataset"]["labelled_ratio"], cfg["dataset"]["labelled_list"] = fraction, None
+    if setting == "labelled_only":
+        cfg["dataset"]["oversample_rate"] = reference["dataset"]["oversample_rate"]
     return cfg
 
 
@@ -111,9 +121,16 @@ def study_train_set(cfg: dict, setting: str):
         return build_semi_dataset(cfg["dataset"], cfg["model"]["name"], seed=seed)
     base = build_dataset(cfg["dataset"], "train", train=True)
     labelled = select_labelled(base, cfg["dataset"]["labelled_list"], cfg["dataset"]["labelled_ratio"], seed)
-    # repeat the few labelled images to about a full epoch, so that epochs (and steps) match the others
-    rate = max(1, math.ceil(len(base) / len(labelled)))
-    cfg["dataset"]["oversample_rate"] = rate               # recorded in the run's config.yaml
+    # as many steps per epoch as the semi variant whose schedule it follows (SCHEDULE_FROM) ...
+    t = cfg["train"]
+    reference = SemiSupervisedSplit(base, labelled, unlabelled="hidden", oversample_rate=cfg["dataset"]["oversample_rate"])
+    steps = len(reference) // t["batch_size"]
+    if t["max_steps_per_epoch"]:
+        steps = min(steps, t["max_steps_per_epoch"])
+    # ... from its few labelled images, repeated to at least a full epoch of images and to fill those steps
+    rate = max(1, math.ceil(len(base) / len(labelled)), math.ceil(steps * t["batch_size"] / len(labelled)))
+    t["max_steps_per_epoch"] = steps                       # both recorded in the run's config.yaml
+    cfg["dataset"]["oversample_rate"] = rate
     return SemiSupervisedSplit(base, labelled, unlabelled="drop", oversample_rate=rate)
 
 

@@ -42,11 +42,14 @@ def test_study_configs_per_setting(profile, tmp_path):
     assert cfgs["semi_wo_cls"]["dataset"]["oversample_rate"] == 7
     assert cfgs["semi_w_cls"]["train"]["loss_coeff"] == [0.5, 2, 2, 0.5]
     assert cfgs["semi_wo_cls"]["model"]["cutoff_top"] == 0.8 and cfgs["semi_wo_cls"]["model"]["cutoff_low"] == 0.6
-    # one schedule for all four: equal steps, the comparison is fair
+    # each variant its own schedule (without image labels the longer one, as on VOC); the labelled-only
+    # baseline follows the longer one, the weak setting the variant with image labels
     schedules = {s: tuple(c["train"][k] for k in S.SCHEDULE_KEYS) for s, c in cfgs.items()}
-    assert len(set(schedules.values())) == 1, schedules
-    steps = cfgs["weak"]["train"]["max_steps_per_epoch"]
-    assert steps == {"smoke": 3, "quick": 48, "full": 0}[profile]
+    assert schedules["weak"] == schedules["semi_w_cls"] and schedules["labelled_only"] == schedules["semi_wo_cls"]
+    steps = {s: c["train"]["max_steps_per_epoch"] for s, c in cfgs.items()}
+    assert steps["semi_w_cls"] == {"smoke": 3, "quick": 48, "full": 0}[profile]
+    assert steps["semi_wo_cls"] == {"smoke": 3, "quick": 64, "full": 0}[profile]
+    assert cfgs["labelled_only"]["dataset"]["oversample_rate"] == 7      # the rate of the variant it follows
     assert all(c["misc"]["seed"] == 3 and c["misc"]["device"] == "cpu" for c in cfgs.values())
     assert all(c["misc"]["log_dir"] == str(tmp_path.resolve()) for c in cfgs.values())
 
@@ -89,9 +92,10 @@ def test_training_sets_per_setting_and_no_leak(tiny_root, tmp_path):
     assert w.labelled_indices == wo.labelled_indices == only.labelled_indices == expected
     assert (w.unlabelled_mode, wo.unlabelled_mode, only.unlabelled_mode) == ("image_labels", "hidden", "drop")
     assert len(w) == 20 + 5 * 2 and len(wo) == 20 + 5 * 6
-    # labelled-only: only the labelled images, repeated to about one full epoch (20 items)
+    # labelled-only: only the labelled images, repeated to about one full epoch (20 items), 3 steps of 4
     assert set(only.index) == set(expected) and len(only) == 20 and only.oversample_rate == 4
     assert cfgs["labelled_only"]["dataset"]["oversample_rate"] == 4
+    assert cfgs["labelled_only"]["train"]["max_steps_per_epoch"] == 3
     assert all(only[i]["has_mask"] for i in range(len(only)))
     for split in (w, wo):
         report = S.check_split(split)
@@ -104,6 +108,25 @@ def test_training_sets_per_setting_and_no_leak(tiny_root, tmp_path):
     assert titles[0] == "pixel labels" and titles[2] == "image labels" and titles[6] == "no labels"
     assert not fig.axes[10].axison                                  # labelled only: nothing unlabelled to show
     plt.close(fig)
+
+
+@pytest.mark.parametrize("profile, batch_size", [("quick", 4), ("full", 4), ("full", 16)])
+def test_labelled_only_trains_as_many_steps_as_the_variant_it_follows(tiny_root, tmp_path, profile, batch_size):
+    """Whether epochs are capped (quick) or whole (full, where the variant without image labels has the most
+    items), the baseline's epochs have exactly that variant's number of steps."""
+    cfgs = configs(profile, tmp_path, fraction=0.25, data_root=tiny_root, overrides={"train.batch_size": batch_size})
+    wo, only = S.study_train_set(cfgs["semi_wo_cls"], "semi_wo_cls"), S.study_train_set(cfgs["labelled_only"],
+                                                                                         "labelled_only")
+
+    def steps_per_epoch(cfg, split):
+        n, cap = len(split) // cfg["train"]["batch_size"], cfg["train"]["max_steps_per_epoch"]
+        return min(n, cap) if cap else n
+
+    assert len(wo) == 5 * 7 + 15
+    expected = min(50 // batch_size, 64) if profile == "quick" else 50 // batch_size
+    assert steps_per_epoch(cfgs["labelled_only"], only) == steps_per_epoch(cfgs["semi_wo_cls"], wo) == expected
+    assert cfgs["labelled_only"]["train"]["num_epochs"] == cfgs["semi_wo_cls"]["train"]["num_epochs"]
+    assert all(only[i]["has_mask"] for i in range(len(only)))
 
 
 def test_check_split_catches_a_leak(tiny_root):
