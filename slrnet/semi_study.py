@@ -123,7 +123,8 @@ def study_train_set(cfg: dict, setting: str):
     labelled = select_labelled(base, cfg["dataset"]["labelled_list"], cfg["dataset"]["labelled_ratio"], seed)
     # as many steps per epoch as the semi variant whose schedule it follows (SCHEDULE_FROM) ...
     t = cfg["train"]
-    reference = SemiSupervisedSplit(base, labelled, unlabelled="hidden", oversample_rate=cfg["dataset"]["oversample_rate"])
+    reference = SemiSupervisedSplit(base, labelled, unlabelled="hidden",
+                                    oversample_rate=cfg["dataset"]["oversample_rate"])
     steps = len(reference) // t["batch_size"]
     if t["max_steps_per_epoch"]:
         steps = min(steps, t["max_steps_per_epoch"])

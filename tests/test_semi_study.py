@@ -126,6 +126,8 @@ def test_labelled_only_trains_as_many_steps_as_the_variant_it_follows(tiny_root,
     expected = min(50 // batch_size, 64) if profile == "quick" else 50 // batch_size
     assert steps_per_epoch(cfgs["labelled_only"], only) == steps_per_epoch(cfgs["semi_wo_cls"], wo) == expected
     assert cfgs["labelled_only"]["train"]["num_epochs"] == cfgs["semi_wo_cls"]["train"]["num_epochs"]
+    again = S.study_train_set(cfgs["labelled_only"], "labelled_only")       # the config it updated: the same
+    assert len(again) == len(only) and steps_per_epoch(cfgs["labelled_only"], again) == expected
     assert all(only[i]["has_mask"] for i in range(len(only)))
 
 
