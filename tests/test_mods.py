@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from slrnet.models.mods import ASPP, GCI, PAMR, StochasticGate, run_pamr
+from slrnet.models.mods import ASPP, GCI, PAMR, Dropout, StochasticGate, keep_mask, run_pamr
 from slrnet.models.mods.pamr import NEIGHBOUR_OFFSETS
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -163,6 +163,47 @@ def test_stochastic_gate_random_mask_is_binary_with_the_right_rate():
         sg(x1, x2, keep_mask=torch.ones(3))
     with pytest.raises(ValueError, match="same shape"):
         sg(x1, x2[:, :3])
+
+
+# ----------------------------------------------------------------------------- Dropout
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_dropout_has_nn_dropouts_distribution_and_scaling(p):
+    x = torch.full((8, 32, 24, 24), 2.0, requires_grad=True)
+    torch.manual_seed(0)
+    out = Dropout(p).train()(x)
+    kept = out != 0
+    assert torch.allclose(out[kept], torch.tensor(2.0 / (1 - p)))    # inverted dropout: kept values scaled
+    n = kept.numel()
+    assert abs(kept.double().mean().item() - (1 - p)) < 4 * (p * (1 - p) / n) ** 0.5   # 4 standard errors
+    out.sum().backward()                                               # gradient: the same mask and scale
+    assert torch.equal(x.grad, kept.to(x.dtype) / (1 - p))
+    reference = F.dropout(torch.full_like(x, 2.0), p, training=True)  # the same support as nn.Dropout's
+    assert set(reference.unique().tolist()) == set(out.detach().unique().tolist())
+
+
+def test_dropout_is_the_identity_in_eval_and_keeps_nn_dropouts_interface():
+    drop = Dropout(0.5)
+    assert isinstance(drop, torch.nn.Dropout) and repr(drop) == repr(torch.nn.Dropout(0.5))
+    x = torch.randn(2, 3, 4, 4)
+    assert drop.eval()(x) is x and Dropout(0.0).train()(x) is x
+    assert torch.equal(Dropout(1.0).train()(x), torch.zeros_like(x))
+    y = x.clone()
+    torch.manual_seed(3)
+    out = Dropout(0.5, inplace=True).train()(y)
+    torch.manual_seed(3)
+    assert out is y and torch.equal(out, Dropout(0.5).train()(x))
+
+
+def test_keep_mask_draws_in_float32_whatever_the_dtype():
+    like = torch.zeros(64, 64, 64, dtype=torch.bfloat16)
+    torch.manual_seed(0)
+    kappa = keep_mask(like, 0.1)
+    assert kappa.dtype == torch.bfloat16 and set(kappa.unique().tolist()) <= {0.0, 1.0}
+    torch.manual_seed(0)
+    assert torch.equal(kappa, keep_mask(like.float(), 0.1).to(torch.bfloat16))   # the same draw in float32
+    assert abs(kappa.float().mean().item() - 0.9) < 0.005
+    with pytest.raises(ValueError, match="rate"):
+        keep_mask(like, 1.0)
 
 
 # ----------------------------------------------------------------------------- PAMR

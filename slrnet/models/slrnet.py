@@ -35,8 +35,8 @@ import torch.nn.functional as F
 
 from slrnet import losses as L
 from slrnet.models.backbones import build_backbone
-from slrnet.models.mods import (ASPP, GCI, PAMR, DictionaryInitialization, FactorizationReconstruction,
-                                StochasticGate, run_pamr)
+from slrnet.models.mods import (ASPP, GCI, PAMR, DictionaryInitialization, Dropout,
+                                FactorizationReconstruction, StochasticGate, run_pamr)
 
 BN_EPS, BN_MOMENTUM = 1e-5, 0.05
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -97,9 +97,9 @@ class SLRNet(nn.Module):
                                       _BatchNorm(48), nn.ReLU())
         self.fc8_x = nn.Sequential(nn.Conv2d(C + 48, C, 3, padding=1, bias=False), _BatchNorm(C), nn.ReLU())
         self.last_conv = nn.Sequential(nn.Conv2d(C, C, 3, padding=1, bias=False), _BatchNorm(C), nn.ReLU(),
-                                       nn.Dropout(0.5),
+                                       Dropout(0.5),
                                        nn.Conv2d(C, C, 3, padding=1, bias=False), _BatchNorm(C), nn.ReLU(),
-                                       nn.Dropout(0.1),
+                                       Dropout(0.1),
                                        nn.Conv2d(C, n_out, 1))
         new = [self.aspp, self.shallow_mask, self.sg, self.fc8_skip, self.fc8_x, self.last_conv]
         self.newly_added = nn.ModuleList(new)
@@ -108,7 +108,7 @@ class SLRNet(nn.Module):
                                                                             temperature=temperature)
             self.initialize_dictionary = DictionaryInitialization()
             self.aux_head = nn.Sequential(nn.Conv2d(C, C, 3, padding=1, bias=False), _BatchNorm(C), nn.ReLU(),
-                                          nn.Dropout(0.5), nn.Conv2d(C, n_out, 1))
+                                          Dropout(0.5), nn.Conv2d(C, n_out, 1))
             self.newly_added.extend([self.factorization_reconstruction, self.initialize_dictionary,
                                      self.aux_head])
         self.register_buffer("_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)

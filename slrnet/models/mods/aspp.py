@@ -26,6 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from slrnet.models.mods.dropout import Dropout
+
 NormLayer = Callable[..., nn.Module]
 
 
@@ -69,7 +71,7 @@ class ASPP(nn.Module):
         )
         self.conv1 = nn.Conv2d(5 * out_channels, out_channels, 1, bias=False)
         self.bn1 = norm_layer(out_channels)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self._init_weights()
 
     def _init_weights(self):

@@ -16,8 +16,9 @@ whose expectation is x_deep; at test time the gate is deterministic:
     >>> out = sg(x_deep, x_shallow, keep_mask=kappa)    # training with a given {0,1} mask
     >>> sg.eval(); out = sg(x_deep, x_shallow)          # deterministic mix
 
-The random mask is drawn like the original (inverted dropout on ones, mapped to {0, 1}) so the
-same torch RNG state gives the same draw. The module has no parameters.
+The random mask has the original's distribution (its inverted dropout on ones, mapped to {0, 1}, is 0 with
+probability alpha) but is drawn from a uniform tensor, about 3x faster on CPU (``mods/dropout.py``), so a given
+torch RNG state gives another draw than the original's. The module has no parameters.
 
 Reference: Araslanov & Roth, "Single-Stage Semantic Segmentation from Image Labels", CVPR 2020.
 """
@@ -25,7 +26,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+from slrnet.models.mods.dropout import keep_mask as draw_keep_mask
 
 
 class StochasticGate(nn.Module):
@@ -42,9 +44,7 @@ class StochasticGate(nn.Module):
 
     def sample_keep_mask(self, like: torch.Tensor) -> torch.Tensor:
         """A {0, 1} mask shaped like ``like``; each element is 0 with probability ``rate``."""
-        # inverted dropout on ones gives 0 or 1/(1-rate); compare with 0 to get exact {0, 1}
-        dropped = F.dropout(torch.ones_like(like), p=self.rate, training=True)
-        return (dropped != 0).to(like.dtype)
+        return draw_keep_mask(like, self.rate)
 
     def forward(self, x_deep: torch.Tensor, x_shallow: torch.Tensor,
                 keep_mask: torch.Tensor | None = None) -> torch.Tensor:
