@@ -2,9 +2,9 @@
 
 ``torch.nn.functional.dropout`` draws its mask with ``bernoulli_``, which on CPU costs about 10 ns per element
 (about 3 ms for a (16, 32, 24, 24) decoder map on one thread); ``torch.rand_like(x) >= p`` draws the same
-Bernoulli(1 - p) keep mask 1.5x (p = 0.1) to 3.8x (p = 0.5) faster. SLRNet draws nine such masks per training step (dropout in
-ASPP, the segmentation head of both views and the auxiliary head, and the Stochastic Gate of both views), about
-5 % of a teaching-profile step on one CPU thread (``benchmarks/dropout.py``).
+Bernoulli(1 - p) keep mask 1.5x (p = 0.1) to 3.8x (p = 0.5) faster. SLRNet draws nine such masks per training
+step (dropout in ASPP, the segmentation head of both views and the auxiliary head, and the Stochastic Gate of both
+views), about 5 % of a teaching-profile step on one CPU thread (``benchmarks/dropout.py``).
 
 The masks differ draw by draw from ``bernoulli_``'s for the same RNG state, not in distribution
 (``tests/test_mods.py`` checks the keep rate and the scaling). The mask is drawn in float32 whatever the input
