@@ -1,7 +1,7 @@
 """Element-wise dropout drawn from a uniform tensor: the same distribution as ``nn.Dropout``, faster on CPU.
 
 ``torch.nn.functional.dropout`` draws its mask with ``bernoulli_``, which on CPU costs about 10 ns per element
-(about 3 ms for a (16, 32, 24, 24) decoder map on one thread); ``torch.rand_like(x) >= p`` draws the same
+(about 3 ms for a (16, 32, 24, 24) decoder map on one thread); a uniform draw compared with p gives the same
 Bernoulli(1 - p) keep mask 1.5x (p = 0.1) to 3.8x (p = 0.5) faster. SLRNet draws nine such masks per training
 step (dropout in ASPP, the segmentation head of both views and the auxiliary head, and the Stochastic Gate of both
 views), about 5 % of a teaching-profile step on one CPU thread (``benchmarks/dropout.py``).
