@@ -16,7 +16,8 @@ is the longer one, as on VOC (METHOD.md section 4: 40 epochs against 30; the qui
 against 48). The labelled-only baseline trains exactly as many steps of the same batch size as that longer
 variant, so neither semi variant gets more optimisation than the baseline it is compared with: its few labelled
 images are repeated (oversampled) to fill its epochs. The weak setting, when trained here, follows the variant
-with image labels.
+with image labels. Loss weights: the quick configs train every setting at batch 16 with the weak recipe's weights,
+so no run takes larger steps than another (``configs/shapes_semi_w_cls_quick.yaml`` says why).
 
     >>> from slrnet.semi_study import default_fractions, run_study, study_rows, plot_label_efficiency
     >>> runs = run_study(default_fractions("smoke"), profile="smoke", output_dir="/tmp/study")  # CPU: side by side
