@@ -16,8 +16,12 @@ is the longer one, as on VOC (METHOD.md section 4: 40 epochs against 30; the qui
 against 48). The labelled-only baseline trains exactly as many steps of the same batch size as that longer
 variant, so neither semi variant gets more optimisation than the baseline it is compared with: its few labelled
 images are repeated (oversampled) to fill its epochs. The weak setting, when trained here, follows the variant
-with image labels. Loss weights: the quick configs train every setting at batch 16 with the weak recipe's weights,
-so no run takes larger steps than another (``configs/shapes_semi_w_cls_quick.yaml`` says why).
+with image labels.
+
+Loss weights: the three settings with pixel labels all train with those of the variant with image labels
+(``LOSS_WEIGHTS_FROM``; 0.5, 2, 2, 0.5, its VOC recipe's), so none takes larger SGD steps than another: scaling
+every weight by a factor scales the learning rate. The variant without image labels' own recipe (1, 4, 4, 1, kept
+in its config for training it alone) would otherwise step twice as far as the baseline it is compared with.
 
     >>> from slrnet.semi_study import default_fractions, run_study, study_rows, plot_label_efficiency
     >>> runs = run_study(default_fractions("smoke"), profile="smoke", output_dir="/tmp/study")  # CPU: side by side
@@ -53,6 +57,9 @@ SCHEDULE_KEYS = ("num_epochs", "pretrain_epochs", "max_steps_per_epoch", "val_ev
 # whose config's schedule (SCHEDULE_KEYS, after the profile) each setting trains with
 SCHEDULE_FROM = {"weak": "semi_w_cls", "semi_w_cls": "semi_w_cls", "semi_wo_cls": "semi_wo_cls",
                  "labelled_only": "semi_wo_cls"}
+# whose config's loss weights (train.loss_coeff, after the profile and overrides) the pixel-labelled settings train with;
+# the weak setting keeps its own (it is not compared step for step with the others)
+LOSS_WEIGHTS_FROM = "semi_w_cls"
 # quick: VOC's share of pixel-labelled images (1464 of 10582 train_aug images), see the semi quick configs
 PROFILE_FRACTIONS = {"smoke": [0.1], "quick": [0.138], "full": [0.02, 0.05, 0.138, 0.25]}
 # The quick configs cap an epoch's steps to fit notebook 03's time budget; the full profile trains whole epochs.
@@ -88,7 +95,8 @@ def study_config(setting: str, fraction: float | None, profile: str, output_dir,
     """The training config of one setting at one pixel-label fraction (see the module docstring).
 
     ``overrides`` (``{"section.key": value}``) apply to every setting, after the profile; schedule keys
-    among them reach all settings alike. The labelled-only config carries the oversampling rate of the variant
+    among them reach all settings alike, and so does ``train.loss_coeff`` all settings but the weak one
+    (``LOSS_WEIGHTS_FROM``). The labelled-only config carries the oversampling rate of the variant
     whose schedule it follows until :func:`study_train_set` sets its own.
     """
     _check_setting(setting)
@@ -99,6 +107,9 @@ def study_config(setting: str, fraction: float | None, profile: str, output_dir,
     reference = training_config(configs / SETTING_CONFIGS[SCHEDULE_FROM[setting]], profile, output_dir, data_root,
                                 common)
     schedule = {f"train.{k}": reference["train"][k] for k in SCHEDULE_KEYS}
+    if setting != "weak":
+        weights = training_config(configs / SETTING_CONFIGS[LOSS_WEIGHTS_FROM], profile, output_dir, data_root, common)
+        schedule["train.loss_coeff"] = list(weights["train"]["loss_coeff"])
     cfg = training_config(configs / SETTING_CONFIGS[setting], profile, output_dir, data_root, {**common, **schedule})
     if setting == "weak":
         cfg["dataset"]["labelled_ratio"] = cfg["dataset"]["labelled_list"] = None   # pixel labels never used

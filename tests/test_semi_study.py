@@ -40,10 +40,16 @@ def test_study_configs_per_setting(profile, tmp_path):
         assert cfgs[s]["dataset"]["labelled_ratio"] == 0.1 and cfgs[s]["dataset"]["labelled_list"] is None
     assert cfgs["semi_w_cls"]["dataset"]["oversample_rate"] == 3
     assert cfgs["semi_wo_cls"]["dataset"]["oversample_rate"] == 7
-    # batch 16 in every setting, so the weak recipe's loss weights in all of them (configs/shapes_semi_w_cls_quick.yaml:
-    # the VOC recipe's halved weights come with a halved batch); no run gets a larger step than the others
+    # the settings with pixel labels share the loss weights of the variant with image labels, so none takes larger
+    # steps than another; the wo_cls config keeps its own recipe's for training it alone
     for s in ("semi_w_cls", "semi_wo_cls", "labelled_only"):
-        assert cfgs[s]["train"]["loss_coeff"] == cfgs["weak"]["train"]["loss_coeff"] == [1, 4, 4, 1]
+        assert cfgs[s]["train"]["loss_coeff"] == [0.5, 2, 2, 0.5]
+    assert cfgs["weak"]["train"]["loss_coeff"] == [1, 4, 4, 1]
+    assert load_config(CONFIGS / "shapes_semi_wo_cls_quick.yaml")["train"]["loss_coeff"] == [1, 4, 4, 1]
+    # an override of the loss weights reaches every setting with pixel labels alike
+    over = configs(profile, tmp_path, fraction=0.1, overrides={"train.loss_coeff": [1, 2, 3, 4]})
+    assert {s: c["train"]["loss_coeff"] for s, c in over.items()} == {
+        "weak": [1, 2, 3, 4], "semi_w_cls": [1, 2, 3, 4], "semi_wo_cls": [1, 2, 3, 4], "labelled_only": [1, 2, 3, 4]}
     assert cfgs["semi_wo_cls"]["model"]["cutoff_top"] == 0.8 and cfgs["semi_wo_cls"]["model"]["cutoff_low"] == 0.6
     # each variant its own schedule (without image labels the longer one, as on VOC); the labelled-only
     # baseline follows the longer one, the weak setting the variant with image labels
