@@ -95,8 +95,8 @@ def study_config(setting: str, fraction: float | None, profile: str, output_dir,
     """The training config of one setting at one pixel-label fraction (see the module docstring).
 
     ``overrides`` (``{"section.key": value}``) apply to every setting, after the profile; schedule keys
-    among them reach all settings alike, and so does ``train.loss_coeff`` all settings but the weak one
-    (``LOSS_WEIGHTS_FROM``). The labelled-only config carries the oversampling rate of the variant
+    among them reach all settings alike, and so does ``train.loss_coeff`` (through ``LOSS_WEIGHTS_FROM`` for the
+    settings with pixel labels). The labelled-only config carries the oversampling rate of the variant
     whose schedule it follows until :func:`study_train_set` sets its own.
     """
     _check_setting(setting)
@@ -106,11 +106,11 @@ def study_config(setting: str, fraction: float | None, profile: str, output_dir,
               **(overrides or {})}
     reference = training_config(configs / SETTING_CONFIGS[SCHEDULE_FROM[setting]], profile, output_dir, data_root,
                                 common)
-    schedule = {f"train.{k}": reference["train"][k] for k in SCHEDULE_KEYS}
+    shared = {f"train.{k}": reference["train"][k] for k in SCHEDULE_KEYS}   # borrowed schedule and loss weights
     if setting != "weak":
         weights = training_config(configs / SETTING_CONFIGS[LOSS_WEIGHTS_FROM], profile, output_dir, data_root, common)
-        schedule["train.loss_coeff"] = list(weights["train"]["loss_coeff"])
-    cfg = training_config(configs / SETTING_CONFIGS[setting], profile, output_dir, data_root, {**common, **schedule})
+        shared["train.loss_coeff"] = list(weights["train"]["loss_coeff"])
+    cfg = training_config(configs / SETTING_CONFIGS[setting], profile, output_dir, data_root, {**common, **shared})
     if setting == "weak":
         cfg["dataset"]["labelled_ratio"] = cfg["dataset"]["labelled_list"] = None   # pixel labels never used
         if cfg["model"]["name"] != "slrnet":
