@@ -57,8 +57,8 @@ SCHEDULE_KEYS = ("num_epochs", "pretrain_epochs", "max_steps_per_epoch", "val_ev
 # whose config's schedule (SCHEDULE_KEYS, after the profile) each setting trains with
 SCHEDULE_FROM = {"weak": "semi_w_cls", "semi_w_cls": "semi_w_cls", "semi_wo_cls": "semi_wo_cls",
                  "labelled_only": "semi_wo_cls"}
-# whose config's loss weights (train.loss_coeff, after the profile and overrides) the pixel-labelled settings train with;
-# the weak setting keeps its own (it is not compared step for step with the others)
+# whose config's loss weights (train.loss_coeff, after the profile and overrides) the settings with pixel labels
+# train with; the weak setting keeps its own (it is not compared step for step with the others)
 LOSS_WEIGHTS_FROM = "semi_w_cls"
 # quick: VOC's share of pixel-labelled images (1464 of 10582 train_aug images), see the semi quick configs
 PROFILE_FRACTIONS = {"smoke": [0.1], "quick": [0.138], "full": [0.02, 0.05, 0.138, 0.25]}
