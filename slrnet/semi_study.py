@@ -57,9 +57,11 @@ SCHEDULE_KEYS = ("num_epochs", "pretrain_epochs", "max_steps_per_epoch", "val_ev
 # whose config's schedule (SCHEDULE_KEYS, after the profile) each setting trains with
 SCHEDULE_FROM = {"weak": "semi_w_cls", "semi_w_cls": "semi_w_cls", "semi_wo_cls": "semi_wo_cls",
                  "labelled_only": "semi_wo_cls"}
-# whose config's loss weights (train.loss_coeff, after the profile and overrides) the settings with pixel labels
-# train with; the weak setting keeps its own (it is not compared step for step with the others)
-LOSS_WEIGHTS_FROM = "semi_w_cls"
+# whose config's loss weights (train.loss_coeff, after the profile) each setting trains with: those with pixel labels
+# share the variant with image labels' (see the module docstring); the weak setting, not compared step for step with
+# the others, keeps its own
+LOSS_WEIGHTS_FROM = {"weak": "weak", "semi_w_cls": "semi_w_cls", "semi_wo_cls": "semi_w_cls",
+                     "labelled_only": "semi_w_cls"}
 # quick: VOC's share of pixel-labelled images (1464 of 10582 train_aug images), see the semi quick configs
 PROFILE_FRACTIONS = {"smoke": [0.1], "quick": [0.138], "full": [0.02, 0.05, 0.138, 0.25]}
 # The quick configs cap an epoch's steps to fit notebook 03's time budget; the full profile trains whole epochs.
@@ -95,8 +97,7 @@ def study_config(setting: str, fraction: float | None, profile: str, output_dir,
     """The training config of one setting at one pixel-label fraction (see the module docstring).
 
     ``overrides`` (``{"section.key": value}``) apply to every setting, after the profile; schedule keys
-    among them reach all settings alike, and so does ``train.loss_coeff`` (through ``LOSS_WEIGHTS_FROM`` for the
-    settings with pixel labels). The labelled-only config carries the oversampling rate of the variant
+    among them reach all settings alike, and so does ``train.loss_coeff``. The labelled-only config carries the oversampling rate of the variant
     whose schedule it follows until :func:`study_train_set` sets its own.
     """
     _check_setting(setting)
@@ -104,13 +105,13 @@ def study_config(setting: str, fraction: float | None, profile: str, output_dir,
     configs = Path(configs_dir) if configs_dir is not None else repo_root() / "configs"
     common = {"misc.seed": int(seed), "misc.device": device, **STUDY_PROFILE_OVERRIDES[check_profile(profile)],
               **(overrides or {})}
-    reference = training_config(configs / SETTING_CONFIGS[SCHEDULE_FROM[setting]], profile, output_dir, data_root,
-                                common)
-    shared = {f"train.{k}": reference["train"][k] for k in SCHEDULE_KEYS}   # borrowed schedule and loss weights
-    if setting != "weak":
-        weights = training_config(configs / SETTING_CONFIGS[LOSS_WEIGHTS_FROM], profile, output_dir, data_root, common)
-        shared["train.loss_coeff"] = list(weights["train"]["loss_coeff"])
-    cfg = training_config(configs / SETTING_CONFIGS[setting], profile, output_dir, data_root, {**common, **shared})
+    schedule_from, weights_from = SCHEDULE_FROM[setting], LOSS_WEIGHTS_FROM[setting]
+    lenders = {name: training_config(configs / SETTING_CONFIGS[name], profile, output_dir, data_root, common)
+               for name in {schedule_from, weights_from}}
+    reference = lenders[schedule_from]
+    borrowed = {f"train.{k}": reference["train"][k] for k in SCHEDULE_KEYS}
+    borrowed["train.loss_coeff"] = list(lenders[weights_from]["train"]["loss_coeff"])
+    cfg = training_config(configs / SETTING_CONFIGS[setting], profile, output_dir, data_root, {**common, **borrowed})
     if setting == "weak":
         cfg["dataset"]["labelled_ratio"] = cfg["dataset"]["labelled_list"] = None   # pixel labels never used
         if cfg["model"]["name"] != "slrnet":
