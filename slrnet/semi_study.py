@@ -12,18 +12,22 @@ setting of a fraction):
                       ``SemiSupervisedSplit(..., unlabelled="drop")``: every image it sees has its mask).
 
 Schedules: each semi-supervised variant trains with its own config's schedule. The recipe without image labels
-is the longer one, as on VOC (METHOD.md section 4: 40 epochs against 30; the quick configs: 64 steps per epoch
-against 48). The labelled-only baseline trains exactly as many steps of the same batch size as that longer
-variant, so neither semi variant gets more optimisation than the baseline it is compared with: its few labelled
-images are repeated (oversampled) to fill its epochs. The weak setting, when trained here, follows the variant
-with image labels.
+is the longer one, as on VOC (METHOD.md section 4: 40 epochs, 10 pretraining, against 30 and 5; the quick configs
+mirror those shares). The labelled-only baseline is the usual supervised-only baseline of semi-supervised
+segmentation: the semi run without the images that lack pixel labels. It trains exactly as many SGD steps as that
+longer variant, each on as many pixel-labelled images as that variant's batches hold on average (rounded up; its
+x7 oversampling puts more of them in a batch than the x3 of the variant with image labels), so neither semi variant
+sees its pixel-labelled images more often, or takes more steps, than the baseline it is compared with: they differ
+only in the images added to each batch. Its few labelled images are repeated (oversampled) to fill its epochs.
+The weak setting, when trained here, follows the variant with image labels.
 
 Loss weights: the three settings with pixel labels all train with those of the variant with image labels
 (``LOSS_WEIGHTS_FROM``; 0.5, 2, 2, 0.5, its VOC recipe's), so none takes larger SGD steps than another: scaling
 every weight by a factor scales the learning rate. The variant without image labels' own recipe (1, 4, 4, 1, kept
 in its config for training it alone) would otherwise step twice as far as the baseline it is compared with.
 
-    >>> from slrnet.semi_study import default_fractions, run_study, study_rows, plot_label_efficiency
+    >>> from slrnet.semi_study import default_fractions, run_study, study_rows
+    >>> from slrnet.viz_semi import plot_label_efficiency
     >>> runs = run_study(default_fractions("smoke"), profile="smoke", output_dir="/tmp/study")  # CPU: side by side
     >>> rows = study_rows(runs)            # one dict per (setting, fraction): val_miou, num_labelled, ...
     >>> fig = plot_label_efficiency(rows)
@@ -97,8 +101,9 @@ def study_config(setting: str, fraction: float | None, profile: str, output_dir,
     """The training config of one setting at one pixel-label fraction (see the module docstring).
 
     ``overrides`` (``{"section.key": value}``) apply to every setting, after the profile; schedule keys
-    among them reach all settings alike, and so does ``train.loss_coeff``. The labelled-only config carries the oversampling rate of the variant
-    whose schedule it follows until :func:`study_train_set` sets its own.
+    among them reach all settings alike, and so does ``train.loss_coeff``. The labelled-only config gets its
+    batch size, steps per epoch and oversampling rate from the split of the variant whose schedule it follows
+    (:func:`labelled_only_schedule`).
     """
     _check_setting(setting)
     fraction = _check_fraction(setting, fraction)
@@ -120,8 +125,37 @@ def study_config(setting: str, fraction: float | None, profile: str, output_dir,
     else:
         cfg["dataset"]["labelled_ratio"], cfg["dataset"]["labelled_list"] = fraction, None
     if setting == "labelled_only":
-        cfg["dataset"]["oversample_rate"] = reference["dataset"]["oversample_rate"]
+        own = labelled_only_schedule(cfg, reference)
+        cfg["train"]["batch_size"], cfg["train"]["max_steps_per_epoch"] = own["batch_size"], own["max_steps_per_epoch"]
+        cfg["dataset"]["oversample_rate"] = own["oversample_rate"]
     return cfg
+
+
+def _labelled_split(cfg: dict):
+    """(the plain training set, the sorted indices of its pixel-labelled images) of a semi config."""
+    base = build_dataset(cfg["dataset"], "train", train=True)
+    return base, select_labelled(base, cfg["dataset"]["labelled_list"], cfg["dataset"]["labelled_ratio"],
+                                 int(cfg["misc"]["seed"]))
+
+
+def labelled_only_schedule(cfg: dict, reference: dict) -> dict:
+    """The labelled-only baseline's ``batch_size``, ``max_steps_per_epoch`` and ``oversample_rate``.
+
+    ``reference`` is the config of the semi variant it follows (``SCHEDULE_FROM``): as many steps per epoch as
+    that variant's epoch (capped as its config caps it), each with as many pixel-labelled images as its batches
+    hold on average, rounded up; its few labelled images are repeated to at least a full epoch of images and to
+    fill those steps.
+    """
+    base, labelled = _labelled_split(cfg)
+    semi = SemiSupervisedSplit(base, labelled, unlabelled="hidden",
+                               oversample_rate=reference["dataset"]["oversample_rate"])
+    t = reference["train"]
+    steps = len(semi) // t["batch_size"]
+    if t["max_steps_per_epoch"]:
+        steps = min(steps, t["max_steps_per_epoch"])
+    batch = min(t["batch_size"], math.ceil(t["batch_size"] * semi.num_labelled_items / len(semi)))   # (B * L / N)
+    rate = max(1, math.ceil(len(base) / len(labelled)), math.ceil(steps * batch / len(labelled)))
+    return {"batch_size": batch, "max_steps_per_epoch": steps, "oversample_rate": rate}
 
 
 def study_train_set(cfg: dict, setting: str):
@@ -132,20 +166,8 @@ def study_train_set(cfg: dict, setting: str):
         return build_dataset(cfg["dataset"], "train", train=True)
     if setting != "labelled_only":
         return build_semi_dataset(cfg["dataset"], cfg["model"]["name"], seed=seed)
-    base = build_dataset(cfg["dataset"], "train", train=True)
-    labelled = select_labelled(base, cfg["dataset"]["labelled_list"], cfg["dataset"]["labelled_ratio"], seed)
-    # as many steps per epoch as the semi variant whose schedule it follows (SCHEDULE_FROM) ...
-    t = cfg["train"]
-    reference = SemiSupervisedSplit(base, labelled, unlabelled="hidden",
-                                    oversample_rate=cfg["dataset"]["oversample_rate"])
-    steps = len(reference) // t["batch_size"]
-    if t["max_steps_per_epoch"]:
-        steps = min(steps, t["max_steps_per_epoch"])
-    # ... from its few labelled images, repeated to at least a full epoch of images and to fill those steps
-    rate = max(1, math.ceil(len(base) / len(labelled)), math.ceil(steps * t["batch_size"] / len(labelled)))
-    t["max_steps_per_epoch"] = steps                       # both recorded in the run's config.yaml
-    cfg["dataset"]["oversample_rate"] = rate
-    return SemiSupervisedSplit(base, labelled, unlabelled="drop", oversample_rate=rate)
+    base, labelled = _labelled_split(cfg)               # batch, steps and oversampling: labelled_only_schedule
+    return SemiSupervisedSplit(base, labelled, unlabelled="drop", oversample_rate=cfg["dataset"]["oversample_rate"])
 
 
 def check_split(split, max_unlabelled: int | None = None, seed: int = 0) -> dict:
@@ -203,7 +225,8 @@ def _row(setting: str, fraction: float | None, cfg: dict, train_set, trainer, se
             "unlabelled": getattr(train_set, "unlabelled_mode", None), "items_per_epoch": len(train_set),
             "val_miou": float(final["val_miou"]), "val_pixel_acc": float(final["val_pixel_acc"]),
             "epochs": cfg["train"]["num_epochs"], "steps": trainer.global_step,
-            "train_seconds": round(seconds, 1), "threads": torch.get_num_threads(), "source": "trained"}
+            "batch_size": cfg["train"]["batch_size"], "train_seconds": round(seconds, 1),
+            "threads": torch.get_num_threads(), "source": "trained"}
 
 
 def train_setting(setting: str, fraction: float | None, profile: str, output_dir, configs_dir=None,
@@ -293,7 +316,8 @@ def weak_run_from_metrics(path, profile: str, num_train_images: int, backbone: s
     row = {"setting": "weak", "label": SETTING_LABELS["weak"], "fraction": None, "num_labelled": 0,
            "num_train_images": num_train_images, "unlabelled": None, "items_per_epoch": num_train_images,
            "val_miou": float(metrics["val_miou"]), "val_pixel_acc": None, "epochs": metrics.get("epochs"),
-           "steps": None, "train_seconds": metrics.get("train_seconds"), "source": f"read from {path}"}
+           "steps": None, "batch_size": None, "train_seconds": metrics.get("train_seconds"),
+           "source": f"read from {path}"}
     return StudyRun("weak", None, row, None)
 
 

@@ -29,8 +29,9 @@ def configs(profile, tmp_path, fraction=0.1, **kw):
 
 
 @pytest.mark.parametrize("profile", ["smoke", "quick", "full"])
-def test_study_configs_per_setting(profile, tmp_path):
-    cfgs = configs(profile, tmp_path, fraction=0.1)
+def test_study_configs_per_setting(profile, tmp_path, tiny_root):
+    # the labelled-only baseline's batch is settled on the split: quick and full read the tiny dataset's lists
+    cfgs = configs(profile, tmp_path, fraction=0.1, data_root=None if profile == "smoke" else tiny_root)
     models = {s: c["model"]["name"] for s, c in cfgs.items()}
     assert models == {"weak": "slrnet", "semi_w_cls": "slrnet_semi", "semi_wo_cls": "slrnet_semi_wo_cls",
                       "labelled_only": "slrnet_semi"}
@@ -47,18 +48,29 @@ def test_study_configs_per_setting(profile, tmp_path):
     assert cfgs["weak"]["train"]["loss_coeff"] == [1, 4, 4, 1]
     assert load_config(CONFIGS / "shapes_semi_wo_cls_quick.yaml")["train"]["loss_coeff"] == [1, 4, 4, 1]
     # an override of the loss weights reaches every setting with pixel labels alike
-    over = configs(profile, tmp_path, fraction=0.1, overrides={"train.loss_coeff": [1, 2, 3, 4]})
+    over = configs(profile, tmp_path, fraction=0.1, overrides={"train.loss_coeff": [1, 2, 3, 4]},
+                   data_root=None if profile == "smoke" else tiny_root)
     assert {s: c["train"]["loss_coeff"] for s, c in over.items()} == {
         "weak": [1, 2, 3, 4], "semi_w_cls": [1, 2, 3, 4], "semi_wo_cls": [1, 2, 3, 4], "labelled_only": [1, 2, 3, 4]}
     assert cfgs["semi_wo_cls"]["model"]["cutoff_top"] == 0.8 and cfgs["semi_wo_cls"]["model"]["cutoff_low"] == 0.6
     # each variant its own schedule (without image labels the longer one, as on VOC); the labelled-only
     # baseline follows the longer one, the weak setting the variant with image labels
-    schedules = {s: tuple(c["train"][k] for k in S.SCHEDULE_KEYS) for s, c in cfgs.items()}
+    # (the baseline's max_steps_per_epoch is the steps that variant's epochs actually take: see
+    # test_labelled_only_trains_as_many_steps_as_the_variant_it_follows)
+    keys = [k for k in S.SCHEDULE_KEYS if k != "max_steps_per_epoch"]
+    schedules = {s: tuple(c["train"][k] for k in keys) for s, c in cfgs.items()}
     assert schedules["weak"] == schedules["semi_w_cls"] and schedules["labelled_only"] == schedules["semi_wo_cls"]
     steps = {s: c["train"]["max_steps_per_epoch"] for s, c in cfgs.items()}
-    assert steps["semi_w_cls"] == {"smoke": 3, "quick": 48, "full": 0}[profile]
-    assert steps["semi_wo_cls"] == {"smoke": 3, "quick": 64, "full": 0}[profile]
-    assert cfgs["labelled_only"]["dataset"]["oversample_rate"] == 7      # the rate of the variant it follows
+    assert steps["semi_w_cls"] == steps["semi_wo_cls"] == {"smoke": 3, "quick": 36, "full": 0}[profile]
+    epochs = {s: (c["train"]["num_epochs"], c["train"]["pretrain_epochs"]) for s, c in cfgs.items()}
+    assert epochs["semi_w_cls"] == {"smoke": (2, 0), "quick": (24, 4), "full": (30, 5)}[profile]
+    assert epochs["semi_wo_cls"] == epochs["labelled_only"] == {"smoke": (2, 0), "quick": (32, 8),
+                                                                  "full": (40, 10)}[profile]
+    # the baseline: each step as many pixel-labelled images as the wo_cls variant's batches hold on average
+    wo = S.study_train_set(cfgs["semi_wo_cls"], "semi_wo_cls")
+    batch = cfgs["semi_wo_cls"]["train"]["batch_size"]
+    assert batch * wo.num_labelled_items / len(wo) <= cfgs["labelled_only"]["train"]["batch_size"] < batch
+    assert cfgs["labelled_only"]["train"]["batch_size"] < batch * wo.num_labelled_items / len(wo) + 1
     assert all(c["misc"]["seed"] == 3 and c["misc"]["device"] == "cpu" for c in cfgs.values())
     assert all(c["misc"]["log_dir"] == str(tmp_path.resolve()) for c in cfgs.values())
 
@@ -83,12 +95,24 @@ def test_semi_quick_configs_mirror_the_weak_one():
         for key in ("backbone", "num_classes", "decoder_channels", "backbone_kwargs", "aspp_dilations", "pamr_iter",
                     "pamr_dilations", "scale_factor", "temperature", "pretrained"):
             assert semi["model"][key] == weak["model"][key], f"{name}: model.{key} differs from shapes_quick.yaml"
-        for key in ("lr", "weight_decay", "batch_size", "lr_multipliers", "momentum", "num_epochs", "pretrain_epochs"):
+        for key in ("lr", "weight_decay", "batch_size", "lr_multipliers", "momentum"):
             assert semi["train"][key] == weak["train"][key], f"{name}: train.{key} differs from shapes_quick.yaml"
         for key in ("name", "root", "crop_size", "scale", "generate"):
             assert semi["dataset"][key] == weak["dataset"][key], f"{name}: dataset.{key} differs"
         # the configs' own fraction is the one notebook 03 trains in the quick profile
         assert [semi["dataset"]["labelled_ratio"]] == S.default_fractions("quick") and semi["test"]["bg_pow"] == 1
+
+
+def test_semi_quick_schedules_keep_the_voc_recipes_shares():
+    """METHOD.md section 4: with image labels 30 epochs, 5 of them pretraining; without, 40 and 10."""
+    t_w = load_config(CONFIGS / "shapes_semi_w_cls_quick.yaml")["train"]
+    t_wo = load_config(CONFIGS / "shapes_semi_wo_cls_quick.yaml")["train"]
+    assert t_w["pretrain_epochs"] / t_w["num_epochs"] == pytest.approx(5 / 30)
+    assert t_wo["pretrain_epochs"] / t_wo["num_epochs"] == pytest.approx(10 / 40)
+    steps_w, steps_wo = (t["num_epochs"] * t["max_steps_per_epoch"] for t in (t_w, t_wo))
+    assert steps_wo / steps_w == pytest.approx(40 / 30)
+    # both validate at the middle and the end of training
+    assert (t_w["num_epochs"] / t_w["val_every"], t_wo["num_epochs"] / t_wo["val_every"]) == (2, 2)
 
 
 def test_training_sets_per_setting_and_no_leak(tiny_root, tmp_path):
@@ -101,10 +125,12 @@ def test_training_sets_per_setting_and_no_leak(tiny_root, tmp_path):
     assert w.labelled_indices == wo.labelled_indices == only.labelled_indices == expected
     assert (w.unlabelled_mode, wo.unlabelled_mode, only.unlabelled_mode) == ("image_labels", "hidden", "drop")
     assert len(w) == 20 + 5 * 2 and len(wo) == 20 + 5 * 6
-    # labelled-only: only the labelled images, repeated to about one full epoch (20 items), 3 steps of 4
+    # labelled-only: only the labelled images, repeated to about one full epoch (20 items), 3 steps of 3: the
+    # wo_cls variant's batches of 4 hold 4 * 35 / 50 = 2.8 pixel-labelled images on average
     assert set(only.index) == set(expected) and len(only) == 20 and only.oversample_rate == 4
     assert cfgs["labelled_only"]["dataset"]["oversample_rate"] == 4
     assert cfgs["labelled_only"]["train"]["max_steps_per_epoch"] == 3
+    assert cfgs["labelled_only"]["train"]["batch_size"] == 3 and cfgs["semi_wo_cls"]["train"]["batch_size"] == 4
     assert all(only[i]["has_mask"] for i in range(len(only)))
     for split in (w, wo):
         report = S.check_split(split)
@@ -132,10 +158,12 @@ def test_labelled_only_trains_as_many_steps_as_the_variant_it_follows(tiny_root,
         return min(n, cap) if cap else n
 
     assert len(wo) == 5 * 7 + 15
-    expected = min(50 // batch_size, 64) if profile == "quick" else 50 // batch_size
+    expected = min(50 // batch_size, 36) if profile == "quick" else 50 // batch_size
+    # 35 of the 50 items are pixel-labelled: batches of 4 hold 2.8 of them on average, of 16 11.2
+    assert cfgs["labelled_only"]["train"]["batch_size"] == {4: 3, 16: 12}[batch_size]
     assert steps_per_epoch(cfgs["labelled_only"], only) == steps_per_epoch(cfgs["semi_wo_cls"], wo) == expected
     assert cfgs["labelled_only"]["train"]["num_epochs"] == cfgs["semi_wo_cls"]["train"]["num_epochs"]
-    again = S.study_train_set(cfgs["labelled_only"], "labelled_only")       # the config it updated: the same
+    again = S.study_train_set(cfgs["labelled_only"], "labelled_only")       # built again: the same
     assert len(again) == len(only) and steps_per_epoch(cfgs["labelled_only"], again) == expected
     assert all(only[i]["has_mask"] for i in range(len(only)))
 
@@ -216,6 +244,8 @@ def test_smoke_training_of_the_labelled_only_baseline(tiny_root, tmp_path, monke
     assert row["setting"] == "labelled_only" and row["unlabelled"] == "drop" and row["num_labelled"] == 5
     assert row["steps"] == 6 and row["epochs"] == 2 and 0.0 <= row["val_miou"] <= 1.0 and row["source"] == "trained"
     assert row["threads"] == torch.get_num_threads()
+    # smoke batches of 4; the wo_cls split's hold 4 * 35 / 50 = 2.8 pixel-labelled images on average
+    assert row["batch_size"] == run.cfg["train"]["batch_size"] == 3
     base = VOCSegmentation(tiny_root, "train")
     assert run.labelled_indices == select_labelled(base, labelled_ratio=0.25, seed=1)
     assert len(run.history) == 2 and run.history[-1]["val_miou"] == row["val_miou"] and not run.model.training
