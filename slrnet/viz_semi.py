@@ -30,7 +30,16 @@ def plot_label_efficiency(rows: list[dict], ax=None):
     fractions = sorted({r["fraction"] for r in rows if r["fraction"] is not None})
     styles = {"semi_w_cls": ("tab:blue", "o"), "semi_wo_cls": ("tab:orange", "s"),
               "labelled_only": ("tab:green", "^"), "weak": ("tab:gray", None)}
-    label_offsets = {"semi_w_cls": (6, 5), "semi_wo_cls": (6, -11), "labelled_only": (-34, -3)}   # points
+    above, below, left = (6, 5), (6, -11), (-34, -3)         # value labels, offsets in points
+
+    def label_offset(setting: str, fraction: float, y: float) -> tuple[int, int]:
+        """The baseline's value to the left; of the two semi variants at a fraction, the higher one's above."""
+        if setting == "labelled_only":
+            return left
+        other = [r["val_miou"] for r in rows if r["fraction"] == fraction and r["setting"] != setting
+                 and r["setting"] in ("semi_w_cls", "semi_wo_cls")]
+        return above if all(y > o or (y == o and setting == "semi_w_cls") for o in other) else below
+
     for setting in SETTINGS:
         hits = sorted((r for r in rows if r["setting"] == setting), key=lambda r: r["fraction"] or 0.0)
         if not hits:
@@ -43,9 +52,9 @@ def plot_label_efficiency(rows: list[dict], ax=None):
         x = [100 * r["fraction"] for r in hits]
         y = [r["val_miou"] for r in hits]
         ax.plot(x, y, color=color, marker=marker, label=SETTING_LABELS[setting])
-        for xi, yi in zip(x, y):
-            ax.annotate(f"{yi:.3f}", (xi, yi), textcoords="offset points", xytext=label_offsets[setting], fontsize=8,
-                        color=color)
+        for r, xi, yi in zip(hits, x, y):
+            ax.annotate(f"{yi:.3f}", (xi, yi), textcoords="offset points", fontsize=8, color=color,
+                        xytext=label_offset(setting, r["fraction"], yi))
     if len(fractions) > 1:
         ax.set_xscale("log")
         ax.set_xticks([100 * f for f in fractions])

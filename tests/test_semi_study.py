@@ -221,6 +221,13 @@ def test_plot_label_efficiency(tmp_path):
     one = [r for r in fake_rows() if r["fraction"] in (None, 0.1)]
     assert V.plot_label_efficiency(one, ax=ax) is fig and ax.get_xscale() == "linear"
     plt.close(fig)
+    # the value labels of the two semi variants: the higher value's above, whichever variant it is
+    for w, wo in ((0.6, 0.5), (0.5, 0.6)):
+        fig = V.plot_label_efficiency([{"setting": "semi_w_cls", "fraction": 0.1, "val_miou": w},
+                                       {"setting": "semi_wo_cls", "fraction": 0.1, "val_miou": wo}])
+        offsets = {t.get_text(): t.xyann[1] for t in fig.axes[0].texts}
+        assert offsets["0.600"] > 0 > offsets["0.500"]
+        plt.close(fig)
     with pytest.raises(ValueError, match="no rows"):
         V.plot_label_efficiency([])
 
