@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from slrnet.data import SemiSupervisedSplit, build_dataset, build_semi_dataset, select_labelled
+from slrnet.data import SemiSupervisedSplit, build_dataset, build_semi_dataset
 from slrnet.data.voc import VOID, load_mask
 from slrnet.profiles import check_profile, training_config
 from slrnet.utils import repo_root
@@ -131,13 +131,6 @@ def study_config(setting: str, fraction: float | None, profile: str, output_dir,
     return cfg
 
 
-def _labelled_split(cfg: dict):
-    """(the plain training set, the sorted indices of its pixel-labelled images) of a semi config."""
-    base = build_dataset(cfg["dataset"], "train", train=True)
-    return base, select_labelled(base, cfg["dataset"]["labelled_list"], cfg["dataset"]["labelled_ratio"],
-                                 int(cfg["misc"]["seed"]))
-
-
 def labelled_only_schedule(cfg: dict, reference: dict) -> dict:
     """The labelled-only baseline's ``batch_size``, ``max_steps_per_epoch`` and ``oversample_rate``.
 
@@ -146,9 +139,10 @@ def labelled_only_schedule(cfg: dict, reference: dict) -> dict:
     hold on average, rounded up; its few labelled images are repeated to at least a full epoch of images and to
     fill those steps.
     """
-    base, labelled = _labelled_split(cfg)
-    semi = SemiSupervisedSplit(base, labelled, unlabelled="hidden",
-                               oversample_rate=reference["dataset"]["oversample_rate"])
+    # the split that variant trains on: the same pixel-labelled images, its oversampling
+    semi = build_semi_dataset({**cfg["dataset"], "oversample_rate": reference["dataset"]["oversample_rate"]},
+                              reference["model"]["name"], seed=int(cfg["misc"]["seed"]))
+    base, labelled = semi.dataset, semi.labelled_indices
     t = reference["train"]
     steps = len(semi) // t["batch_size"]
     if t["max_steps_per_epoch"]:
@@ -164,10 +158,9 @@ def study_train_set(cfg: dict, setting: str):
     seed = int(cfg["misc"]["seed"])
     if setting == "weak":
         return build_dataset(cfg["dataset"], "train", train=True)
-    if setting != "labelled_only":
-        return build_semi_dataset(cfg["dataset"], cfg["model"]["name"], seed=seed)
-    base, labelled = _labelled_split(cfg)               # batch, steps and oversampling: labelled_only_schedule
-    return SemiSupervisedSplit(base, labelled, unlabelled="drop", oversample_rate=cfg["dataset"]["oversample_rate"])
+    # labelled-only: its batch, steps and oversampling are in cfg (labelled_only_schedule)
+    return build_semi_dataset(cfg["dataset"], cfg["model"]["name"], seed=seed,
+                              unlabelled="drop" if setting == "labelled_only" else None)
 
 
 def check_split(split, max_unlabelled: int | None = None, seed: int = 0) -> dict:
