@@ -330,8 +330,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", type=int, default=0, help="1: print per-image kept classes and the metrics table")
 
 
-def load_model(config_path, checkpoint_path, device="cpu"):
-    """(model, cfg) from a YAML config and a checkpoint (``{'state_dict': ...}``, ``{'model': ...}`` or bare)."""
+def load_model(config_path, checkpoint_path, device="cpu", dtype: torch.dtype | None = None):
+    """(model, cfg) from a YAML config and a checkpoint (``{'state_dict': ...}``, ``{'model': ...}`` or bare);
+    ``dtype`` casts the model before the weights are copied in (float64 for the golden-vector tests)."""
     from slrnet.checkpoint import load_checkpoint
     from slrnet.config import load_config
     from slrnet.models import build_trained_model
@@ -339,7 +340,7 @@ def load_model(config_path, checkpoint_path, device="cpu"):
     cfg = load_config(config_path)
     # every weight comes from the checkpoint: the backbone's pretrained file is neither needed nor read
     model = build_trained_model(cfg["model"], load_checkpoint(checkpoint_path, map_location="cpu"),
-                                source=str(checkpoint_path))
+                                source=str(checkpoint_path), dtype=dtype)
     return model.to(device).eval(), cfg
 
 

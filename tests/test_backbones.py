@@ -90,10 +90,10 @@ def test_resnet38_forward_shapes_and_conv3(wrn38):
     hook.remove()
     assert out["shallow"].shape == (1, 256, 16, 16)                 # stride 4
     assert out["deep"].shape == (1, 4096, 8, 8)                     # stride 8
-    # "conv3" is the pre-activation that b4 computes from the b3 stage output.
-    with torch.no_grad():
-        expected = torch.relu(wrn38.b4.bn_branch2a(captured["b3"]))
-    assert torch.equal(out["shallow"], expected)
+    # The authors' conv3 is the raw residual sum of b3_2: no BatchNorm, no ReLU. It takes negative
+    # values, which b4's pre-activation ReLU(BN(.)) never would.
+    assert torch.equal(out["shallow"], captured["b3"])
+    assert (out["shallow"] < 0).any()
     assert (out["deep"] >= 0).all()                                 # ReLU(bn7(.))
 
 

@@ -366,12 +366,16 @@ def build_model(cfg_model: dict) -> SLRNet:
     return SLRNet(variant=variants[name], **cfg)
 
 
-def build_trained_model(cfg_model: dict, state, source: str = "checkpoint") -> SLRNet:
+def build_trained_model(cfg_model: dict, state, source: str = "checkpoint",
+                        dtype: torch.dtype | None = None) -> SLRNet:
     """A trained model: :func:`build_model` without reading ``model.pretrained`` (every weight, the backbone's
     included, comes from ``state``), then ``state`` loaded strictly. ``state`` may be a bare state_dict or one
-    wrapped in ``{'state_dict': ...}`` / ``{'model': ...}``; ``source`` names it in errors."""
+    wrapped in ``{'state_dict': ...}`` / ``{'model': ...}``; ``source`` names it in errors. ``dtype`` (e.g.
+    ``torch.float64``) casts the model *before* loading, so a float64 checkpoint keeps every bit."""
     from slrnet.checkpoint import load_state_dict_strict
 
     model = build_model({**cfg_model, "pretrained": ""})
+    if dtype is not None:
+        model.to(dtype)
     load_state_dict_strict(model, state, source=source)
     return model

@@ -17,7 +17,12 @@ conv ("ResNet v1.5", torchvision's layout, which the weights were trained with).
 Output stride as in DeepLab (Chen et al. 2017): the last stage (OS 16), or the last two (OS 8),
 keep stride 1 and dilate their 3x3 convs instead; the first block of a dilated stage uses the
 previous stage's dilation, the following ones the new dilation (2 at OS 16; 2 and 4 at OS 8).
-shallow = layer1 output (256 ch, stride 4), deep = layer4 output (2048 ch, stride OS).
+shallow = layer1 output (256 ch, stride 4), deep = layer4 output (2048 ch, stride OS). The shallow
+map is the tensor a DeepLabV3+ R-101 decoder takes as its low-level feature (Chen et al., ECCV 2018:
+"Conv2" of the stride-4 stage, i.e. the output of the last ``layer1`` block, after its ReLU): in a
+post-activation ResNet each block's output is already ``ReLU(BN(.) + shortcut)``, so there is no
+separate "raw sum" to choose, unlike the pre-activation WideResNet-38 (whose raw ``b3_2`` output
+the authors take; see ``resnet38d``).
 """
 from __future__ import annotations
 

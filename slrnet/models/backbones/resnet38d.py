@@ -22,9 +22,11 @@ shape is a 1x1 conv applied to the pre-activated input.
     b7     1 bottleneck      2048 -> 1024/2048 -> 4096      1       4, drop 0.5
     bn7    BN + ReLU                                                          8   -> "conv6"
 
-"conv3" is the pre-activation ReLU(BN(x)) that b4 computes from the b3 stage output (256 ch,
-stride 4) and "conv6" is ReLU(bn7(b7 output)) (4096 ch, stride 8), exactly the maps the
-reference implementations hand to their decoders.
+"conv3" is the **raw output of block b3_2** (its residual sum: 256 ch, stride 4, no BatchNorm and
+no ReLU applied) and "conv6" is ReLU(bn7(b7 output)) (4096 ch, stride 8): the two maps the
+authors' ``ResNet38.forward_as_dict`` hands to SLRNet's decoder (``conv3`` feeds ``fc8_skip`` and
+GCI). Taking b4's pre-activation ReLU(BN(b3_2 out)) instead looks natural for a pre-activation
+network, but a released checkpoint then computes a different model (tests/test_net_forward.py).
 
 Module names follow the MXNet-converted weights (``conv1a``, ``b2``, ``b2_1``, ...,
 ``bn_branch2a``, ``conv_branch2b1``, ...), so the ImageNet file and the released SLRNet
@@ -58,13 +60,12 @@ class ResBlock(nn.Module):
         if not self.same_shape:
             self.conv_branch1 = nn.Conv2d(in_channels, out_channels, 1, stride, bias=False)
 
-    def forward(self, x: torch.Tensor, return_preact: bool = False):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = F.relu(self.bn_branch2a(x))                      # (B, C_in, H, W) pre-activation
         shortcut = x if self.same_shape else self.conv_branch1(pre)
         y = self.conv_branch2a(pre)
         y = self.conv_branch2b1(F.relu(self.bn_branch2b1(y)))
-        out = shortcut + y                                     # (B, C_out, H/stride, W/stride)
-        return (out, pre) if return_preact else out
+        return shortcut + y                                    # (B, C_out, H/stride, W/stride)
 
 
 class ResBottleneck(nn.Module):
@@ -145,8 +146,8 @@ class ResNet38(Backbone):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.conv1a(x)                                   # (B, 64, H, W)
         x = self.b2_2(self.b2_1(self.b2(x)))                 # (B, 128, H/2, W/2)
-        x = self.b3_2(self.b3_1(self.b3(x)))                 # (B, 256, H/4, W/4)
-        x, conv3 = self.b4(x, return_preact=True)            # conv3: (B, 256, H/4, W/4); x at H/8
+        conv3 = self.b3_2(self.b3_1(self.b3(x)))             # (B, 256, H/4, W/4) raw residual sum
+        x = self.b4(conv3)                                   # (B, 512, H/8, W/8)
         x = self.b4_5(self.b4_4(self.b4_3(self.b4_2(self.b4_1(x)))))   # (B, 512, H/8, W/8)
         x = self.b5_2(self.b5_1(self.b5(x)))                 # (B, 1024, H/8, W/8)
         x = self.b7(self.b6(x))                              # (B, 4096, H/8, W/8)
