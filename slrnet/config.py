@@ -88,6 +88,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "test": {
         "scales": [1, 1.5, 2.0, 0.5, 0.75],
         "flip": True,
+        "resize": "pil_bicubic",         # per-scale input: PIL bicubic on the uint8 image | tensor_bilinear
         "fp_cut": 0.3,
         "top_k": 6,
         "bg_pow": 3,

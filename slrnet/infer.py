@@ -2,10 +2,12 @@
 
 METHOD.md section 5 (the authors' ``tools/infer_voc.py``):
 
-1. ``predict_multiscale``: the image is resized to each scale (default 1, 1.5, 2, 0.5, 0.75; bilinear,
-   align_corners=True) and also flipped horizontally; each view goes through ``model.predict`` (single
-   view, eval mode). Masks (softmax probabilities) are resized back to the input size and un-flipped;
-   masks and class-score logits are averaged over all views.
+1. ``predict_multiscale``: the image is resized to each scale (default 1, 1.5, 2, 0.5, 0.75, the authors'
+   order) and also flipped horizontally; each view goes through ``model.predict`` (single view, eval mode).
+   Each scale is made as the authors do (``resize="pil_bicubic"``): the decoded uint8 image is resized by
+   PIL bicubic and then normalised; ``resize="tensor_bilinear"`` resizes the normalised tensor instead
+   (stays on the GPU; README "differences" gives its measured effect). Masks (softmax probabilities)
+   are un-flipped, resized back to the input size and averaged; class-score logits are averaged.
 2. ``filter_classes``: foreground classes are kept either from the ground-truth image labels
    (``use_cls_label``; legitimate for pseudo-labelling the training set, a label leak on val/test)
    or when sigmoid(score) > ``fp_cut`` (0.3) and the class is among the ``top_k`` (6) scores. Dropped
@@ -45,14 +47,52 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
 
 
+RESIZE_MODES = ("pil_bicubic", "tensor_bilinear")
+
+
+def decode_batch(x: torch.Tensor) -> list[np.ndarray]:
+    """Normalised (B, 3, H, W) -> B uint8 (H, W, 3) images; exact for images normalised from uint8."""
+    from slrnet.data.transforms import denormalize
+
+    return [denormalize(image) for image in x]
+
+
+def scaled_views(x: torch.Tensor, s: float, resize: str = "pil_bicubic",
+                 decoded: Sequence[np.ndarray] | None = None) -> torch.Tensor:
+    """The batch ``x`` (B, 3, H, W) at scale ``s``: (B, 3, round(H s), round(W s)) normalised, on x's device.
+
+    ``"pil_bicubic"`` (the authors' ``pil_rescale(img, s, order=3)``): the decoded uint8 image is resized by PIL
+    bicubic, then normalised, so each scale sees the pixels a JPEG decoder would give at that size;
+    ``"tensor_bilinear"`` resizes the normalised tensor (bilinear, align_corners=True) without leaving the device.
+    """
+    from PIL import Image
+
+    from slrnet.data.transforms import normalize_to_tensor
+
+    H, W = x.shape[-2:]
+    size = (max(1, round(H * s)), max(1, round(W * s)))                  # int(np.round(.)): half to even, too
+    if resize == "tensor_bilinear":
+        return _resize(x, size)
+    if resize != "pil_bicubic":
+        raise ValueError(f"resize: expected one of {RESIZE_MODES}, got {resize!r}")
+    if size == (H, W):
+        return x
+    decoded = decode_batch(x) if decoded is None else decoded
+    views = [normalize_to_tensor(Image.fromarray(u8).resize(size[::-1], Image.BICUBIC)) for u8 in decoded]
+    return torch.stack(views).to(device=x.device, dtype=x.dtype)
+
+
 @torch.inference_mode()
 def predict_multiscale(model, image: torch.Tensor, scales: Sequence[float] = DEFAULT_SCALES, flip: bool = True,
-                       amp: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """Average ``model.predict`` over scales x {identity, horizontal flip}.
+                       amp: bool = True, resize: str = "pil_bicubic") -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Average ``model.predict`` over scales x {identity, horizontal flip}, in the authors' order of operations.
 
-    ``image`` is (3, H, W) or (B, 3, H, W), normalised, on the model's device. Returns
-    ``(scores, probs)``: scores (B, K-1) mean logits (None if the model has none), probs (B, K, H, W)
-    float32 mean probabilities; the batch axis is dropped for a (3, H, W) input.
+    ``image`` is (3, H, W) or (B, 3, H, W), normalised, on the model's device; ``resize`` says how each scale's
+    input is made (:func:`scaled_views`). Per scale, the flip pair runs as one batch, its masks are summed at that
+    scale (the flipped one un-flipped), resized to (H, W), and its scores averaged; then masks are summed over the
+    scales and divided by the number of views, scores averaged over the scales (``tools/infer_voc.py``). Returns
+    ``(scores, probs)``: scores (B, K-1) float32 (None if the model has none), probs (B, K, H, W) float32; the
+    batch axis is dropped for a (3, H, W) input.
     """
     if len(scales) == 0:
         raise ValueError("predict_multiscale: scales must hold at least one scale")
@@ -60,13 +100,16 @@ def predict_multiscale(model, image: torch.Tensor, scales: Sequence[float] = DEF
     x = image[None] if single else image                                   # (B, 3, H, W)
     if x.dim() != 4 or x.shape[1] != 3:
         raise ValueError(f"predict_multiscale: expected an image (3, H, W) or (B, 3, H, W), got {tuple(image.shape)}")
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"resize: expected one of {RESIZE_MODES}, got {resize!r}")
     B, _, H, W = x.shape
     use_amp = amp and x.device.type == "cuda"
-    probs_sum, scores_sum, num_views = None, None, 0
+    decoded = decode_batch(x) if resize == "pil_bicubic" and any(s != 1 for s in scales) else None
+    mask_list, score_list = [], []
     for s in scales:
         if s <= 0:
             raise ValueError(f"predict_multiscale: scales must be positive, got {s}")
-        xs = _resize(x, (max(1, round(H * s)), max(1, round(W * s))))
+        xs = scaled_views(x, s, resize, decoded)
         if flip:
             xs = torch.cat([xs, xs.flip(-1)])                              # (2B, 3, h, w): one forward pass
         with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
@@ -75,17 +118,17 @@ def predict_multiscale(model, image: torch.Tensor, scales: Sequence[float] = DEF
         if masks.dim() != 4 or masks.shape[0] != xs.shape[0]:
             raise ValueError(f"model.predict returned masks of shape {tuple(masks.shape)}; "
                              f"expected ({xs.shape[0]}, K, h, w)")
-        masks = _resize(masks.float(), (H, W))                             # (V*B, K, H, W)
+        masks = masks.float()                                              # (V*B, K, h, w)
         scores = None if out.get("scores") is None else out["scores"].float()  # (V*B, K-1)
         if flip:
             masks = masks[:B] + masks[B:].flip(-1)
-            scores = None if scores is None else scores[:B] + scores[B:]
-        probs_sum = masks if probs_sum is None else probs_sum + masks
+            scores = None if scores is None else (scores[:B] + scores[B:]) / 2.0
+        mask_list.append(_resize(masks, (H, W)))                           # (B, K, H, W)
         if scores is not None:
-            scores_sum = scores if scores_sum is None else scores_sum + scores
-        num_views += 2 if flip else 1
-    probs = probs_sum / num_views                                          # (B, K, H, W)
-    scores = None if scores_sum is None else scores_sum / num_views        # (B, K-1)
+            score_list.append(scores)
+    views_per_scale = 2 if flip else 1
+    probs = torch.stack(mask_list).sum(0) / (views_per_scale * len(scales))   # (B, K, H, W)
+    scores = torch.stack(score_list).sum(0) / len(score_list) if score_list else None   # (B, K-1)
     if single:
         return (None if scores is None else scores[0]), probs[0]
     return scores, probs
@@ -96,17 +139,19 @@ def select_classes(scores: torch.Tensor | None, labels=None, fp_cut: float = 0.3
     """Which foreground classes to keep, bool (..., K-1); None = keep all (no scores, no labels).
 
     With ``labels`` (multi-hot ground-truth image labels) exactly those are kept; otherwise a class
-    needs sigmoid(score) > fp_cut and a rank within the ``top_k`` highest scores (top_k <= 0: no cap).
+    needs p = sigmoid(score) > fp_cut and p >= the ``top_k``-th largest p (top_k <= 0: no cap). As in the
+    authors' code the rule compares float32 probabilities, so classes tied at the k-th value (sigmoid
+    saturates at 1.0 for scores above about 17) are all kept: possibly more than ``top_k``.
     """
     if labels is not None:
         return torch.as_tensor(labels, device=None if scores is None else scores.device) > 0.5
     if scores is None:
         return None
-    keep = torch.sigmoid(scores.float()) > fp_cut                           # (..., K-1)
+    prob = torch.sigmoid(scores.float())                                    # (..., K-1)
+    keep = prob > fp_cut
     if 0 < top_k < scores.shape[-1]:
-        top = scores.topk(top_k, dim=-1).indices
-        in_top = torch.zeros_like(keep).scatter_(-1, top, True)
-        keep &= in_top
+        kth = prob.topk(top_k, dim=-1).values[..., -1:]                     # (..., 1)
+        keep &= prob >= kth
     return keep
 
 
@@ -167,7 +212,7 @@ def iter_inference(model, dataset, *, scales: Sequence[float] = DEFAULT_SCALES, 
                    use_cls_label: bool = False, fp_cut: float = 0.3, top_k: int = 6, bg_pow: float = 3,
                    apply_crf: bool = False, crf_iters: int = 10, num_workers: int | None = None,
                    device="auto", amp: bool = True, max_images: int | None = None, keep_probs: bool = False,
-                   denormalize: Callable | None = None) -> Iterator[dict]:
+                   denormalize: Callable | None = None, resize: str = "pil_bicubic") -> Iterator[dict]:
     """Yield one record per image, in dataset order: ``name``, ``num_classes``, ``pred`` uint8 (H, W),
     ``pred_crf`` (or None), ``mask`` (ground truth numpy or None), ``kept`` (kept foreground class
     indices, 1-based, or None = all), ``scores`` and, with ``keep_probs``, ``probs`` (K, H, W) averaged
@@ -196,7 +241,7 @@ def iter_inference(model, dataset, *, scales: Sequence[float] = DEFAULT_SCALES, 
         for i in progress(range(count), desc="infer"):
             sample = dataset[i]
             image = torch.as_tensor(sample["image"]).to(device)             # (3, H, W)
-            scores, probs = predict_multiscale(model, image, scales, flip=flip, amp=amp)
+            scores, probs = predict_multiscale(model, image, scales, flip=flip, amp=amp, resize=resize)
             labels = None
             if use_cls_label:
                 if sample.get("labels") is None:
@@ -228,7 +273,8 @@ def run_inference(model, dataset, out_dir, scales: Sequence[float] = DEFAULT_SCA
                   allow_label_leak: bool = False, fp_cut: float = 0.3, bg_pow: float = 3, apply_crf: bool = False,
                   num_workers: int | None = None, device="auto", verbose: bool = False, top_k: int = 6,
                   flip: bool = True, save_probs: bool = False, amp: bool = True,
-                  max_images: int | None = None, denormalize: Callable | None = None) -> dict:
+                  max_images: int | None = None, denormalize: Callable | None = None,
+                  resize: str = "pil_bicubic") -> dict:
     """Infer a whole dataset; write ``<out>/raw/<name>.png`` (and ``crf/``, ``probs/<name>.npy`` when
     asked) as VOC palette PNGs, evaluate images with masks, write ``<out>/summary.json``, return it."""
     from slrnet.data.voc import save_palette_png
@@ -244,7 +290,7 @@ def run_inference(model, dataset, out_dir, scales: Sequence[float] = DEFAULT_SCA
     records = iter_inference(model, dataset, scales=scales, flip=flip, use_cls_label=use_cls_label, fp_cut=fp_cut,
                              top_k=top_k, bg_pow=bg_pow, apply_crf=apply_crf, num_workers=num_workers,
                              device=device, amp=amp, max_images=max_images, keep_probs=save_probs,
-                             denormalize=denormalize)
+                             denormalize=denormalize, resize=resize)
     num_evaluated = 0
     for rec in records:
         names.append(rec["name"])
@@ -270,8 +316,8 @@ def run_inference(model, dataset, out_dir, scales: Sequence[float] = DEFAULT_SCA
     uses_gt = bool(use_cls_label)
     summary = {"out_dir": str(out_dir), "split": split_description(dataset), "num_images": len(names),
                "num_evaluated": num_evaluated, "uses_gt_labels": uses_gt,
-               "settings": {"scales": list(scales), "flip": flip, "use_cls_label": uses_gt, "fp_cut": fp_cut,
-                            "top_k": top_k, "bg_pow": bg_pow, "apply_crf": apply_crf},
+               "settings": {"scales": list(scales), "flip": flip, "resize": resize, "use_cls_label": uses_gt,
+                            "fp_cut": fp_cut, "top_k": top_k, "bg_pow": bg_pow, "apply_crf": apply_crf},
                "raw": None, "crf": None}                # metrics when the dataset has pixel labels
     for kind, cm in cms.items():
         names_k = class_names if class_names is not None else default_class_names(cm.num_classes)
@@ -325,6 +371,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scales", type=parse_scales, default=None,
                         help="comma-separated scales (config: test.scales)")
     parser.add_argument("--flip", type=int, default=None, choices=(0, 1), help="flip averaging (config: test.flip)")
+    parser.add_argument("--resize", default=None, choices=RESIZE_MODES,
+                        help="how each scale is made (config: test.resize; pil_bicubic = the authors')")
     parser.add_argument("--save_probs", type=int, default=0, choices=(0, 1), help="also write probs/<name>.npy")
     add_runtime_arguments(parser)
     parser.add_argument("--verbose", type=int, default=0, help="1: print per-image kept classes and the metrics table")
@@ -373,7 +421,8 @@ def cli_run(args: argparse.Namespace) -> int:
                             bg_pow=bg_pow, apply_crf=bool(pick(args.apply_crf, "apply_crf")),
                             num_workers=args.num_workers, device=device, verbose=bool(args.verbose),
                             top_k=pick(args.top_k, "top_k"), flip=bool(pick(args.flip, "flip")),
-                            save_probs=bool(args.save_probs), max_images=args.max_images or None)
+                            save_probs=bool(args.save_probs), max_images=args.max_images or None,
+                            resize=pick(args.resize, "resize"))
     for kind in ("raw", "crf"):
         if summary.get(kind):
             print(f"{kind}: mIoU {100 * (summary[kind]['miou'] or float('nan')):.2f} over "

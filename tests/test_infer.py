@@ -12,7 +12,7 @@ from PIL import Image
 from slrnet.crf import crf_argmax
 from slrnet.data.transforms import denormalize, normalize_to_tensor
 from slrnet.infer import (add_cli_arguments, apply_class_filter, cli_run, filter_classes, predict_multiscale,
-                          run_inference, select_classes)
+                          run_inference, scaled_views, select_classes)
 from slrnet.metrics import ConfusionMatrix
 
 K = 4
@@ -81,16 +81,43 @@ def _manual_view(model, x, s, flip):
 def test_predict_multiscale_equals_manual_average(model):
     x = torch.randn(2, 3, 13, 17)
     scales = [1.0, 0.5, 1.5]
-    scores, probs = predict_multiscale(model, x, scales, flip=True)
+    scores, probs = predict_multiscale(model, x, scales, flip=True, resize="tensor_bilinear")
     views = [_manual_view(model, x, s, f) for s in scales for f in (False, True)]
     torch.testing.assert_close(probs, sum(v[1] for v in views) / 6, rtol=0, atol=1e-6)
     torch.testing.assert_close(scores, sum(v[0] for v in views) / 6, rtol=0, atol=1e-6)
     assert probs.shape == (2, K, 13, 17) and scores.shape == (2, K - 1)
     torch.testing.assert_close(probs.sum(1), torch.ones(2, 13, 17), rtol=0, atol=1e-5)  # still a distribution
     # one image without batch axis; single view at scale 1 is just model.predict resized
-    s1, p1 = predict_multiscale(model, x[0], [1.0], flip=False)
+    s1, p1 = predict_multiscale(model, x[0], [1.0], flip=False, resize="tensor_bilinear")
     torch.testing.assert_close(p1, _manual_view(model, x[:1], 1.0, False)[1][0], rtol=0, atol=1e-6)
     assert s1.shape == (K - 1,)
+
+
+def test_pil_bicubic_scales_resize_the_decoded_image_then_normalise(model):
+    """The authors' per-scale input: PIL bicubic on the uint8 image, then ImageNet normalisation."""
+    rgb = (torch.rand(13, 17, 3, generator=torch.Generator().manual_seed(3)) * 255).to(torch.uint8).numpy()
+    x = normalize_to_tensor(Image.fromarray(rgb))[None]
+    assert scaled_views(x, 1.0) is x                                        # scale 1: the image itself
+    for s in (0.5, 0.75, 1.5, 2.0):
+        size = (round(13 * s), round(17 * s))
+        expected = normalize_to_tensor(Image.fromarray(rgb).resize(size[::-1], Image.BICUBIC))
+        assert torch.equal(scaled_views(x, s)[0], expected)
+    bilinear = scaled_views(x, 1.5, "tensor_bilinear")
+    assert bilinear.shape == (1, 3, 20, 26) and not torch.allclose(bilinear, scaled_views(x, 1.5), atol=1e-2)
+    scores, probs = predict_multiscale(model, x, [1.0, 1.5], flip=False)
+    views = [F.interpolate(model.predict(v)["masks"], size=(13, 17), mode="bilinear", align_corners=True)
+             for v in (x, scaled_views(x, 1.5))]
+    expected = (views[0] + views[1]) / 2
+    torch.testing.assert_close(probs, expected, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="resize"):
+        predict_multiscale(model, x, [1.0], resize="nearest")
+
+
+def test_top_k_keeps_every_class_tied_at_the_kth_probability():
+    """sigmoid saturates to 1.0 in float32: three classes tie for the top 2 and all three stay (authors' rule)."""
+    scores = torch.tensor([20.0, 25.0, 30.0, 0.1, -3.0])
+    assert select_classes(scores, top_k=2).tolist() == [True, True, True, False, False]
+    assert select_classes(scores / 10, top_k=2).tolist() == [False, True, True, False, False]   # no tie
 
 
 def test_flip_averaging_makes_the_prediction_flip_equivariant(model):

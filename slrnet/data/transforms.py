@@ -54,11 +54,12 @@ def as_mask_array(mask, size: tuple[int, int]) -> np.ndarray:
 
 
 def normalize_to_tensor(image: Image.Image, mean=MEAN, std=STD) -> torch.Tensor:
-    """PIL RGB -> float32 (3, H, W), ``(x / 255 - mean) / std``."""
-    x = torch.from_numpy(np.asarray(image, dtype=np.float32).copy()).permute(2, 0, 1) / 255.0  # (3, H, W)
-    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-    return (x - m) / s
+    """PIL RGB -> float32 (3, H, W), ``(x / 255 - mean) / std`` computed in float64 and rounded once, as the
+    authors' ``TorchvisionNormalize`` does (so the same image gives the same input bits)."""
+    x = torch.from_numpy(np.asarray(image, dtype=np.float64).copy()).permute(2, 0, 1) / 255.0  # (3, H, W)
+    m = torch.tensor(mean, dtype=torch.float64).view(3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float64).view(3, 1, 1)
+    return ((x - m) / s).float()
 
 
 def _uniform(lo: float, hi: float, generator: torch.Generator | None) -> float:
