@@ -44,6 +44,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "num_decay_steps": 0,
         "decay_rate": 1,
         "batch_size": 16,
+        "num_samples": 0,                # >0: draw this many images per epoch, class-balanced (the COCO recipe)
         "num_workers": 8,
         "weight_decay": 0.0005,
         "loss_coeff": [1.0, 4.0, 4.0, 1.0],   # cls, mask consistency, code consistency, seg
@@ -67,7 +68,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "generate": None,                # options for the synthetic "shapes" dataset (name: shapes)
     },
     "model": {
-        "name": "slrnet",                # slrnet | slrnet_semi | slrnet_semi_wo_cls
+        "name": "slrnet",                # slrnet | slrnet_semi | slrnet_semi_wo_cls | slrnet_coco_pseudo
         "backbone": "resnet38",          # resnet38 | resnet101 | tiny
         "pretrained": "",                # ImageNet weights for the backbone ('' = none)
         "num_classes": 21,
@@ -84,6 +85,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "aspp_dilations": [1, 12, 24, 36],
         "backbone_kwargs": {},
         "bg_pow": 3,                     # semi wo_cls: background power before PAMR
+        "pos_weight": 1.0,               # slrnet_coco_pseudo: weight of positive labels in the BCE loss ...
+        "class_weights": None,           # ... times these per-class weights (K-1 numbers), a model buffer
     },
     "test": {
         "scales": [1, 1.5, 2.0, 0.5, 0.75],
@@ -165,6 +168,13 @@ def validate(cfg: dict, source: str = "config") -> dict:
     if t["pretrain_epochs"] >= t["num_epochs"] and t["num_epochs"] > 0:
         # Allowed (classification-only training), but it is almost always a mistake.
         pass
+    if out["test"]["resize"] not in ("pil_bicubic", "tensor_bilinear"):
+        raise ConfigError(f"{source}: test.resize must be 'pil_bicubic' or 'tensor_bilinear', got {out['test']['resize']!r}")
+    if m["class_weights"] is not None and len(m["class_weights"]) != m["num_classes"] - 1:
+        raise ConfigError(f"{source}: model.class_weights must hold num_classes - 1 = {m['num_classes'] - 1} numbers "
+                          f"(one per foreground class), got {len(m['class_weights'])}")
+    if t["num_samples"] < 0:
+        raise ConfigError(f"{source}: train.num_samples must be >= 0 (0 = every image once per epoch)")
     if len(out["dataset"]["scale"]) != 2:
         raise ConfigError(f"{source}: dataset.scale must be [low, high]")
     return out

@@ -96,6 +96,23 @@ def multilabel_soft_margin(scores: torch.Tensor, labels: torch.Tensor, reduction
     return F.multilabel_soft_margin_loss(scores, labels.to(scores.dtype), reduction=reduction)
 
 
+def weighted_bce(scores: torch.Tensor, labels: torch.Tensor, pos_weight: torch.Tensor,
+                 reduction: str = "mean") -> torch.Tensor:
+    """COCO's classification loss: binary cross entropy on the logits, positives weighted per class.
+
+    Mean over classes of -[w_k y log sigmoid(s) + (1 - y) log sigmoid(-s)], (B,) with reduction="none"; the
+    authors' ``slrnet_coco_pseudo`` uses w = 10 x per-class weights (rare classes weigh more), so an 80-way
+    label vector that is almost all zeros does not teach the head to say "absent" everywhere.
+    """
+    if scores.shape != labels.shape or pos_weight.shape != scores.shape[-1:]:
+        raise ValueError(f"weighted_bce: scores {tuple(scores.shape)}, labels {tuple(labels.shape)} must be (B, K-1) "
+                         f"and pos_weight {tuple(pos_weight.shape)} (K-1,)")
+    per_element = F.binary_cross_entropy_with_logits(scores, labels.to(scores.dtype), reduction="none",
+                                                     pos_weight=pos_weight.to(scores.dtype))
+    per_image = per_element.mean(dim=-1)                              # (B,)
+    return per_image.mean() if reduction == "mean" else per_image
+
+
 # ----------------------------------------------------------------------------- pseudo labels
 def pseudo_labels(probs: torch.Tensor, bg_factor: float = 0.7, cutoff_top: float = 0.6,
                   cutoff_low: float = 0.2) -> torch.Tensor:
@@ -116,6 +133,25 @@ def pseudo_labels(probs: torch.Tensor, bg_factor: float = 0.7, cutoff_top: float
     selected = probs > tau[:, :, None, None]                          # (B, K, H, W) bool
     ambiguous = selected.sum(dim=1, keepdim=True) > 1                 # (B, 1, H, W)
     return (selected & ~ambiguous).to(probs.dtype)
+
+
+def pseudo_labels_peak_normalised(probs: torch.Tensor, cutoff_top: float = 0.5,
+                                  cutoff_low: float = 0.1) -> torch.Tensor:
+    """COCO's pseudo-label rule (the authors' ``slrnet_coco_pseudo.pseudo_gtmask``), {0, 1} (B, K, H, W).
+
+    Each class map is divided by its peak (m_k / (max_x m_k + 1e-6)); a pixel is foreground class k where that
+    exceeds ``cutoff_top``, background where no foreground class exceeds ``cutoff_low``; pixels claimed twice
+    are ignored (all zero), and so are those between the two cut-offs. Unlike :func:`pseudo_labels` the
+    background map itself is never thresholded, and ``probs`` is left unchanged (the original divides in place).
+    """
+    if probs.dim() != 4 or not probs.is_floating_point():
+        raise ValueError(f"pseudo_labels_peak_normalised: expected floating probs (B, K, H, W), got "
+                         f"{tuple(probs.shape)} {probs.dtype}")
+    m = probs / (F.adaptive_max_pool2d(probs, (1, 1)) + 1e-6)           # (B, K, H, W), peaks at ~1
+    fg = (m[:, 1:] > cutoff_top).to(probs.dtype)                       # (B, K-1, H, W)
+    bg = ((m[:, 1:] > cutoff_low).sum(dim=1, keepdim=True) < 1).to(probs.dtype)   # (B, 1, H, W)
+    pseudo = torch.cat([bg, fg], dim=1)
+    return pseudo * (pseudo.sum(dim=1, keepdim=True) <= 1).to(probs.dtype)
 
 
 def pseudo_label_targets(pseudo_gt: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:

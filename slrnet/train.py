@@ -141,7 +141,17 @@ class Trainer:
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         t = cfg["train"]
         self.batch_size = t["batch_size"]
-        n_batches = len(train_set) // (self.batch_size * self.world)
+        self.weighted_sampler = None
+        if t["num_samples"]:
+            from slrnet.data.sampling import WeightedEpochSampler, class_balanced_weights
+            if not hasattr(train_set, "image_labels"):
+                raise ValueError(f"train.num_samples: the training set ({type(train_set).__name__}) has no "
+                                 f"image_labels() to weight the draw by")
+            self.weighted_sampler = WeightedEpochSampler(class_balanced_weights(train_set.image_labels()),
+                                                         t["num_samples"], seed=self.seed, rank=self.rank,
+                                                         world=self.world)
+        n_images = len(self.weighted_sampler) * self.world if self.weighted_sampler else len(train_set)
+        n_batches = n_images // (self.batch_size * self.world)
         if n_batches == 0:
             raise ValueError(f"train.batch_size={self.batch_size} x {self.world} process(es) is larger than the "
                              f"training set ({len(train_set)} images)")
@@ -174,8 +184,10 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def _loader(self, epoch: int) -> DataLoader:
         g = torch.Generator().manual_seed(self.seed * 1000 + epoch)
-        sampler = None
-        if self.world > 1:
+        sampler = self.weighted_sampler
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        elif self.world > 1:
             sampler = DistributedSampler(self.train_set, num_replicas=self.world, rank=self.rank,
                                          shuffle=True, seed=self.seed, drop_last=True)
             sampler.set_epoch(epoch)

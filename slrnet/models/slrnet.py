@@ -52,20 +52,29 @@ def resize(x: torch.Tensor, size) -> torch.Tensor:
 
 
 class SLRNet(nn.Module):
-    """SLRNet (``variant="wss"``) and its semi-supervised heads (``"semi"``, ``"semi_wo_cls"``)."""
+    """SLRNet (``variant="wss"``), its semi-supervised heads (``"semi"``, ``"semi_wo_cls"``) and the COCO recipe.
+
+    ``variant="coco"`` (the authors' ``models/slrnet_coco_pseudo.py``) is the weakly supervised network with two
+    changes: the classification loss is BCE on the logits with positives weighted by ``pos_weight`` x
+    ``class_weights`` (:func:`slrnet.losses.weighted_bce`), and pseudo labels come from peak-normalised maps with
+    the config's ``cutoff_top`` / ``cutoff_low`` (:func:`slrnet.losses.pseudo_labels_peak_normalised`).
+    """
 
     def __init__(self, backbone: str = "resnet38", num_classes: int = 21, pretrained: str = "",
                  scale_factor: float = 0.5, use_flip: bool = False, pamr_iter: int = 10,
                  pamr_dilations=(1, 2, 4, 8, 12, 24), cutoff_top: float = 0.6, cutoff_low: float = 0.2,
                  temperature: float = 1.0, num_iters: int = 1, use_cvlr: bool = True,
                  decoder_channels: int = 256, aspp_dilations=(1, 12, 24, 36), variant: str = "wss",
-                 bg_pow: float = 3.0, backbone_kwargs: dict | None = None):
+                 bg_pow: float = 3.0, backbone_kwargs: dict | None = None, pos_weight: float = 1.0,
+                 class_weights=None):
         super().__init__()
-        if variant not in ("wss", "semi", "semi_wo_cls"):
-            raise ValueError(f"variant must be 'wss', 'semi' or 'semi_wo_cls', got {variant!r}")
+        if variant not in ("wss", "semi", "semi_wo_cls", "coco"):
+            raise ValueError(f"variant must be 'wss', 'semi', 'semi_wo_cls' or 'coco', got {variant!r}")
         if variant != "wss" and not use_cvlr:
-            raise ValueError(f"model.use_cvlr: the semi-supervised variant {variant!r} needs the CVLR network "
-                             f"(use_cvlr=true)")
+            raise ValueError(f"model.use_cvlr: the variant {variant!r} needs the CVLR network (use_cvlr=true)")
+        if variant != "coco" and (class_weights is not None or pos_weight != 1.0):
+            raise ValueError("model.pos_weight / model.class_weights: only the COCO variant (model.name: "
+                             "slrnet_coco_pseudo) uses them")
         self.num_classes = num_classes
         self.variant = variant
         self.predicts_background = variant == "semi_wo_cls"   # head outputs K channels incl. background
@@ -111,6 +120,17 @@ class SLRNet(nn.Module):
                                           Dropout(0.5), nn.Conv2d(C, n_out, 1))
             self.newly_added.extend([self.factorization_reconstruction, self.initialize_dictionary,
                                      self.aux_head])
+        if variant == "coco":
+            # COCO's classification loss weights positives by pos_weight x class_weights (the authors register
+            # the weights as a buffer, so their checkpoints hold a "class_weights" key)
+            self.pos_weight = float(pos_weight)
+            if class_weights is not None:
+                weights = torch.as_tensor(class_weights, dtype=torch.float32)
+                if weights.shape != (num_classes - 1,):
+                    raise ValueError(f"model.class_weights: expected {num_classes - 1} numbers, got {tuple(weights.shape)}")
+                self.register_buffer("class_weights", weights)
+            else:
+                self.class_weights = None
         self.register_buffer("_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self._init_new_weights()
@@ -235,9 +255,9 @@ class SLRNet(nn.Module):
             scores = L.nGWP_scores(logits1, masks1)
             scores2 = L.nGWP_scores(logits2, masks2)
             scores_aux = L.nGWP_scores(aux_logits, aux_masks)
-            losses["cls_per_image"] = (L.multilabel_soft_margin(scores, labels, reduction="none")
-                                       + L.multilabel_soft_margin(scores2, labels, reduction="none")
-                                       + 0.4 * L.multilabel_soft_margin(scores_aux, labels, reduction="none"))
+            losses["cls_per_image"] = (self.classification_loss(scores, labels)
+                                       + self.classification_loss(scores2, labels)
+                                       + 0.4 * self.classification_loss(scores_aux, labels))
             losses["cls"] = losses["cls_per_image"].mean()
 
         with torch.no_grad():
@@ -250,13 +270,22 @@ class SLRNet(nn.Module):
                + 0.4 * L.balanced_ce(aux_logits, maps["pseudo_gt"], seg_labels, targets=targets))   # (B,)
         losses["seg_per_image"] = seg
         losses["seg"] = seg.mean()
-        if self.variant != "wss":
+        if self.variant in ("semi", "semi_wo_cls"):
             labelled = has_mask if pixel_labels is not None else None
             losses["cls_per_image"], losses["seg_labelled"] = L.semi_supervised_terms(
                 losses.get("cls_per_image"), seg, labelled)
             losses["cls"] = losses["cls_per_image"].mean()
         maps.update(masks=resize(masks1.detach(), (H, W)), codes=z1.detach(), codes2=z2_up.detach())
         return {"losses": losses, "maps": maps, "scores": scores, "dictionary": dictionary}
+
+    def classification_loss(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Per-image classification loss (B,): multi-label soft margin, or COCO's positive-weighted BCE."""
+        if self.variant != "coco":
+            return L.multilabel_soft_margin(scores, labels, reduction="none")
+        pos_weight = torch.full_like(scores[0], self.pos_weight)
+        if self.class_weights is not None:
+            pos_weight = self.class_weights.to(scores.dtype) * self.pos_weight
+        return L.weighted_bce(scores, labels, pos_weight, reduction="none")
 
     def _forward_single_stage(self, images, labels):
         H, W = images.shape[-2:]
@@ -304,6 +333,8 @@ class SLRNet(nn.Module):
                                labels)
         if self.predicts_background:
             pseudo = L.pseudo_labels(refined, bg_factor=0.9, cutoff_top=self.cutoff_top, cutoff_low=self.cutoff_low)
+        elif self.variant == "coco":   # peak-normalised maps, the config's cut-offs (0.5 and 0.1)
+            pseudo = L.pseudo_labels_peak_normalised(refined, self.cutoff_top, self.cutoff_low)
         else:   # the released Net always uses the default thresholds (fixture README section 4)
             pseudo = L.pseudo_labels(refined)
         return refined, pseudo
@@ -352,14 +383,14 @@ def build_model(cfg_model: dict) -> SLRNet:
     cfg = dict(cfg_model)
     name = cfg.pop("name", "slrnet")
     variants = {"slrnet": "wss", "slrnet_semi": "semi", "slrnet_semi_wo_cls": "semi_wo_cls",
-                "single_stage": "wss"}
+                "slrnet_coco_pseudo": "coco", "single_stage": "wss"}
     if name not in variants:
         raise ValueError(f"model.name: unknown model {name!r}; expected one of {sorted(variants)}")
     if name == "single_stage":
         cfg["use_cvlr"] = False
     known = {"backbone", "num_classes", "pretrained", "scale_factor", "use_flip", "pamr_iter", "pamr_dilations",
              "cutoff_top", "cutoff_low", "temperature", "num_iters", "use_cvlr", "decoder_channels",
-             "aspp_dilations", "bg_pow", "backbone_kwargs"}
+             "aspp_dilations", "bg_pow", "backbone_kwargs", "pos_weight", "class_weights"}
     unknown = set(cfg) - known
     if unknown:
         raise ValueError(f"model: unknown keys {sorted(unknown)}")
