@@ -53,6 +53,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_steps_per_epoch": 0,        # 0 = whole epoch; >0 caps steps (smoke runs)
         "val_every": 1,                  # epochs between val mIoU evaluations (0 = only at the end)
         "val_max_images": 0,             # 0 = all val images
+        "best_by": "val_miou",           # best.pth by: val_miou (highest) | val_cls_loss (lowest; the authors')
     },
     "dataset": {
         "name": "voc",
@@ -173,6 +174,8 @@ def validate(cfg: dict, source: str = "config") -> dict:
     if m["class_weights"] is not None and len(m["class_weights"]) != m["num_classes"] - 1:
         raise ConfigError(f"{source}: model.class_weights must hold num_classes - 1 = {m['num_classes'] - 1} numbers "
                           f"(one per foreground class), got {len(m['class_weights'])}")
+    if t["best_by"] not in ("val_miou", "val_cls_loss"):
+        raise ConfigError(f"{source}: train.best_by must be 'val_miou' or 'val_cls_loss', got {t['best_by']!r}")
     if t["num_samples"] < 0:
         raise ConfigError(f"{source}: train.num_samples must be >= 0 (0 = every image once per epoch)")
     if len(out["dataset"]["scale"]) != 2:

@@ -5,8 +5,8 @@ four parameter groups with LR multipliers, a constant LR during the pretraining 
 annealing afterwards, total loss ``c0·cls + c1·mask + c2·code + [epoch > pretrain_epochs]·c3·seg``.
 
 What it adds for users: ``device="auto"``, AMP on CUDA, per-epoch seeding (bit-exact resume on CPU),
-atomic checkpoints (``last.pth`` every epoch, ``best.pth`` by val mIoU), a NaN/Inf guard that stops with
-the last good checkpoint kept, tqdm progress with the loss terms, a JSONL log, PNG snapshots
+atomic checkpoints (``last.pth`` every epoch, ``best.pth`` by ``train.best_by``: val mIoU or val cls loss),
+a NaN/Inf guard that stops with the last good checkpoint kept, tqdm progress with the loss terms, a JSONL log, PNG snapshots
 (image | mask | refined mask | pseudo label) and val mIoU per epoch.
 
     python -m slrnet train --config configs/shapes_quick.yaml --run demo
@@ -158,6 +158,8 @@ class Trainer:
         self.steps_per_epoch = min(n_batches, t["max_steps_per_epoch"]) if t["max_steps_per_epoch"] else n_batches
         self.start_epoch, self.global_step = 0, 0
         self.best_miou, self.history = -1.0, []
+        self.best_by = t["best_by"]                     # which validation number picks best.pth
+        self.best_value = -math.inf if self.best_by == "val_miou" else math.inf
         self._snapshot_batch = None
         self.pseudo_history: list[tuple[int, torch.Tensor]] = []   # (epoch, (n, H, W) pseudo labels)
         if cfg["misc"]["resume"]:
@@ -168,6 +170,7 @@ class Trainer:
         return {"state_dict": self.model.state_dict(), "epoch": epoch,
                 "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
                 "global_step": self.global_step, "best_miou": self.best_miou,
+                "best_by": self.best_by, "best_value": self.best_value,
                 "history": self.history, "config": {k: self.cfg[k] for k in SECTIONS}}
 
     def resume(self, path) -> None:
@@ -179,6 +182,8 @@ class Trainer:
         self.start_epoch = int(ckpt["epoch"]) + 1
         self.global_step = int(ckpt.get("global_step", 0))
         self.best_miou = float(ckpt.get("best_miou", -1.0))
+        if ckpt.get("best_by", "val_miou") == self.best_by:
+            self.best_value = float(ckpt.get("best_value", self.best_miou if self.best_by == "val_miou" else math.inf))
         self.history = list(ckpt.get("history", []))
 
     # ------------------------------------------------------------------ loop
@@ -209,9 +214,12 @@ class Trainer:
             self.history.append(record)
             if self.is_main:
                 self._log(record)
-                is_best = record.get("val_miou", -1.0) > self.best_miou
+                self.best_miou = max(self.best_miou, record.get("val_miou", -1.0))
+                value = record.get(self.best_by)
+                is_best = value is not None and (value > self.best_value if self.best_by == "val_miou"
+                                                 else value < self.best_value)
                 if is_best:
-                    self.best_miou = record["val_miou"]
+                    self.best_value = value
                 state = self._state(epoch)
                 save_checkpoint(self.ckpt_dir / "last.pth", state)
                 if is_best:
@@ -292,13 +300,16 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation and logs
     @torch.no_grad()
     def validate(self) -> dict:
-        """Single-scale val mIoU with the test-time class filtering of the config's ``test`` section."""
+        """Single-scale val mIoU with the test-time class filtering of the config's ``test`` section; with
+        ``train.best_by: val_cls_loss`` also the mean classification loss of the val images (eval mode, both
+        views, image labels only), the number the authors' trainers keep ``best.pth.tar`` by."""
         from slrnet.infer import filter_classes
         from slrnet.metrics import ConfusionMatrix
 
         self.model.eval()
         tc = self.cfg["test"]
         cm = ConfusionMatrix(self.model.num_classes)
+        cls_losses: list[float] = []
         limit = self.cfg["train"]["val_max_images"] or len(self.val_set)
         loader = DataLoader(self.val_set, batch_size=1, shuffle=False, num_workers=0)
         for i, batch in enumerate(loader):
@@ -310,8 +321,14 @@ class Trainer:
             probs = filter_classes(out["masks"].float(), None if out["scores"] is None else out["scores"].float(),
                                    fp_cut=tc["fp_cut"], top_k=tc["top_k"], bg_pow=tc["bg_pow"])
             cm.update(probs.argmax(1).cpu(), batch["mask"])
+            if self.best_by == "val_cls_loss":
+                with torch.autocast(self.device.type, enabled=self.amp):
+                    cls_losses.append(float(self.model(images, batch["labels"].to(self.device))["losses"]["cls"]))
         self.model.train()
-        return {"val_miou": float(cm.miou()), "val_pixel_acc": float(cm.pixel_accuracy())}
+        out = {"val_miou": float(cm.miou()), "val_pixel_acc": float(cm.pixel_accuracy())}
+        if cls_losses:
+            out["val_cls_loss"] = sum(cls_losses) / len(cls_losses)
+        return out
 
     @torch.no_grad()
     def snapshot(self, epoch: int) -> Path | None:

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from slrnet import losses as L
-from slrnet.config import load_config, merge_overrides
+from slrnet.config import load_config
 from slrnet.data.sampling import WeightedEpochSampler, class_balanced_weights
 from slrnet.models import build_model
 
@@ -91,15 +91,3 @@ def test_other_variants_refuse_the_coco_keys():
     with pytest.raises(ValueError, match="COCO variant"):
         build_model({"backbone": "tiny", "num_classes": 7, "decoder_channels": 64, "pos_weight": 10.0})
 
-
-def test_num_samples_sets_the_epoch_length(tmp_path):
-    from slrnet.data import ensure_default_dataset
-    from slrnet.train import Trainer
-    from test_train import tiny_cfg
-
-    root = ensure_default_dataset(tmp_path / "shapes", num_train=12, num_val=2, image_size=48)
-    cfg = merge_overrides(tiny_cfg(root), {"train.num_samples": 20, "train.max_steps_per_epoch": 0,
-                                           "train.num_epochs": 1})
-    trainer = Trainer(cfg, tmp_path / "run")
-    assert trainer.steps_per_epoch == 20 // 4 and len(trainer._loader(0)) == 5
-    assert trainer.fit()[0]["epoch"] == 0

@@ -123,3 +123,25 @@ def test_ddp_two_processes_keep_identical_replicas_and_only_rank0_writes(tmp_pat
     epochs = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines() if "val_miou" in l]
     assert [e["epoch"] for e in epochs] == [0, 1]                  # one writer: no duplicated lines
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.pth", "last.pth"]
+
+
+def test_best_checkpoint_by_the_val_classification_loss(tmp_path, tiny_root):
+    """``train.best_by: val_cls_loss`` keeps best.pth at the lowest val classification loss (the authors' rule)."""
+    trainer = Trainer(tiny_cfg(tiny_root, **{"train.best_by": "val_cls_loss", "train.num_epochs": 3}), tmp_path / "r")
+    history = trainer.fit()
+    losses = [h["val_cls_loss"] for h in history]
+    assert all(loss > 0 for loss in losses)
+    best = load_checkpoint(tmp_path / "r" / "checkpoints" / "best.pth")
+    assert best["epoch"] == min(range(3), key=losses.__getitem__)
+    assert best["best_by"] == "val_cls_loss" and best["best_value"] == min(losses)
+    with pytest.raises(ValueError, match="best_by"):
+        validate({"train": {"best_by": "val_loss"}})
+
+
+def test_num_samples_draws_class_balanced_epochs(tmp_path, tiny_root):
+    """``train.num_samples`` (the COCO recipe): each epoch is that many weighted draws, whatever the set's size."""
+    cfg = tiny_cfg(tiny_root, **{"train.num_samples": 20, "train.max_steps_per_epoch": 0, "train.num_epochs": 1})
+    trainer = Trainer(cfg, tmp_path / "run")
+    assert trainer.steps_per_epoch == 20 // 4 and len(trainer._loader(0)) == 5
+    assert list(trainer._loader(0).sampler) == list(trainer._loader(0).sampler)      # fixed by (seed, epoch)
+    assert trainer.fit()[0]["epoch"] == 0
