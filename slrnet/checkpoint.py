@@ -39,19 +39,9 @@ from typing import Any, Iterable
 import torch
 import torch.nn as nn
 
+from slrnet.errors import CheckpointError, StateDictMismatchError  # noqa: F401  (re-exported)
+
 SHOW_AT_MOST = 10   # keys listed per category in an error message
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file could not be read (truncated, corrupt, or refused by the safe loader)."""
-
-
-class StateDictMismatchError(RuntimeError):
-    """A state_dict does not fit a model; ``.report`` holds the full :class:`LoadReport`."""
-
-    def __init__(self, message: str, report: "LoadReport"):
-        super().__init__(message)
-        self.report = report
 
 
 # ---------------------------------------------------------------------------------------- files
@@ -64,17 +54,51 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> Path:
     # The temporary file lives in the same folder so os.replace is a rename on one file system.
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a checkpoint is as readable as other outputs
         with os.fdopen(fd, "wb") as f:
             torch.save(dict(state), f)
             f.flush()
             os.fsync(f.fileno())          # data on disk before the rename makes it visible
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, (OSError, RuntimeError)):
+            raise _write_error(path, e) from e
         raise
     _fsync_directory(path.parent)         # make the rename itself durable
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_error(path: Path, e: BaseException) -> CheckpointError:
+    """One clear line for a failed write. A full disk can surface as torch's ``inline_container.cc ...
+    unexpected pos`` RuntimeError with the ``ENOSPC`` OSError only in its context, so the chain is searched."""
+    import errno
+
+    chain, cause = [], e
+    while cause is not None and len(chain) < 8:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    if any(getattr(c, "errno", None) == errno.ENOSPC or "No space left" in str(c) for c in chain):
+        return CheckpointError(f"no space left on the device holding {path.parent} while writing {path}; "
+                               f"free some space and resume (the previous {path.name}, if any, is intact)")
+    text = " ".join(str(e).split())[:200]
+    return CheckpointError(f"writing {path} failed ({type(e).__name__}: {text}); the previous {path.name}, "
+                           f"if any, is intact")
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """torch.save writes a zip archive (PyTorch >= 1.6; its first bytes are a zip entry header, also when the
+    file was cut short) or, in the legacy format, a pickle (first byte 0x80, the protocol marker)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head == b"PK\x03\x04" or head[:1] == b"\x80"
 
 
 def _fsync_directory(folder: Path) -> None:
@@ -95,6 +119,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", weights_
         raise FileNotFoundError(f"checkpoint file not found: {path}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint path is not a file: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): an interrupted download or copy? Fetch or save it again")
+    if not _looks_like_torch_file(path):
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (neither the zip format of torch.save nor a "
+                              f"legacy pickle); expected a .pth file written by torch.save")
     try:
         return torch.load(path, map_location=map_location, weights_only=weights_only)
     except pickle.UnpicklingError as e:
@@ -103,11 +132,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", weights_
             detail = next((line for line in lines if "Unsupported" in line), lines[0])
             detail = detail.split(" Please use")[0].replace("WeightsUnpickler error: ", "").strip()
             raise CheckpointError(
-                f"{path} contains Python objects that the safe loader (weights_only=True) refuses "
-                f"({detail}). If you trust where this file comes from, load it with "
-                f"load_checkpoint({str(path)!r}, weights_only=False); that unpickles arbitrary "
-                f"objects and can run code from the file.") from e
-        raise CheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated?): {e}") from e
+                f"{path} holds Python objects besides tensors, which the safe loader refuses ({detail}); "
+                f"slrnet reads only tensors, numbers, strings and containers. Save the weights alone "
+                f"(torch.save({{'state_dict': model.state_dict()}}, path)) where the file was made.") from e
+        raise CheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated?): "
+                              f"{' '.join(str(e).split())[:200]}") from e
     except Exception as e:    # zip / pickle / legacy-format readers fail in many different ways
         if "deserialize object on" in str(e):     # e.g. CUDA tensors opened without CUDA
             raise CheckpointError(f"{path} holds tensors of a device that is not available here "

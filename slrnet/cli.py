@@ -11,8 +11,9 @@ Each subcommand lives in a library module exposing ``add_cli_arguments(parser)``
 positional word of argv is read before argparse runs, so the top-level ``--help`` never imports
 torch or a model, and still works when one of those modules is broken.
 
-Errors the user can fix (``ValueError``, ``FileNotFoundError``, ``KeyError`` from the library: a bad
-path, a mistyped config key) print ``error: ...`` on one line and exit with status 2.
+Errors the user can fix (``ValueError``, ``KeyError``, ``OSError`` and ``slrnet.errors.UserError`` from the
+library: a bad path or value, a mistyped config key, an unreadable checkpoint, a full disk, a diverged run)
+print ``error: ...`` on one line and exit with status 2.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ import argparse
 import importlib
 import os
 import sys
+
+from slrnet.errors import UserError
 
 # subcommand -> (module, one-line help); the module is imported only when its subcommand runs.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -29,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("slrnet.export", "export pseudo labels for two-stage training"),
     "suite": ("slrnet.suite", "run the notebook suite with papermill (profiles smoke/quick/full)"),
 }
-USER_ERRORS = (ValueError, FileNotFoundError, KeyError)
+USER_ERRORS = (ValueError, KeyError, OSError, UserError)
 EXIT_USER_ERROR = 2
 
 

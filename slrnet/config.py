@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import os
 from pathlib import Path
 from typing import Any, Iterable
@@ -113,6 +114,26 @@ def _suggest(key: str, options: Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def _as_number(where: str, value: Any, want_float: bool) -> int | float:
+    """A number from YAML or an override: YAML 1.1 reads ``5e-4`` (no dot) as a *string*, so numeric strings
+    are accepted as people write them ("5e-4", "1E-3", "40_000")."""
+    if isinstance(value, str):
+        text = value.strip().replace("_", "")
+        try:
+            value = int(text) if not want_float and text.lstrip("+-").isdigit() else float(text)
+        except ValueError:
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if want_float:
+        return float(value)
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+        return int(value)
+    return value
+
+
 def _check_type(where: str, default: Any, value: Any) -> Any:
     if default is None or value is None:
         return value
@@ -122,10 +143,8 @@ def _check_type(where: str, default: Any, value: Any) -> Any:
         if value in (0, 1):
             return bool(value)
         raise ConfigError(f"{where}: expected true/false, got {value!r}")
-    if isinstance(default, (int, float)) and not isinstance(default, bool):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value) if isinstance(default, float) else value
+    if isinstance(default, (int, float)):
+        return _as_number(where, value, want_float=isinstance(default, float))
     if isinstance(default, str):
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
@@ -141,8 +160,70 @@ def _check_type(where: str, default: Any, value: Any) -> Any:
     return value
 
 
+# Lists whose entries are numbers (checked like scalar numbers, so "5e-4" works inside them too).
+_NUMBER_LISTS = {("train", "loss_coeff"), ("train", "lr_multipliers"), ("dataset", "scale"), ("test", "scales"),
+                 ("model", "pamr_dilations"), ("model", "aspp_dilations"), ("model", "class_weights")}
+_DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps"
+
+
+def _check_numbers_in_lists(cfg: dict, source: str) -> None:
+    for section, key in _NUMBER_LISTS:
+        values = cfg[section].get(key)
+        if values is not None:
+            cfg[section][key] = [_as_number(f"{source}: {section}.{key}[{i}]", v, want_float=True)
+                                 for i, v in enumerate(values)]
+
+
+def _check_ranges(out: dict, source: str) -> None:
+    """Every range and cross-key rule, for values from files and overrides alike; names the key and the value."""
+    import re
+
+    def need(ok: bool, key: str, expected: str) -> None:
+        if not ok:
+            section, name = key.split(".")
+            raise ConfigError(f"{source}: {key} = {out[section][name]!r}; expected {expected}")
+
+    _check_numbers_in_lists(out, source)
+    m, t, d, x = out["model"], out["train"], out["dataset"], out["misc"]
+    need(m["num_classes"] >= 2, "model.num_classes", "at least 2 (background + one class)")
+    need(0 < m["scale_factor"] <= 1, "model.scale_factor", "a number in (0, 1]")
+    need(len(t["loss_coeff"]) == 4, "train.loss_coeff", "4 numbers (cls, mask, code, seg)")
+    need(all(c >= 0 for c in t["loss_coeff"]), "train.loss_coeff", "non-negative weights")
+    need(t["num_epochs"] >= 1, "train.num_epochs", "at least 1")
+    need(t["pretrain_epochs"] >= 0, "train.pretrain_epochs", "0 or more")
+    need(t["batch_size"] >= 1, "train.batch_size", "at least 1")
+    need(t["max_steps_per_epoch"] >= 0, "train.max_steps_per_epoch", "0 (whole epoch) or more")
+    need(t["num_samples"] >= 0, "train.num_samples", "0 (every image once per epoch) or more")
+    need(t["num_workers"] >= 0, "train.num_workers", "0 or more")
+    need(t["val_every"] >= 0 and t["val_max_images"] >= 0, "train.val_every", "0 or more (and val_max_images too)")
+    need(t["lr"] > 0, "train.lr", "a positive learning rate")
+    need(t["weight_decay"] >= 0, "train.weight_decay", "0 or more")
+    need(t["best_by"] in ("val_miou", "val_cls_loss"), "train.best_by", "'val_miou' or 'val_cls_loss'")
+    need(t["lr_multipliers"] is None or len(t["lr_multipliers"]) == 4, "train.lr_multipliers",
+         "4 numbers [backbone weights, backbone biases, new weights, new biases]")
+    need(len(d["scale"]) == 2 and 0 < d["scale"][0] <= d["scale"][1] <= 1, "dataset.scale",
+         "[low, high] area fractions with 0 < low <= high <= 1")
+    # the crop must span 2x2 cells of the stride-8 deep map, and the second view (crop * scale_factor) one
+    min_crop = max(16, math.ceil(8 / m["scale_factor"]))
+    need(d["crop_size"] >= min_crop, "dataset.crop_size",
+         f"at least {min_crop} px (the network's deep map has stride 8, and the second view is "
+         f"model.scale_factor = {m['scale_factor']} times the crop)")
+    need(d["oversample_rate"] >= 1, "dataset.oversample_rate", "at least 1")
+    need(m["class_weights"] is None or len(m["class_weights"]) == m["num_classes"] - 1, "model.class_weights",
+         f"num_classes - 1 = {m['num_classes'] - 1} numbers (one per foreground class)")
+    need(m["pamr_iter"] >= 0 and len(m["pamr_dilations"]) >= 1, "model.pamr_iter",
+         "0 or more iterations with at least one dilation")
+    need(out["test"]["resize"] in ("pil_bicubic", "tensor_bilinear"), "test.resize",
+         "'pil_bicubic' or 'tensor_bilinear'")
+    need(len(out["test"]["scales"]) >= 1 and all(s > 0 for s in out["test"]["scales"]), "test.scales",
+         "one or more positive scales")
+    need(0 <= out["test"]["fp_cut"] < 1, "test.fp_cut", "a probability in [0, 1)")
+    need(bool(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(x["device"]))), "misc.device", _DEVICE_HELP)
+    need(x["num_snapshots"] >= 0, "misc.num_snapshots", "0 or more")
+
+
 def validate(cfg: dict, source: str = "config") -> dict:
-    """Fill defaults and check every key and type; returns a new dict."""
+    """Fill defaults and check every key, type and range; returns a new dict."""
     if not isinstance(cfg, dict):
         raise ConfigError(f"{source}: expected a mapping with sections {list(SECTIONS)}, got {type(cfg).__name__}")
     out = copy.deepcopy(DEFAULTS)
@@ -159,27 +240,7 @@ def validate(cfg: dict, source: str = "config") -> dict:
                 raise ConfigError(f"{source}: unknown key '{section}.{key}'"
                                   f"{_suggest(key, DEFAULTS[section])}")
             out[section][key] = _check_type(f"{source}: {section}.{key}", DEFAULTS[section][key], value)
-    m, t = out["model"], out["train"]
-    if m["num_classes"] < 2:
-        raise ConfigError(f"{source}: model.num_classes must be >= 2 (background + one class)")
-    if not 0 < m["scale_factor"] <= 1:
-        raise ConfigError(f"{source}: model.scale_factor must be in (0, 1], got {m['scale_factor']}")
-    if len(t["loss_coeff"]) != 4:
-        raise ConfigError(f"{source}: train.loss_coeff must have 4 entries (cls, mask, code, seg)")
-    if t["pretrain_epochs"] >= t["num_epochs"] and t["num_epochs"] > 0:
-        # Allowed (classification-only training), but it is almost always a mistake.
-        pass
-    if out["test"]["resize"] not in ("pil_bicubic", "tensor_bilinear"):
-        raise ConfigError(f"{source}: test.resize must be 'pil_bicubic' or 'tensor_bilinear', got {out['test']['resize']!r}")
-    if m["class_weights"] is not None and len(m["class_weights"]) != m["num_classes"] - 1:
-        raise ConfigError(f"{source}: model.class_weights must hold num_classes - 1 = {m['num_classes'] - 1} numbers "
-                          f"(one per foreground class), got {len(m['class_weights'])}")
-    if t["best_by"] not in ("val_miou", "val_cls_loss"):
-        raise ConfigError(f"{source}: train.best_by must be 'val_miou' or 'val_cls_loss', got {t['best_by']!r}")
-    if t["num_samples"] < 0:
-        raise ConfigError(f"{source}: train.num_samples must be >= 0 (0 = every image once per epoch)")
-    if len(out["dataset"]["scale"]) != 2:
-        raise ConfigError(f"{source}: dataset.scale must be [low, high]")
+    _check_ranges(out, source)
     return out
 
 
@@ -211,6 +272,7 @@ def merge_overrides(cfg: dict, overrides: Iterable[str] | dict) -> dict:
         if key not in DEFAULTS[section]:
             raise ConfigError(f"override: unknown key '{section}.{key}'{_suggest(key, DEFAULTS[section])}")
         cfg[section][key] = _check_type(f"override {dotted}", DEFAULTS[section][key], value)
+    _check_ranges(cfg, "override")          # the same rules as for values read from a file
     return cfg
 
 

@@ -26,7 +26,7 @@ import shutil
 from pathlib import Path
 from typing import Sequence
 
-from slrnet.infer import DEFAULT_SCALES, check_label_leak, iter_inference, split_description
+from slrnet.infer import DEFAULT_SCALES, check_class_count, check_label_leak, iter_inference, split_description
 
 
 def _relative_image_path(dataset, index: int, name: str) -> str:
@@ -45,13 +45,14 @@ def export_pseudo_labels(model, dataset, out_root, *, apply_crf: bool = False, u
                          flip: bool = True, fp_cut: float = 0.3, top_k: int = 6, bg_pow: float = 3,
                          mask_dir: str = "SegmentationClassAug", list_name: str = "train_aug.txt",
                          link_images: bool = True, num_workers: int | None = None, device="auto",
-                         amp: bool = True, max_images: int | None = None) -> dict:
+                         amp: bool = True, max_images: int | None = None, resize: str = "pil_bicubic") -> dict:
     """Label every image of ``dataset`` and write a VOC-layout root at ``out_root``; returns a summary."""
     from slrnet.data.voc import save_palette_png
     from slrnet.metrics import ConfusionMatrix, default_class_names
     from slrnet.utils import atomic_write_bytes, write_json
 
     check_label_leak(dataset, use_cls_label, allow_label_leak)
+    check_class_count(model, dataset)
     out_root = Path(out_root)
     src_root = getattr(dataset, "root", None)
     if src_root is not None and out_root.resolve() == Path(src_root).resolve() and (out_root / mask_dir).exists():
@@ -62,7 +63,7 @@ def export_pseudo_labels(model, dataset, out_root, *, apply_crf: bool = False, u
     names, pairs = [], []
     records = iter_inference(model, dataset, scales=scales, flip=flip, use_cls_label=use_cls_label, fp_cut=fp_cut,
                              top_k=top_k, bg_pow=bg_pow, apply_crf=apply_crf, num_workers=num_workers,
-                             device=device, amp=amp, max_images=max_images)
+                             device=device, amp=amp, max_images=max_images, resize=resize)
     for index, rec in enumerate(records):
         label = rec["pred_crf"] if apply_crf else rec["pred"]               # (H, W) uint8
         save_palette_png(label, labels_dir / f"{rec['name']}.png")
@@ -90,8 +91,8 @@ def export_pseudo_labels(model, dataset, out_root, *, apply_crf: bool = False, u
         "split": split_description(dataset), "num_images": len(names), "mask_dir": mask_dir,
         "list_file": str(lists / list_name), "pairs_list_file": str(lists / pairs_name),
         "uses_gt_labels": bool(use_cls_label),
-        "settings": {"scales": list(scales), "flip": flip, "use_cls_label": bool(use_cls_label), "fp_cut": fp_cut,
-                     "top_k": top_k, "bg_pow": bg_pow, "apply_crf": apply_crf},
+        "settings": {"scales": list(scales), "flip": flip, "resize": resize, "use_cls_label": bool(use_cls_label),
+                     "fp_cut": fp_cut, "top_k": top_k, "bg_pow": bg_pow, "apply_crf": apply_crf},
         "quality": None if cm is None else cm.summary(class_names or default_class_names(cm.num_classes)),
     }
     write_json(out_root / "export_summary.json", summary)
@@ -134,7 +135,7 @@ def cli_run(args: argparse.Namespace) -> int:
         fp_cut=test["fp_cut"] if args.fp_cut is None else args.fp_cut, top_k=test["top_k"],
         bg_pow=test["bg_pow"] if args.bg_pow is None else args.bg_pow, mask_dir=args.mask_dir,
         list_name=args.list_name, link_images=bool(args.link_images), num_workers=args.num_workers,
-        device=device, max_images=args.max_images or None)
+        device=device, max_images=args.max_images or None, resize=test["resize"])
     quality = info["quality"]
     extra = ""
     if quality and quality["miou"] is not None:

@@ -208,6 +208,15 @@ def check_label_leak(dataset, use_cls_label: bool, allow_label_leak: bool) -> No
             f"allow_label_leak=True (--allow_label_leak 1) to do it anyway; results are marked uses_gt_labels.")
 
 
+def check_class_count(model, dataset) -> None:
+    """The model's classes must be the data's: a 5-class model on 7-class masks would score silently wrong."""
+    num_classes, model_classes = getattr(dataset, "num_classes", None), getattr(model, "num_classes", None)
+    if num_classes is not None and model_classes is not None and int(num_classes) != int(model_classes):
+        where = getattr(dataset, "classes_source", None) or getattr(dataset, "root", "the dataset")
+        raise ValueError(f"the model predicts {model_classes} classes but the data has {num_classes} (background "
+                         f"included; from {where}); use a checkpoint and config with model.num_classes={num_classes}")
+
+
 def iter_inference(model, dataset, *, scales: Sequence[float] = DEFAULT_SCALES, flip: bool = True,
                    use_cls_label: bool = False, fp_cut: float = 0.3, top_k: int = 6, bg_pow: float = 3,
                    apply_crf: bool = False, crf_iters: int = 10, num_workers: int | None = None,
@@ -283,6 +292,7 @@ def run_inference(model, dataset, out_dir, scales: Sequence[float] = DEFAULT_SCA
 
     check_label_leak(dataset, use_cls_label, allow_label_leak)
     out_dir = Path(out_dir)
+    check_class_count(model, dataset)
     num_classes = getattr(dataset, "num_classes", None)
     class_names = getattr(dataset, "class_names", None)
     cms: dict[str, ConfusionMatrix] = {}

@@ -81,7 +81,7 @@ def train_small_model(output_dir, profile: str = "quick", seed: int = 0, device=
     cfg = training_config(config, profile, out, data_root=data_root,
                           overrides={**TRAIN_OVERRIDES[profile], "misc.seed": int(seed), "misc.device": str(device)})
     start = time.perf_counter()
-    trainer = Trainer(cfg, run_dir=out / "train_run")
+    trainer = Trainer(cfg, run_dir=out / "train_run", overwrite=True)   # this notebook's own run, made again
     trainer.fit()
     seconds = time.perf_counter() - start
     return trainer.model.eval(), cfg, {"source": "trained here", "checkpoint": str(trainer.ckpt_dir / "last.pth"),

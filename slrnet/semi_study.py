@@ -230,8 +230,9 @@ def train_setting(setting: str, fraction: float | None, profile: str, output_dir
     cfg = study_config(setting, fraction, profile, output_dir, configs_dir, data_root, device, seed, overrides)
     fraction = _check_fraction(setting, fraction)
     train_set = study_train_set(cfg, setting)
+    # the study owns its output folder: a rerun replaces its runs
     trainer = Trainer(cfg, Path(output_dir).resolve() / "runs" / run_name(setting, fraction),
-                      train_set=train_set, device=device)
+                      train_set=train_set, device=device, overwrite=True)
     start = time.time()
     trainer.fit()
     row = _row(setting, fraction, cfg, train_set, trainer, time.time() - start)

@@ -31,13 +31,11 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from slrnet.checkpoint import load_checkpoint, load_state_dict_strict, save_checkpoint
 from slrnet.config import SECTIONS, save_config
+from slrnet.errors import RunFolderInUse, TrainingDiverged  # noqa: F401  (slrnet.train.TrainingDiverged)
 from slrnet.models import build_model
 from slrnet.pretrain import resolve_pretrained
+from slrnet.run_folder import RunFolder
 from slrnet.utils import progress, resolve_device, seed_everything, write_json
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 def lr_multipliers(cfg: dict) -> list[float]:
@@ -94,7 +92,9 @@ class Trainer:
     """Trains SLRNet from a validated config (see slrnet.config)."""
 
     def __init__(self, cfg: dict, run_dir: str | os.PathLike, train_set=None, val_set=None,
-                 device: str | None = None):
+                 device: str | None = None, overwrite: bool = False):
+        """``run_dir`` must not hold another run unless ``misc.resume`` (continue it) or ``overwrite`` (delete its
+        results first); it is locked while this trainer lives (``slrnet.run_folder``)."""
         self.cfg = cfg
         self.rank, self.world, local_rank = _distributed()
         self.is_main = self.rank == 0
@@ -110,10 +110,24 @@ class Trainer:
             self.device = resolve_device(dev)
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
+        self.folder = None
+        if self.is_main:
+            self.folder = RunFolder(self.run_dir).claim(resume=bool(cfg["misc"]["resume"]), overwrite=overwrite)
+        try:
+            self._setup(cfg, train_set, val_set)
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        """Give the run folder back (done at the end of :meth:`fit`, and at exit)."""
+        if self.folder is not None:
+            self.folder.release()
+
+    def _setup(self, cfg: dict, train_set, val_set) -> None:
         if self.is_main:
             (self.run_dir / "snapshots").mkdir(parents=True, exist_ok=True)
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.run_dir / "config.yaml")
         self.seed = int(cfg["misc"]["seed"])
         seed_everything(self.seed)
         if cfg["misc"]["deterministic"]:
@@ -131,6 +145,12 @@ class Trainer:
             # a tiny backbone's pretrained file is made on first use (slrnet.pretrain), like the shapes data
             pretrained = resolve_pretrained(cfg["model"])
         self.train_set, self.val_set = train_set, val_set
+        for name, data in (("training", train_set), ("validation", val_set)):
+            n = getattr(data, "num_classes", None)
+            if n is not None and int(n) != cfg["model"]["num_classes"]:
+                where = getattr(data, "classes_source", None) or getattr(data, "root", "the dataset")
+                raise ValueError(f"model.num_classes = {cfg['model']['num_classes']}, but the {name} data has {n} "
+                                 f"classes (background included; from {where}); set model.num_classes={n}")
         self.model = build_model({**cfg["model"], "pretrained": pretrained}).to(self.device)
         self.optimizer = build_optimizer(self.model, cfg)
         self.amp = bool(cfg["misc"]["amp"]) and self.device.type == "cuda"
@@ -164,6 +184,8 @@ class Trainer:
         self.pseudo_history: list[tuple[int, torch.Tensor]] = []   # (epoch, (n, H, W) pseudo labels)
         if cfg["misc"]["resume"]:
             self.resume(cfg["misc"]["resume_checkpoint_path"] or self.ckpt_dir / "last.pth")
+        if self.is_main:   # written once everything checked out: a failed start leaves no "run" behind
+            save_config(cfg, self.run_dir / "config.yaml")
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self, epoch: int) -> dict:
@@ -177,6 +199,7 @@ class Trainer:
         ckpt = load_checkpoint(path, map_location=self.device)
         load_state_dict_strict(self.model, ckpt["state_dict"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        self._apply_config_schedule()
         if "scaler" in ckpt:
             self.scaler.load_state_dict(ckpt["scaler"])
         self.start_epoch = int(ckpt["epoch"]) + 1
@@ -185,6 +208,39 @@ class Trainer:
         if ckpt.get("best_by", "val_miou") == self.best_by:
             self.best_value = float(ckpt.get("best_value", self.best_miou if self.best_by == "val_miou" else math.inf))
         self.history = list(ckpt.get("history", []))
+        self._drop_log_records_after(self.start_epoch - 1)
+
+    def _apply_config_schedule(self) -> None:
+        """After loading an optimiser state: learning rates, momentum and weight decay come from the config, so a
+        resumed run with a changed ``train.lr`` trains at the new rate (the saved state would bring the old one)."""
+        fresh = build_optimizer(self.model, self.cfg)
+        if len(fresh.param_groups) != len(self.optimizer.param_groups):
+            raise ValueError("resume: the checkpoint's optimiser has another parameter-group layout than this model")
+        for old, new in zip(self.optimizer.param_groups, fresh.param_groups):
+            if self.is_main and abs(old["initial_lr"] - new["initial_lr"]) > 1e-12 * max(1.0, new["initial_lr"]):
+                print(f"resume: learning rate {old['initial_lr']:g} -> {new['initial_lr']:g} (from the config)",
+                      flush=True)
+            for key in ("initial_lr", "lr", "momentum", "weight_decay", "nesterov"):
+                old[key] = new[key]
+
+    def _drop_log_records_after(self, epoch: int) -> None:
+        """A killed run may have logged steps past its last checkpoint; they are retrained, so drop them."""
+        log = self.run_dir / "log.jsonl"
+        if not self.is_main or not log.is_file():
+            return
+        import json
+
+        from slrnet.utils import atomic_write_bytes
+
+        kept = []
+        for line in log.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:          # the half-written last line of a killed process
+                continue
+            if record.get("epoch", -1) <= epoch:
+                kept.append(line)
+        atomic_write_bytes(log, "".join(line + "\n" for line in kept).encode())
 
     # ------------------------------------------------------------------ loop
     def _loader(self, epoch: int) -> DataLoader:
@@ -202,6 +258,12 @@ class Trainer:
                           persistent_workers=False)
 
     def fit(self) -> list[dict]:
+        try:
+            return self._fit()
+        finally:
+            self.release()
+
+    def _fit(self) -> list[dict]:
         t = self.cfg["train"]
         for epoch in range(self.start_epoch, t["num_epochs"]):
             seed_everything(self.seed + 7919 * (epoch + 1))   # bit-exact resume at epoch boundaries
@@ -246,7 +308,7 @@ class Trainer:
         for step, batch in enumerate(loader):
             if step >= self.steps_per_epoch:
                 break
-            if self._snapshot_batch is None:
+            if self._snapshot_batch is None and self.cfg["misc"]["num_snapshots"] > 0:   # 0: no snapshots
                 self._snapshot_batch = {k: v[: self.cfg["misc"]["num_snapshots"]] for k, v in batch.items()
                                         if isinstance(v, torch.Tensor)}
             factor = lr_factor(epoch, step, self.steps_per_epoch, self.cfg)
@@ -268,10 +330,12 @@ class Trainer:
                 loss = loss + c[3] * losses["seg"]
             if not torch.isfinite(loss):
                 terms = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+                last = self.ckpt_dir / "last.pth"
+                kept = (f"the last good checkpoint ({last}) is kept: fix the cause, then resume from it with "
+                        f"--resume" if last.is_file() else "no checkpoint had been written yet")
                 raise TrainingDiverged(
-                    f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} ({terms}); stopped. "
-                    f"The last good checkpoint is kept in {self.ckpt_dir / 'last.pth'}; "
-                    f"lower train.lr or check the data.")
+                    f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} ({terms}); stopped; {kept}. "
+                    f"Lower train.lr (a resumed run takes the config's learning rate) or check the data.")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -377,6 +441,8 @@ def add_cli_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="overrides misc.seed")
     parser.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (overrides misc.device)")
     parser.add_argument("--resume", action="store_true", help="resume from the run's last checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete the results of a run already in the --run folder and start again")
     parser.add_argument("--local_rank", type=int, default=-1, help=argparse_suppress())
     parser.add_argument("opts", nargs="*", help="config overrides, e.g. train.num_epochs=2 model.use_cvlr=false")
 
@@ -398,7 +464,7 @@ def cli_run(args) -> int:
         cfg = merge_overrides(cfg, {"misc.resume": 1})
     run = args.run or time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(cfg["misc"]["log_dir"]) / Path(args.config).stem / run
-    trainer = Trainer(cfg, run_dir)
+    trainer = Trainer(cfg, run_dir, overwrite=bool(args.overwrite))
     history = trainer.fit()
     if trainer.is_main:
         best = max((h.get("val_miou", -1) for h in history), default=-1)

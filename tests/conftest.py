@@ -28,3 +28,16 @@ def output_root(tmp_path: Path) -> Path:
     root = tmp_path / "outputs"
     root.mkdir()
     return root
+
+
+@pytest.fixture(scope="session")
+def official_net_state():
+    """The official WideResNet-38 Net's state_dict (449 keys, float64) from the seeded formula of
+    ``fixtures/net_forward.npz``; built once per session (about 10 s), shared by the whole-network tests."""
+    from net_reference import complete_with_model_buffers, load_reference, official_state_dict
+    from slrnet.config import load_config
+    from slrnet.models import build_model
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "voc_wss_resnet38.yaml")
+    skeleton = build_model({**cfg["model"], "pretrained": ""})
+    return complete_with_model_buffers(official_state_dict(load_reference()), skeleton)

@@ -15,11 +15,11 @@ import pytest
 import torch
 from PIL import Image
 
-from net_reference import FIXTURES, complete_with_model_buffers, load_reference, official_state_dict
+from net_reference import FIXTURES
 from slrnet.crf import crf_argmax
 from slrnet.data.transforms import normalize_to_tensor
 from slrnet.infer import apply_class_filter, predict_multiscale, select_classes
-from slrnet.models import build_model, build_trained_model
+from slrnet.models import build_trained_model
 from test_net_forward import CONFIG, model_config
 
 SETTINGS = {"pred": dict(use_labels=False, top_k=6), "gtcls": dict(use_labels=True, top_k=6),
@@ -33,9 +33,8 @@ def golden():
 
 
 @pytest.fixture(scope="module")
-def official_state():
-    state = complete_with_model_buffers(official_state_dict(load_reference()),
-                                        build_model({**model_config(), "pretrained": ""}))
+def official_state(official_net_state):
+    state = dict(official_net_state)
     shift = 3.0 + 2.0 * torch.randn(20, generator=torch.Generator().manual_seed(2022), dtype=torch.float64)
     state["last_conv.8.bias"] = state["newly_added.5.8.bias"] = state["last_conv.8.bias"] + shift
     return state

@@ -15,10 +15,12 @@ from slrnet.data import ensure_default_dataset
 from slrnet.train import Trainer, TrainingDiverged, lr_factor
 
 
+TINY_DATA = {"num_train": 24, "num_val": 4, "image_size": 48}
+
+
 @pytest.fixture(scope="module")
 def tiny_root(tmp_path_factory):
-    return ensure_default_dataset(tmp_path_factory.mktemp("data") / "shapes", num_train=24, num_val=4,
-                                  image_size=48)
+    return ensure_default_dataset(tmp_path_factory.mktemp("data") / "shapes", **TINY_DATA)
 
 
 def tiny_cfg(root, **over):
@@ -26,7 +28,8 @@ def tiny_cfg(root, **over):
         "misc": {"seed": 3, "verbose": 0, "log_freq": 1, "num_snapshots": 2, "device": "cpu"},
         "train": {"lr": 0.01, "num_epochs": 2, "pretrain_epochs": 0, "batch_size": 4, "num_workers": 0,
                   "lr_multipliers": [1, 1, 1, 1], "max_steps_per_epoch": 2},
-        "dataset": {"name": "shapes", "root": str(root), "crop_size": 40},
+        # the options tiny_root was made with: other options would make the trainer generate the default dataset
+        "dataset": {"name": "shapes", "root": str(root), "crop_size": 40, "generate": dict(TINY_DATA)},
         "model": {"backbone": "tiny", "num_classes": 7, "decoder_channels": 16, "aspp_dilations": [1, 2, 3, 4],
                   "backbone_kwargs": {"width": 8}, "pamr_iter": 2, "pamr_dilations": [1, 2]},
         "test": {"scales": [1.0]},
@@ -127,8 +130,9 @@ def test_ddp_two_processes_keep_identical_replicas_and_only_rank0_writes(tmp_pat
 
 def test_best_checkpoint_by_the_val_classification_loss(tmp_path, tiny_root):
     """``train.best_by: val_cls_loss`` keeps best.pth at the lowest val classification loss (the authors' rule)."""
-    trainer = Trainer(tiny_cfg(tiny_root, **{"train.best_by": "val_cls_loss", "train.num_epochs": 3}), tmp_path / "r")
-    history = trainer.fit()
+    cfg = tiny_cfg(tiny_root, **{"train.best_by": "val_cls_loss", "train.num_epochs": 3,
+                                 "train.max_steps_per_epoch": 1, "train.val_max_images": 2, "misc.num_snapshots": 0})
+    history = Trainer(cfg, tmp_path / "r").fit()
     losses = [h["val_cls_loss"] for h in history]
     assert all(loss > 0 for loss in losses)
     best = load_checkpoint(tmp_path / "r" / "checkpoints" / "best.pth")

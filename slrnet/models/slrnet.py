@@ -405,8 +405,21 @@ def build_trained_model(cfg_model: dict, state, source: str = "checkpoint",
     ``torch.float64``) casts the model *before* loading, so a float64 checkpoint keeps every bit."""
     from slrnet.checkpoint import load_state_dict_strict
 
+    from slrnet.checkpoint import StateDictMismatchError
+
     model = build_model({**cfg_model, "pretrained": ""})
     if dtype is not None:
         model.to(dtype)
-    load_state_dict_strict(model, state, source=source)
+    try:
+        load_state_dict_strict(model, state, source=source)
+    except StateDictMismatchError as err:
+        head = {k: (a, b) for k, a, b in err.report.mismatched if k == "last_conv.8.weight"}
+        if head:
+            file_out, model_out = head["last_conv.8.weight"][0][0], head["last_conv.8.weight"][1][0]
+            extra = 0 if model.predicts_background else 1          # + the constant background channel
+            raise StateDictMismatchError(
+                f"{source} was trained for {file_out + extra} classes but the config's model.num_classes is "
+                f"{model_out + extra} ({model.variant} variant); use the config the checkpoint was trained with, "
+                f"or set model.num_classes={file_out + extra}. {err}", err.report) from None
+        raise
     return model
