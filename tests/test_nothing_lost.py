@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from slrnet.checkpoint import save_checkpoint
 from slrnet.cli import main
@@ -206,3 +207,47 @@ def test_notebook_style_parameters_are_checked(tiny_root):
         merge_overrides(quick_cfg(tiny_root), {"train.num_epochs": -1})
     with pytest.raises(ConfigError, match="train.batch_size = 0"):
         merge_overrides(quick_cfg(tiny_root), {"train.batch_size": 0})
+
+
+# ---------------------------------------------------------------- kill -9, then resume
+KILLED_RUN = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+torch.set_num_threads(1)
+from test_train import tiny_cfg
+from slrnet.train import Trainer
+Trainer(tiny_cfg({root!r}, **{{"train.num_epochs": {epochs}}}), {run!r}).fit()
+"""
+
+
+def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, tiny_root):
+    """SIGKILL a training process once it has written a checkpoint (possibly during the next write): the folder's
+    lock is stale, ``last.pth`` loads, and resuming ends with the same weights as a run never interrupted."""
+    import signal
+    import time
+    from pathlib import Path
+
+    from slrnet.checkpoint import load_checkpoint
+
+    run, epochs = tmp_path / "killed", 10                   # the learning-rate schedule depends on the epochs
+    script = KILLED_RUN.format(tests=str(Path(__file__).parent), root=str(tiny_root), run=str(run), epochs=epochs)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (run / "checkpoints" / "last.pth").exists():
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.time() < deadline, "the training process wrote no checkpoint in 120 s"
+        time.sleep(0.05)
+    time.sleep(0.3)                                           # somewhere in the following epochs
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (run / ".lock").exists()                           # left behind by the killed process ...
+    done = load_checkpoint(run / "checkpoints" / "last.pth")["epoch"]
+    assert done < epochs - 1, "the run finished before it was killed; kill it sooner"
+    resumed = Trainer(tiny_cfg(tiny_root, **{"train.num_epochs": epochs, "misc.resume": 1}), run)   # ... and stale
+    assert resumed.start_epoch == done + 1
+    resumed.fit()
+    full = Trainer(tiny_cfg(tiny_root, **{"train.num_epochs": epochs}), tmp_path / "full")
+    full.fit()
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
