@@ -1,4 +1,4 @@
-"""Command line: ``python -m slrnet train | infer | eval | export | suite`` (also the ``slrnet`` script).
+"""Command line: ``python -m slrnet train | infer | eval | export | suite | convert`` (also the ``slrnet`` script).
 
     python -m slrnet --help
     python -m slrnet train --config configs/shapes_quick.yaml --run demo
@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("slrnet.evaluate", "mIoU of a folder of predicted masks (PNGs) against a VOC-layout root"),
     "export": ("slrnet.export", "export pseudo labels for two-stage training"),
     "suite": ("slrnet.suite", "run the notebook suite with papermill (profiles smoke/quick/full)"),
+    "convert": ("slrnet.convert", "convert downloads (SBD, COCO) into the VOC layout the configs read"),
 }
 USER_ERRORS = (ValueError, KeyError, OSError, UserError)
 EXIT_USER_ERROR = 2
