@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("slrnet.evaluate", "mIoU of a folder of predicted masks (PNGs) against a VOC-layout root"),
     "export": ("slrnet.export", "export pseudo labels for two-stage training"),
     "suite": ("slrnet.suite", "run the notebook suite with papermill (profiles smoke/quick/full)"),
-    "convert": ("slrnet.convert", "convert downloads (SBD, COCO) into the VOC layout the configs read"),
+    "convert": ("slrnet.convert", "convert downloads (SBD, COCO, L2ID) into the VOC layout the configs read"),
 }
 USER_ERRORS = (ValueError, KeyError, OSError, UserError)
 EXIT_USER_ERROR = 2

@@ -70,7 +70,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "generate": None,                # options for the synthetic "shapes" dataset (name: shapes)
     },
     "model": {
-        "name": "slrnet",                # slrnet | slrnet_semi | slrnet_semi_wo_cls | slrnet_coco_pseudo
+        "name": "slrnet",                # slrnet | slrnet_semi | slrnet_semi_wo_cls | slrnet_coco_pseudo | slrnet_lid_wide
         "backbone": "resnet38",          # resnet38 | resnet101 | tiny
         "pretrained": "",                # ImageNet weights for the backbone ('' = none)
         "num_classes": 21,
@@ -89,6 +89,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "bg_pow": 3,                     # semi wo_cls: background power before PAMR
         "pos_weight": 1.0,               # slrnet_coco_pseudo: weight of positive labels in the BCE loss ...
         "class_weights": None,           # ... times these per-class weights (K-1 numbers), a model buffer
+        "focal_p": 3.0,                  # focal penalty (1 - mean mask)^p log(c + mean mask) of the class scores
+        "focal_c": 0.01,
     },
     "test": {
         "scales": [1, 1.5, 2.0, 0.5, 0.75],

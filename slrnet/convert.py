@@ -1,13 +1,16 @@
-"""``python -m slrnet convert sbd | coco``: the downloads turned into the VOC layout the configs read.
+"""``python -m slrnet convert sbd | coco | lid``: the downloads turned into the VOC layout the configs read.
 
     python -m slrnet convert sbd  --sbd-root data/benchmark_RELEASE --voc-root data/VOCdevkit/VOC2012
     python -m slrnet convert coco --coco-root data/coco --split train2014 --out data/COCO
     python -m slrnet convert coco --coco-root data/coco --split val2014   --out data/COCO
+    python -m slrnet convert lid  --lid-root data/L2ID --out data/LID
 
 ``sbd`` (``slrnet.data.convert_sbd``): SBD's ``dataset/cls/*.mat`` -> ``SegmentationClassAug/*.png`` and
 ``ImageSets/Segmentation/train_aug.txt`` inside the VOC root. ``coco`` (``slrnet.data.convert_coco``, needs
 ``pip install slrnet[coco]`` for pycocotools): the instance JSON -> class-index PNGs, ``JPEGImages`` links, the
-split's list and ``classes.txt``. Both skip what an earlier run finished, so an interrupted run is run again.
+split's list and ``classes.txt``. ``lid`` (``slrnet.data.convert_lid``): the L2ID layout -> links, VOC XML image
+labels, val mask links, lists and ``classes.txt``. Each skips what an earlier run finished, so an interrupted run
+is run again.
 """
 from __future__ import annotations
 
@@ -40,6 +43,14 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                       help="copy images into JPEGImages/ instead of linking them")
     coco.add_argument("--num_workers", "--num-workers", dest="num_workers", type=int, default=0,
                       help="processes (0 = all CPU cores)")
+    lid = sub.add_parser("lid", help="L2ID (LID challenge, WSSS track: ILSVRC-DET, 200 classes) -> VOC layout",
+                         description="Convert the L2ID layout (Annotations/cls_labels.npy, Data/, val.txt, test.txt, "
+                                     "LID_track1/, track1_val_annotations_raw/) into VOC layout: JPEGImages/ links, "
+                                     "Annotations/*.xml image labels for training images, SegmentationClass/ links "
+                                     "to the val masks, ImageSets/Segmentation/{train,val,test}.txt, classes.txt.")
+    lid.add_argument("--lid-root", "--lid_root", dest="lid_root", required=True,
+                     help="the L2ID root (holds Annotations/cls_labels.npy and Data/)")
+    lid.add_argument("--out", default="data/LID", help="VOC-layout output root (default: data/LID)")
 
 
 def cli_run(args: argparse.Namespace) -> int:
@@ -49,6 +60,13 @@ def cli_run(args: argparse.Namespace) -> int:
         s = convert_sbd(args.sbd_root, args.voc_root, mask_dir=args.mask_dir)
         print(f"{s['mask_dir']}: {s['written_from_sbd']} masks from SBD, {s['copied_from_voc']} copied from VOC, "
               f"{s['skipped']} already there\n{s['list']}: {s['train_aug']} training images")
+        return 0
+    if args.dataset == "lid":
+        from slrnet.data.convert_lid import convert_lid
+
+        s = convert_lid(args.lid_root, args.out)
+        print(f"{s['out_root']}: {s['train']} training images (image labels), {s.get('val', 0)} val (masks), "
+              f"{s.get('test', 0)} test, {s['classes']} classes")
         return 0
     try:
         import pycocotools  # noqa: F401

@@ -58,14 +58,14 @@ def focal_penalty(v: torch.Tensor, p: float = 3, c: float = 0.01) -> torch.Tenso
     return (1 - v).pow(p) * torch.log(c + v)
 
 
-def nGWP_scores(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+def nGWP_scores(logits: torch.Tensor, masks: torch.Tensor, focal_p: float = 3, focal_c: float = 0.01) -> torch.Tensor:
     """Normalised global weighted pooling + focal penalty; logits, masks (B, K, h, w) -> (B, K-1)."""
     if logits.shape != masks.shape or logits.dim() != 4:
         raise ValueError(f"nGWP_scores: logits {tuple(logits.shape)} and masks {tuple(masks.shape)} must both be "
                          "(B, K, h, w)")
     x, m = logits.flatten(2), masks.flatten(2)                      # (B, K, N)
     pooled = (x * m).sum(-1) / (1.0 + m.sum(-1))                     # (B, K)
-    scores = pooled + focal_penalty(m.mean(-1), p=3, c=0.01)         # (B, K)
+    scores = pooled + focal_penalty(m.mean(-1), p=focal_p, c=focal_c)   # (B, K)
     return scores[:, 1:]                                             # background has no image label
 
 

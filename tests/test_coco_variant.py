@@ -88,6 +88,6 @@ def test_coco_config_builds_the_coco_variant(ref):
 
 
 def test_other_variants_refuse_the_coco_keys():
-    with pytest.raises(ValueError, match="COCO variant"):
+    with pytest.raises(ValueError, match="only the COCO and L2ID variants"):
         build_model({"backbone": "tiny", "num_classes": 7, "decoder_channels": 64, "pos_weight": 10.0})
 

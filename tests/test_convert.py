@@ -249,3 +249,70 @@ def test_coco_bad_input_is_named(coco_root, tmp_path):
         convert_coco(root, "val2014", tmp_path / "o", num_workers=1, progress=False)
     with pytest.raises(DatasetFileNotFoundError, match="instances_train2014.json"):
         convert_coco(root, "train2014", tmp_path / "o", num_workers=1, progress=False)
+
+
+# ----------------------------------------------------------------------------------------- L2ID
+@pytest.fixture
+def lid_root(tmp_path):
+    root = tmp_path / "L2ID"
+    files = ["train/ILSVRC2014_train_0000/ILSVRC2014_train_00000001", "train/ILSVRC2013_train/n01443537/n01443537_2"]
+    labels = np.zeros((2, 200), np.float32)
+    labels[0, [0, 57]] = 1                                     # accordion, dog
+    labels[1, 124] = 1                                         # person
+    (root / "Annotations").mkdir(parents=True)
+    np.save(root / "Annotations" / "cls_labels.npy", {"files": files, "labels": labels}, allow_pickle=True)
+    for i, f in enumerate(files):
+        _image(root / "Data" / f"{f}.JPEG", 40, 44, 20 + i)
+    (root / "val.txt").write_text("ILSVRC2012_val_00000001\n")
+    (root / "test.txt").write_text("ILSVRC2012_test_00000001\n")
+    _image(root / "LID_track1" / "val" / "ILSVRC2012_val_00000001.JPEG", 40, 44, 30)
+    _image(root / "LID_track1" / "test" / "ILSVRC2012_test_00000001.JPEG", 40, 44, 31)
+    mask = np.zeros((40, 44), np.uint8)
+    mask[5:25, 5:25] = 59                                      # domestic_cat
+    mask[25, 5:25] = 255                                       # ambiguous
+    (root / "track1_val_annotations_raw").mkdir()
+    Image.fromarray(mask, "L").save(root / "track1_val_annotations_raw" / "ILSVRC2012_val_00000001.png")
+    return root, mask
+
+
+def test_lid_conversion_labels_masks_lists(lid_root, tmp_path):
+    from slrnet.data.convert_lid import L2ID_CLASSES, convert_lid
+
+    root, mask = lid_root
+    out = tmp_path / "LID"
+    s = convert_lid(root, out, progress=False)
+    assert (s["train"], s["val"], s["test"], s["classes"]) == (2, 1, 1, 201)
+    assert L2ID_CLASSES[0] == "background" and L2ID_CLASSES[1] == "accordion" and L2ID_CLASSES[59] == "domestic_cat"
+    train = VOCSegmentation(out, "train")
+    assert train.names == ["ILSVRC2014_train_00000001", "n01443537_2"]
+    labels = train.image_labels()
+    assert labels[0].nonzero()[0].tolist() == [0, 57] and labels[1].nonzero()[0].tolist() == [124]
+    val = VOCSegmentation(out, "val")
+    sample = val[0]
+    assert np.array_equal(sample["mask"].numpy(), mask) and sample["labels"].nonzero().flatten().tolist() == [58]
+    assert (out / "ImageSets" / "Segmentation" / "test.txt").read_text() == "ILSVRC2012_test_00000001\n"
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "Annotations").iterdir()}
+    convert_lid(root, out, progress=False)                      # a second run writes nothing new
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "Annotations").iterdir()} == stamps
+    _train_one_step(out, tmp_path, 201, train_list="ImageSets/Segmentation/train.txt",
+                    val_list="ImageSets/Segmentation/val.txt", mask_dir="SegmentationClass")
+
+
+def test_lid_bad_input_is_named(lid_root, tmp_path):
+    import os
+    from slrnet.data.convert_lid import convert_lid
+
+    root, _ = lid_root
+    (root / "LID_track1" / "val" / "ILSVRC2012_val_00000001.JPEG").unlink()
+    with pytest.raises(DatasetFileNotFoundError, match="ILSVRC2012_val_00000001.JPEG is listed but does not exist"):
+        convert_lid(root, tmp_path / "o", progress=False)
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "ran"),))
+
+    np.save(root / "Annotations" / "cls_labels.npy", np.array({"files": Payload(), "labels": 0}, dtype=object),
+            allow_pickle=True)
+    with pytest.raises(DatasetError, match="cls_labels.npy: not an L2ID cls_labels.npy .*refusing to load"):
+        convert_lid(root, tmp_path / "o", progress=False)
+    assert not (tmp_path / "ran").exists()                      # nothing from the file ran

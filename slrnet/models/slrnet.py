@@ -58,6 +58,12 @@ class SLRNet(nn.Module):
     changes: the classification loss is BCE on the logits with positives weighted by ``pos_weight`` x
     ``class_weights`` (:func:`slrnet.losses.weighted_bce`), and pseudo labels come from peak-normalised maps with
     the config's ``cutoff_top`` / ``cutoff_low`` (:func:`slrnet.losses.pseudo_labels_peak_normalised`).
+
+    ``variant="lid"`` (``models/slrnet_lid_wide.py``, for the 200 classes of L2ID) is the COCO network made wider:
+    decoder, GCI, CVLR and heads at ``decoder_channels`` (512) while the backbone's stride-4 map stays 256 wide,
+    so a 1x1 projection ``fc8_up`` (conv, BN, ReLU) lifts it for GCI; the skip projection has 96 channels (48
+    elsewhere); the segmentation head has one 3x3 conv (dropout 0.3) instead of two; the auxiliary head's
+    classification loss weighs 1 (0.4 elsewhere). ``focal_p`` / ``focal_c`` set the focal penalty of the scores.
     """
 
     def __init__(self, backbone: str = "resnet38", num_classes: int = 21, pretrained: str = "",
@@ -66,15 +72,15 @@ class SLRNet(nn.Module):
                  temperature: float = 1.0, num_iters: int = 1, use_cvlr: bool = True,
                  decoder_channels: int = 256, aspp_dilations=(1, 12, 24, 36), variant: str = "wss",
                  bg_pow: float = 3.0, backbone_kwargs: dict | None = None, pos_weight: float = 1.0,
-                 class_weights=None):
+                 class_weights=None, focal_p: float = 3.0, focal_c: float = 0.01):
         super().__init__()
-        if variant not in ("wss", "semi", "semi_wo_cls", "coco"):
-            raise ValueError(f"variant must be 'wss', 'semi', 'semi_wo_cls' or 'coco', got {variant!r}")
+        if variant not in ("wss", "semi", "semi_wo_cls", "coco", "lid"):
+            raise ValueError(f"variant must be 'wss', 'semi', 'semi_wo_cls', 'coco' or 'lid', got {variant!r}")
         if variant != "wss" and not use_cvlr:
             raise ValueError(f"model.use_cvlr: the variant {variant!r} needs the CVLR network (use_cvlr=true)")
-        if variant != "coco" and (class_weights is not None or pos_weight != 1.0):
-            raise ValueError("model.pos_weight / model.class_weights: only the COCO variant (model.name: "
-                             "slrnet_coco_pseudo) uses them")
+        if variant not in ("coco", "lid") and (class_weights is not None or pos_weight != 1.0):
+            raise ValueError("model.pos_weight / model.class_weights: only the COCO and L2ID variants (model.name: "
+                             "slrnet_coco_pseudo, slrnet_lid_wide) use them")
         self.num_classes = num_classes
         self.variant = variant
         self.predicts_background = variant == "semi_wo_cls"   # head outputs K channels incl. background
@@ -93,7 +99,12 @@ class SLRNet(nn.Module):
         # ASPP BN statistics are frozen when the backbone is a frozen (pretrained) one, as in the
         # released recipe; a backbone trained from scratch (the teaching profile) trains them.
         self.freeze_aspp_stats = bool(getattr(self.backbone, "freeze_bn", True))
-        if self.backbone.shallow_channels != C:
+        wide = variant == "lid"
+        # an integer power as the authors write it (pow(3) and pow(3.0) may round differently)
+        self.focal_p = int(focal_p) if float(focal_p).is_integer() else float(focal_p)
+        self.focal_c = float(focal_c)
+        self.aux_cls_weight = 1.0 if wide else 0.4
+        if self.backbone.shallow_channels != C and not wide:
             # GCI modulates the stride-4 backbone map with cues from the decoder features, channel by
             # channel (both 256 wide for WideResNet-38 and ResNet-101), so the widths must agree.
             raise ValueError(f"model.decoder_channels ({C}) must equal the {backbone!r} backbone's shallow "
@@ -102,14 +113,19 @@ class SLRNet(nn.Module):
         self._aff = PAMR(pamr_iter, tuple(pamr_dilations))
         self.shallow_mask = GCI(C, norm_layer=_BatchNorm)
         self.sg = StochasticGate(0.3)
-        self.fc8_skip = nn.Sequential(nn.Conv2d(self.backbone.shallow_channels, 48, 1, bias=False),
-                                      _BatchNorm(48), nn.ReLU())
-        self.fc8_x = nn.Sequential(nn.Conv2d(C + 48, C, 3, padding=1, bias=False), _BatchNorm(C), nn.ReLU())
-        self.last_conv = nn.Sequential(nn.Conv2d(C, C, 3, padding=1, bias=False), _BatchNorm(C), nn.ReLU(),
-                                       Dropout(0.5),
-                                       nn.Conv2d(C, C, 3, padding=1, bias=False), _BatchNorm(C), nn.ReLU(),
-                                       Dropout(0.1),
-                                       nn.Conv2d(C, n_out, 1))
+        skip = 96 if wide else 48
+        self.fc8_skip = nn.Sequential(nn.Conv2d(self.backbone.shallow_channels, skip, 1, bias=False),
+                                      _BatchNorm(skip), nn.ReLU())
+        self.fc8_x = nn.Sequential(nn.Conv2d(C + skip, C, 3, padding=1, bias=False), _BatchNorm(C), nn.ReLU())
+        if wide:
+            self.last_conv = nn.Sequential(nn.Conv2d(C, C, 3, padding=1, bias=False), _BatchNorm(C), nn.ReLU(),
+                                           Dropout(0.3), nn.Conv2d(C, n_out, 1))
+        else:
+            self.last_conv = nn.Sequential(nn.Conv2d(C, C, 3, padding=1, bias=False), _BatchNorm(C), nn.ReLU(),
+                                           Dropout(0.5),
+                                           nn.Conv2d(C, C, 3, padding=1, bias=False), _BatchNorm(C), nn.ReLU(),
+                                           Dropout(0.1),
+                                           nn.Conv2d(C, n_out, 1))
         new = [self.aspp, self.shallow_mask, self.sg, self.fc8_skip, self.fc8_x, self.last_conv]
         self.newly_added = nn.ModuleList(new)
         if use_cvlr:
@@ -120,7 +136,12 @@ class SLRNet(nn.Module):
                                           Dropout(0.5), nn.Conv2d(C, n_out, 1))
             self.newly_added.extend([self.factorization_reconstruction, self.initialize_dictionary,
                                      self.aux_head])
-        if variant == "coco":
+        self.fc8_up = None
+        if wide:   # the stride-4 backbone map (256 ch) lifted to the decoder width for GCI
+            self.fc8_up = nn.Sequential(nn.Conv2d(self.backbone.shallow_channels, C, 1, bias=False), _BatchNorm(C),
+                                        nn.ReLU())
+            self.newly_added.append(self.fc8_up)
+        if variant in ("coco", "lid"):
             # COCO's classification loss weights positives by pos_weight x class_weights (the authors register
             # the weights as a buffer, so their checkpoints hold a "class_weights" key)
             self.pos_weight = float(pos_weight)
@@ -179,6 +200,8 @@ class SLRNet(nn.Module):
 
     def head(self, x: torch.Tensor, shallow: torch.Tensor):
         """Segmentation head -> (logits (B, K, h, w), masks (B, K, h, w))."""
+        if self.fc8_up is not None:
+            shallow = self.fc8_up(shallow)
         x = self.sg(x, self.shallow_mask(shallow, x))
         logits = self.last_conv(x)
         if not self.predicts_background:
@@ -252,12 +275,12 @@ class SLRNet(nn.Module):
         losses["mask"] = L.mask_consistency(masks1, masks2_up, fg_labels)
         scores = None
         if not self.predicts_background:
-            scores = L.nGWP_scores(logits1, masks1)
-            scores2 = L.nGWP_scores(logits2, masks2)
-            scores_aux = L.nGWP_scores(aux_logits, aux_masks)
+            scores = self.scores(logits1, masks1)
+            scores2 = self.scores(logits2, masks2)
+            scores_aux = self.scores(aux_logits, aux_masks)
             losses["cls_per_image"] = (self.classification_loss(scores, labels)
                                        + self.classification_loss(scores2, labels)
-                                       + 0.4 * self.classification_loss(scores_aux, labels))
+                                       + self.aux_cls_weight * self.classification_loss(scores_aux, labels))
             losses["cls"] = losses["cls_per_image"].mean()
 
         with torch.no_grad():
@@ -278,9 +301,13 @@ class SLRNet(nn.Module):
         maps.update(masks=resize(masks1.detach(), (H, W)), codes=z1.detach(), codes2=z2_up.detach())
         return {"losses": losses, "maps": maps, "scores": scores, "dictionary": dictionary}
 
+    def scores(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """Class scores (B, K-1): nGWP pooling + the focal penalty (``focal_p``, ``focal_c``)."""
+        return L.nGWP_scores(logits, masks, focal_p=self.focal_p, focal_c=self.focal_c)
+
     def classification_loss(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Per-image classification loss (B,): multi-label soft margin, or COCO's positive-weighted BCE."""
-        if self.variant != "coco":
+        if self.variant not in ("coco", "lid"):
             return L.multilabel_soft_margin(scores, labels, reduction="none")
         pos_weight = torch.full_like(scores[0], self.pos_weight)
         if self.class_weights is not None:
@@ -292,7 +319,7 @@ class SLRNet(nn.Module):
         x, s = self.features(images)
         logits, masks = self.head(x, s)
         losses = {}
-        scores = L.nGWP_scores(logits, masks)
+        scores = self.scores(logits, masks)
         losses["cls_per_image"] = L.multilabel_soft_margin(scores, labels, reduction="none")
         losses["cls"] = losses["cls_per_image"].mean()
         zero = logits.sum() * 0
@@ -333,7 +360,7 @@ class SLRNet(nn.Module):
                                labels)
         if self.predicts_background:
             pseudo = L.pseudo_labels(refined, bg_factor=0.9, cutoff_top=self.cutoff_top, cutoff_low=self.cutoff_low)
-        elif self.variant == "coco":   # peak-normalised maps, the config's cut-offs (0.5 and 0.1)
+        elif self.variant in ("coco", "lid"):   # peak-normalised maps, the config's cut-offs (0.5 and 0.1)
             pseudo = L.pseudo_labels_peak_normalised(refined, self.cutoff_top, self.cutoff_low)
         else:   # the released Net always uses the default thresholds (fixture README section 4)
             pseudo = L.pseudo_labels(refined)
@@ -350,13 +377,13 @@ class SLRNet(nn.Module):
         x1, s1 = self.features(images)
         if not self.use_cvlr:
             logits, masks = self.head(x1, s1)
-            scores = L.nGWP_scores(logits, masks)
+            scores = self.scores(logits, masks)
             return {"scores": scores, "masks": resize(masks, (H, W))}
         aux_logits, _ = self.aux(x1)
         if not multi_view:
             (x1,), _, _ = self.factorise(x1, aux_logits)
             logits, masks = self.head(x1, s1)
-            scores = None if self.predicts_background else L.nGWP_scores(logits, masks)
+            scores = None if self.predicts_background else self.scores(logits, masks)
             return {"scores": scores, "masks": resize(masks, (H, W))}
         view2, inverse = self.second_view(images)
         x2, s2 = self.features(view2)
@@ -366,7 +393,7 @@ class SLRNet(nn.Module):
         masks = (masks1 + inverse(masks2, masks1.shape[-2:])) / 2
         scores = None
         if not self.predicts_background:
-            scores = (L.nGWP_scores(logits1, masks1) + L.nGWP_scores(logits2, masks2)) / 2
+            scores = (self.scores(logits1, masks1) + self.scores(logits2, masks2)) / 2
         return {"scores": scores, "masks": resize(masks, (H, W))}
 
 
@@ -383,14 +410,14 @@ def build_model(cfg_model: dict) -> SLRNet:
     cfg = dict(cfg_model)
     name = cfg.pop("name", "slrnet")
     variants = {"slrnet": "wss", "slrnet_semi": "semi", "slrnet_semi_wo_cls": "semi_wo_cls",
-                "slrnet_coco_pseudo": "coco", "single_stage": "wss"}
+                "slrnet_coco_pseudo": "coco", "slrnet_lid_wide": "lid", "single_stage": "wss"}
     if name not in variants:
         raise ValueError(f"model.name: unknown model {name!r}; expected one of {sorted(variants)}")
     if name == "single_stage":
         cfg["use_cvlr"] = False
     known = {"backbone", "num_classes", "pretrained", "scale_factor", "use_flip", "pamr_iter", "pamr_dilations",
              "cutoff_top", "cutoff_low", "temperature", "num_iters", "use_cvlr", "decoder_channels",
-             "aspp_dilations", "bg_pow", "backbone_kwargs", "pos_weight", "class_weights"}
+             "aspp_dilations", "bg_pow", "backbone_kwargs", "pos_weight", "class_weights", "focal_p", "focal_c"}
     unknown = set(cfg) - known
     if unknown:
         raise ValueError(f"model: unknown keys {sorted(unknown)}")
