@@ -70,7 +70,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "generate": None,                # options for the synthetic "shapes" dataset (name: shapes)
     },
     "model": {
-        "name": "slrnet",                # slrnet | slrnet_semi | slrnet_semi_wo_cls | slrnet_coco_pseudo | slrnet_lid_wide
+        # slrnet | slrnet_semi | slrnet_semi_wo_cls | slrnet_coco_pseudo | slrnet_lid_wide | single_stage
+        "name": "slrnet",
         "backbone": "resnet38",          # resnet38 | resnet101 | tiny
         "pretrained": "",                # ImageNet weights for the backbone ('' = none)
         "num_classes": 21,

@@ -6,8 +6,9 @@ annealing afterwards, total loss ``c0·cls + c1·mask + c2·code + [epoch > pret
 
 What it adds for users: ``device="auto"``, AMP on CUDA, per-epoch seeding (bit-exact resume on CPU),
 atomic checkpoints (``last.pth`` every epoch, ``best.pth`` by ``train.best_by``: val mIoU or val cls loss),
-a NaN/Inf guard that stops with the last good checkpoint kept, tqdm progress with the loss terms, a JSONL log, PNG snapshots
-(image | mask | refined mask | pseudo label) and val mIoU per epoch.
+a NaN/Inf guard that stops with the last good checkpoint kept, tqdm progress with the loss terms, a JSONL log,
+PNG snapshots (image | mask | refined mask | pseudo label) and val mIoU per epoch; a run folder belongs to one
+run (``slrnet.run_folder``).
 
     python -m slrnet train --config configs/shapes_quick.yaml --run demo
     torchrun --nproc_per_node 4 -m slrnet train --config configs/voc_wss_resnet38.yaml --run r38

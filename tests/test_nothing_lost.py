@@ -128,7 +128,8 @@ def test_cli_checkpoint_errors_are_one_line(tmp_path, tiny_root, capsys):
                       capsys)
     assert rc == 2 and "zero.pth is empty (0 bytes)" in err and "\n" not in err
     wrong = tmp_path / "wrong.pth"                                   # a 5-class model's weights, a 7-class config
-    save_checkpoint(wrong, {"state_dict": build_model({**quick_cfg(tiny_root)["model"], "num_classes": 5}).state_dict()})
+    five_classes = build_model({**quick_cfg(tiny_root)["model"], "num_classes": 5})
+    save_checkpoint(wrong, {"state_dict": five_classes.state_dict()})
     rc, err = run_cli(["infer", "--config", str(config), "--checkpoint", str(wrong), "--output", str(tmp_path / "o")],
                       capsys)
     assert rc == 2 and "was trained for 5 classes but the config's model.num_classes is 7" in err and "\n" not in err

@@ -115,7 +115,8 @@ def convert_sbd(sbd_root, voc_root, mask_dir: str = "SegmentationClassAug", list
     out = voc / mask_dir
     written = skipped = copied = 0
     with_sbd, val = set(sbd_names), set(voc_val)
-    for name in progress_bar(sorted(set(train_aug) | val), desc="SBD -> PNG", **({} if progress else {"disable": True})):
+    quiet = {} if progress else {"disable": True}
+    for name in progress_bar(sorted(set(train_aug) | val), desc="SBD -> PNG", **quiet):
         target = out / f"{name}.png"
         if name in with_sbd and name not in val:     # val keeps VOC's own masks: the benchmark's ground truth
             source = cls_dir / f"{name}.mat"

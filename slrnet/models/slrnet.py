@@ -148,7 +148,8 @@ class SLRNet(nn.Module):
             if class_weights is not None:
                 weights = torch.as_tensor(class_weights, dtype=torch.float32)
                 if weights.shape != (num_classes - 1,):
-                    raise ValueError(f"model.class_weights: expected {num_classes - 1} numbers, got {tuple(weights.shape)}")
+                    raise ValueError(f"model.class_weights: expected {num_classes - 1} numbers, "
+                                     f"got {tuple(weights.shape)}")
                 self.register_buffer("class_weights", weights)
             else:
                 self.class_weights = None
@@ -430,9 +431,7 @@ def build_trained_model(cfg_model: dict, state, source: str = "checkpoint",
     included, comes from ``state``), then ``state`` loaded strictly. ``state`` may be a bare state_dict or one
     wrapped in ``{'state_dict': ...}`` / ``{'model': ...}``; ``source`` names it in errors. ``dtype`` (e.g.
     ``torch.float64``) casts the model *before* loading, so a float64 checkpoint keeps every bit."""
-    from slrnet.checkpoint import load_state_dict_strict
-
-    from slrnet.checkpoint import StateDictMismatchError
+    from slrnet.checkpoint import StateDictMismatchError, load_state_dict_strict
 
     model = build_model({**cfg_model, "pretrained": ""})
     if dtype is not None:
@@ -440,9 +439,10 @@ def build_trained_model(cfg_model: dict, state, source: str = "checkpoint",
     try:
         load_state_dict_strict(model, state, source=source)
     except StateDictMismatchError as err:
-        head = {k: (a, b) for k, a, b in err.report.mismatched if k == "last_conv.8.weight"}
+        classifier = f"last_conv.{len(model.last_conv) - 1}.weight"       # the class head's 1x1 conv
+        head = {k: (a, b) for k, a, b in err.report.mismatched if k == classifier}
         if head:
-            file_out, model_out = head["last_conv.8.weight"][0][0], head["last_conv.8.weight"][1][0]
+            file_out, model_out = head[classifier][0][0], head[classifier][1][0]
             extra = 0 if model.predicts_background else 1          # + the constant background channel
             raise StateDictMismatchError(
                 f"{source} was trained for {file_out + extra} classes but the config's model.num_classes is "
