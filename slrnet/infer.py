@@ -105,7 +105,7 @@ def predict_multiscale(model, image: torch.Tensor, scales: Sequence[float] = DEF
     B, _, H, W = x.shape
     use_amp = amp and x.device.type == "cuda"
     decoded = decode_batch(x) if resize == "pil_bicubic" and any(s != 1 for s in scales) else None
-    mask_list, score_list = [], []
+    probs_sum, scores_sum = None, None      # running sums, not a stack of every scale's (B, K, H, W) maps
     for s in scales:
         if s <= 0:
             raise ValueError(f"predict_multiscale: scales must be positive, got {s}")
@@ -123,12 +123,13 @@ def predict_multiscale(model, image: torch.Tensor, scales: Sequence[float] = DEF
         if flip:
             masks = masks[:B] + masks[B:].flip(-1)
             scores = None if scores is None else (scores[:B] + scores[B:]) / 2.0
-        mask_list.append(_resize(masks, (H, W)))                           # (B, K, H, W)
+        masks = _resize(masks, (H, W))                                     # (B, K, H, W)
+        probs_sum = masks if probs_sum is None else probs_sum + masks
         if scores is not None:
-            score_list.append(scores)
+            scores_sum = scores if scores_sum is None else scores_sum + scores
     views_per_scale = 2 if flip else 1
-    probs = torch.stack(mask_list).sum(0) / (views_per_scale * len(scales))   # (B, K, H, W)
-    scores = torch.stack(score_list).sum(0) / len(score_list) if score_list else None   # (B, K-1)
+    probs = probs_sum / (views_per_scale * len(scales))                    # (B, K, H, W)
+    scores = None if scores_sum is None else scores_sum / len(scales)      # (B, K-1)
     if single:
         return (None if scores is None else scores[0]), probs[0]
     return scores, probs
