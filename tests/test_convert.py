@@ -294,6 +294,11 @@ def test_lid_conversion_labels_masks_lists(lid_root, tmp_path):
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / "Annotations").iterdir()}
     convert_lid(root, out, progress=False)                      # a second run writes nothing new
     assert {p.name: p.stat().st_mtime_ns for p in (out / "Annotations").iterdir()} == stamps
+    (out / "Annotations" / "n01443537_2.xml").unlink()          # interrupted: a label file and a link missing
+    (out / "SegmentationClass" / "ILSVRC2012_val_00000001.png").unlink()
+    convert_lid(root, out, progress=False)
+    assert VOCSegmentation(out, "train").image_labels()[1].nonzero()[0].tolist() == [124]
+    assert np.array_equal(VOCSegmentation(out, "val")[0]["mask"].numpy(), mask)
     _train_one_step(out, tmp_path, 201, train_list="ImageSets/Segmentation/train.txt",
                     val_list="ImageSets/Segmentation/val.txt", mask_dir="SegmentationClass")
 
