@@ -125,6 +125,8 @@ def convert_coco(coco_root, split: str, out_root, overlap: str = "void", copy_im
         listed.append(name)
         link = out / "JPEGImages" / im["file_name"]
         link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() and not link.exists():         # a dangling link: the download moved
+            link.unlink()
         if not link.exists():
             if copy_images:
                 shutil.copyfile(source, link)

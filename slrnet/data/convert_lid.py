@@ -74,6 +74,8 @@ def load_cls_labels(path: Path) -> tuple[list[str], np.ndarray]:
 def _link(source: Path, link: Path) -> None:
     if not source.is_file():
         raise DatasetFileNotFoundError(f"{source} is listed but does not exist")
+    if link.is_symlink() and not link.exists():             # a dangling link: the download moved
+        link.unlink()
     if not link.exists():
         link.parent.mkdir(parents=True, exist_ok=True)
         os.symlink(source.resolve(), link)
