@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from slrnet.data.voc import DatasetError, DatasetFileNotFoundError, _PALETTE
+from slrnet.data.voc import _PALETTE, DatasetError, DatasetFileNotFoundError, load_mask
 
 
 def read_list(path: Path) -> list[str]:
@@ -135,7 +135,6 @@ def convert_sbd(sbd_root, voc_root, mask_dir: str = "SegmentationClassAug", list
         if valid_png(target):
             skipped += 1
             continue
-        from slrnet.data.voc import load_mask
         write_png_atomic(load_mask(voc_mask), target)
         copied += 1
     write_text_atomic(voc_lists / list_name, "".join(n + "\n" for n in train_aug))
