@@ -126,7 +126,7 @@ def cli_run(args: argparse.Namespace) -> int:
     from slrnet.utils import resolve_device
 
     device = resolve_device(args.device)
-    model, cfg = load_model(args.config, args.checkpoint, device)
+    model, cfg = load_model(args.config, args.checkpoint, device, prepare=True)
     test = cfg["test"]
     dataset = build_split(cfg["dataset"], args.data_root, args.data_list, default_split="train")
     info = export_pseudo_labels(

@@ -38,6 +38,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from slrnet.models.inference import is_prepared, prepare_for_inference, to_model_layout
+
 DEFAULT_SCALES = (1.0, 1.5, 2.0, 0.5, 0.75)
 
 
@@ -113,7 +115,7 @@ def predict_multiscale(model, image: torch.Tensor, scales: Sequence[float] = DEF
         if flip:
             xs = torch.cat([xs, xs.flip(-1)])                              # (2B, 3, h, w): one forward pass
         with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-            out = model.predict(xs)
+            out = model.predict(to_model_layout(model, xs))
         masks = out["masks"]
         if masks.dim() != 4 or masks.shape[0] != xs.shape[0]:
             raise ValueError(f"model.predict returned masks of shape {tuple(masks.shape)}; "
@@ -222,19 +224,24 @@ def iter_inference(model, dataset, *, scales: Sequence[float] = DEFAULT_SCALES, 
                    use_cls_label: bool = False, fp_cut: float = 0.3, top_k: int = 6, bg_pow: float = 3,
                    apply_crf: bool = False, crf_iters: int = 10, num_workers: int | None = None,
                    device="auto", amp: bool = True, max_images: int | None = None, keep_probs: bool = False,
-                   denormalize: Callable | None = None, resize: str = "pil_bicubic") -> Iterator[dict]:
+                   denormalize: Callable | None = None, resize: str = "pil_bicubic",
+                   optimize: bool = True) -> Iterator[dict]:
     """Yield one record per image, in dataset order: ``name``, ``num_classes``, ``pred`` uint8 (H, W),
     ``pred_crf`` (or None), ``mask`` (ground truth numpy or None), ``kept`` (kept foreground class
     indices, 1-based, or None = all), ``scores`` and, with ``keep_probs``, ``probs`` (K, H, W) averaged
     before filtering.
 
-    The network runs in this process; CRF jobs go to a process pool and overlap with it.
+    The network runs in this process; CRF jobs go to a process pool and overlap with it. ``optimize``
+    runs a copy prepared by :func:`slrnet.models.inference.prepare_for_inference` (BatchNorm folded,
+    channels-last; a model already prepared is used as it is); ``False`` runs ``model`` itself.
     """
     from slrnet.crf import crf_argmax, crf_executor, resolve_num_workers
     from slrnet.utils import progress, resolve_device
 
     device = resolve_device(device)
     model.to(device).eval()
+    if optimize and not is_prepared(model):
+        model = prepare_for_inference(model)
     if apply_crf and denormalize is None:
         from slrnet.data.transforms import denormalize
     count = len(dataset) if not max_images else min(len(dataset), int(max_images))
@@ -389,9 +396,12 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", type=int, default=0, help="1: print per-image kept classes and the metrics table")
 
 
-def load_model(config_path, checkpoint_path, device="cpu", dtype: torch.dtype | None = None):
+def load_model(config_path, checkpoint_path, device="cpu", dtype: torch.dtype | None = None,
+               prepare: bool = False):
     """(model, cfg) from a YAML config and a checkpoint (``{'state_dict': ...}``, ``{'model': ...}`` or bare);
-    ``dtype`` casts the model before the weights are copied in (float64 for the golden-vector tests)."""
+    ``dtype`` casts the model before the weights are copied in (float64 for the golden-vector tests);
+    ``prepare`` readies it for inference only, in place (:func:`slrnet.models.inference.prepare_for_inference`:
+    no second copy of the weights, no training afterwards)."""
     from slrnet.checkpoint import load_checkpoint
     from slrnet.config import load_config
     from slrnet.models import build_trained_model
@@ -400,7 +410,10 @@ def load_model(config_path, checkpoint_path, device="cpu", dtype: torch.dtype | 
     # every weight comes from the checkpoint: the backbone's pretrained file is neither needed nor read
     model = build_trained_model(cfg["model"], load_checkpoint(checkpoint_path, map_location="cpu"),
                                 source=str(checkpoint_path), dtype=dtype)
-    return model.to(device).eval(), cfg
+    model.to(device).eval()
+    if prepare:
+        prepare_for_inference(model, inplace=True)
+    return model, cfg
 
 
 def build_split(cfg_dataset: dict, data_root=None, data_list=None, default_split: str = "val"):
@@ -421,7 +434,7 @@ def cli_run(args: argparse.Namespace) -> int:
     from slrnet.utils import resolve_device
 
     device = resolve_device(args.device)
-    model, cfg = load_model(args.config, args.checkpoint, device)
+    model, cfg = load_model(args.config, args.checkpoint, device, prepare=True)
     test = cfg["test"]
     pick = lambda value, key: test[key] if value is None else value  # noqa: E731  flag > config
     dataset = build_split(cfg["dataset"], args.data_root, args.data_list)

@@ -109,7 +109,7 @@ def test_export_cli(tmp_path, monkeypatch, capsys):
 
     src = make_voc(tmp_path / "voc")
     cfg = validate({"model": {"num_classes": K}, "test": {"scales": [1.0]}})
-    monkeypatch.setattr(infer, "load_model", lambda config, checkpoint, device: (DummyModel().eval(), cfg))
+    monkeypatch.setattr(infer, "load_model", lambda config, checkpoint, device, **kw: (DummyModel().eval(), cfg))
     parser = argparse.ArgumentParser()
     add_cli_arguments(parser)
     args = parser.parse_args(["--config", "c.yaml", "--checkpoint", "p.pth", "--output", str(tmp_path / "out"),

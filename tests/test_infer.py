@@ -243,7 +243,7 @@ def test_infer_cli_end_to_end(tmp_path, monkeypatch, capsys):
 
     _tiny_voc(tmp_path / "voc")
     cfg = validate({"model": {"num_classes": K}, "test": {"scales": [1.0], "apply_crf": False}})
-    monkeypatch.setattr(infer, "load_model", lambda config, checkpoint, device: (DummyModel().eval(), cfg))
+    monkeypatch.setattr(infer, "load_model", lambda config, checkpoint, device, **kw: (DummyModel().eval(), cfg))
     parser = argparse.ArgumentParser()
     add_cli_arguments(parser)
     out = tmp_path / "out"
