@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run    -- create .venv, install, then run the notebook suite (quick profile)
 #   make test   -- create .venv, install, then run the test suite
+#   make test-browser -- the notebooks' widgets in JupyterLab in a headless Chromium (after make test in CI)
 #
 # TORCH_SPEC overrides the PyTorch requirement, e.g. for a CUDA build:
 #   make run TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124"
@@ -12,7 +13,7 @@ TORCH_SPEC ?=
 PROFILE ?= quick
 STAMP := $(VENV)/.slrnet-installed
 
-.PHONY: run test install clean-outputs
+.PHONY: run test test-browser install clean-outputs
 
 install: $(STAMP)
 
@@ -35,6 +36,18 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# JupyterLab in a headless Chromium, every notebook explorer used (tests/browser). Installs Playwright (PyPI) and,
+# as root with apt, Debian's chromium the first time; without a browser the test is skipped and says so.
+test-browser: $(STAMP)
+	@$(PY) -c "import playwright" 2>/dev/null || $(PY) -m pip install -q playwright
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || [ -n "$$SLRNET_CHROMIUM" ] || \
+	    { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	        echo "installing Debian's chromium"; \
+	        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null) \
+	        || echo "could not install chromium: the browser test will be skipped"; \
+	      else echo "no chromium and no root apt-get: the browser test will be skipped"; fi; }
+	$(PY) -m pytest -q -m browser tests/browser
 
 clean-outputs:
 	rm -rf outputs

@@ -19,7 +19,12 @@ Per workload, after one untimed warm-up image:
    Its CRF masks must equal the serial ones. Skipped (n/a) for a single image, which leaves the pool nothing
    to overlap: its time would be pass 1 + pool start-up + one CRF, and at VOC size a second pass costs minutes.
 
+A third table measures the test-time preparation of the VOC network (``slrnet.models.inference``) one step at a
+time against the straightforward path (the model as trained, NCHW), with label maps and probabilities compared:
+BatchNorm folded, channels-last, both (the library's default), and the flip pair as two passes of one view.
+
     python benchmarks/infer.py                  # 200 shapes images, 1 VOC image (about 2.5 min with one torch thread on 2 cores)
+    python benchmarks/infer.py --images 2 --voc-images 0 --prep-repeats 1   # only the preparation table (~6 min)
     python benchmarks/infer.py --quick          # 32 shapes images, VOC at scale 1 only (+ flip): a fast check
     python benchmarks/infer.py --images 64 --voc-images 2 --workers 2 --json outputs/infer_bench.json
 """
@@ -138,6 +143,79 @@ def bench_workload(label: str, config: str, n: int, height: int, width: int, wor
             "no_crf_s": t_net, "crf_serial_s": t_ser, "crf_parallel_s": t_par if n > 1 else None}
 
 
+PREP_VARIANTS = (   # (label, iter_inference optimize, prepare_for_inference kwargs, flip pair as one batch)
+    ("straightforward (reference)", False, None, True),
+    ("BatchNorm folded", True, {"memory_format": None}, True),
+    ("channels-last", True, {"fold_bn": False}, True),
+    ("folded + channels-last (default)", True, {}, True),
+    ("default, flip views one at a time", True, {}, False),
+)
+
+
+def bench_preparation(n: int, height: int, width: int, scales, repeats: int, seed: int) -> list[dict]:
+    """The network part of MS + flip inference (no CRF) of the VOC WideResNet-38 model, once per variant of
+    :data:`PREP_VARIANTS`, variants interleaved ``repeats`` times (best time kept: the machine's noise is one-sided);
+    label maps and probabilities compared with the reference's."""
+    import torch
+
+    import slrnet.infer as infer
+    from slrnet.models.inference import prepare_for_inference
+
+    model, test = build_random_model("voc_wss_resnet38.yaml", seed)
+    samples = make_images(n, height, width, seed)
+    prepared = {}
+    for label, optimize, kwargs, _ in PREP_VARIANTS:
+        if optimize:
+            start = time.perf_counter()
+            prepared[label] = prepare_for_inference(model, **kwargs)
+            prepared[label + " prep_s"] = time.perf_counter() - start
+    common = dict(scales=list(scales), flip=True, fp_cut=test["fp_cut"], top_k=test["top_k"], bg_pow=test["bg_pow"],
+                  device="cpu", keep_probs=True)
+
+    def run(label, optimize, one_batch):
+        net = prepared[label] if optimize else model
+        if one_batch:
+            return list(infer.iter_inference(net, samples, optimize=False, **common))
+        original = net.predict             # the flip pair as two forward passes of one view each
+
+        def one_at_a_time(x):
+            outs = [original(x[i:i + 1]) for i in range(x.shape[0])]
+            return {k: None if outs[0][k] is None else torch.cat([o[k] for o in outs]) for k in outs[0]}
+        net.predict = one_at_a_time
+        try:
+            return list(infer.iter_inference(net, samples, optimize=False, **common))
+        finally:
+            del net.predict
+
+    best: dict[str, float] = {}
+    records: dict[str, list] = {}
+    for _ in range(max(1, repeats)):
+        for label, optimize, _, one_batch in PREP_VARIANTS:
+            start = time.perf_counter()
+            records[label] = run(label, optimize, one_batch)
+            best[label] = min(best.get(label, float("inf")), time.perf_counter() - start)
+    reference = PREP_VARIANTS[0][0]
+    rows = []
+    for label, optimize, _, _ in PREP_VARIANTS:
+        same = all(np.array_equal(a["pred"], b["pred"]) for a, b in zip(records[label], records[reference]))
+        diff = max(float(np.abs(a["probs"] - b["probs"]).max()) for a, b in zip(records[label], records[reference]))
+        rows.append({"variant": label, "s_per_image": best[label] / n, "speedup": best[reference] / best[label],
+                     "label_maps_equal": same, "max_prob_diff": diff,
+                     "prepare_s": prepared.get(label + " prep_s", 0.0)})
+    return rows
+
+
+def print_preparation_table(rows: list[dict], n: int, height: int, width: int, scales, repeats: int) -> None:
+    print(f"\ntest-time preparation of the VOC WideResNet-38 network: {n} image(s) {width}x{height}, scales "
+          f"{', '.join(f'{s:g}' for s in scales)} x flip, no CRF; best of {repeats} interleaved run(s)")
+    header = f"{'variant':<36} {'s/image':>8} {'speedup':>8} {'label maps':>10} {'max |dp|':>9} {'prepare s':>9}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r['variant']:<36} {r['s_per_image']:>8.2f} {r['speedup']:>7.2f}x "
+              f"{'equal' if r['label_maps_equal'] else 'DIFFER':>10} {r['max_prob_diff']:>9.1e} {r['prepare_s']:>9.2f}")
+
+
 def print_table(rows: list[dict], workers: int, startup: float, threads: int, quick: bool, load: float) -> None:
     print(f"multi-scale + flip inference on CPU, random weights; torch threads {threads}; CRF: 10 mean-field "
           f"iterations, parallel = {workers} spawned worker processes on {os.cpu_count()} cores "
@@ -186,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="fast check: 32 small images; the VOC workload at scale 1 (+ flip) only")
     parser.add_argument("--workers", type=int, default=0, help="CRF processes for the parallel path (0 = all cores)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--prep-images", type=int, default=1,
+                        help="images for the test-time preparation table, 0 = skip (default 1)")
+    parser.add_argument("--prep-size", default="240x320", help="HxW of those images (default 240x320)")
+    parser.add_argument("--prep-repeats", type=int, default=2, help="interleaved runs per variant (default 2)")
     parser.add_argument("--json", default=None, help="also write the rows as JSON")
     args = parser.parse_args(argv)
     os.environ.setdefault("SLRNET_NO_PROGRESS", "1")
@@ -205,11 +287,20 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     print_table(rows, workers, startup, torch.get_num_threads(), args.quick, load)
+    prep_rows = []
+    if args.prep_images:
+        height, width = (int(v) for v in args.prep_size.lower().split("x"))
+        from slrnet.config import load_config
+
+        scales = [1.0] if args.quick else load_config(REPO / "configs" / "voc_wss_resnet38.yaml")["test"]["scales"]
+        prep_rows = bench_preparation(args.prep_images, height, width, scales, args.prep_repeats, args.seed)
+        print_preparation_table(prep_rows, args.prep_images, height, width, scales, args.prep_repeats)
     if args.json:
         from slrnet.utils import write_json
 
         write_json(args.json, {"workers": workers, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                               "load_average": load, "pool_startup_s": startup, "quick": args.quick, "rows": rows})
+                               "load_average": load, "pool_startup_s": startup, "quick": args.quick, "rows": rows,
+                               "preparation": prep_rows})
     return 0
 
 

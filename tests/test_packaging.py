@@ -62,13 +62,15 @@ def test_requirement_names_are_normalised():
 
 # ----------------------------------------------------------------------------- CI == README
 
-def test_ci_runs_exactly_the_readme_test_command():
+def test_ci_runs_the_readme_test_command_then_the_browser_test():
     commands = _readme_commands()
     assert commands[:2] == ["make run", "make test"], f"README should open with make run / make test: {commands}"
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     steps = [line.strip() for line in ci if line.strip() and not line.lstrip().startswith("#")]
     steps = [s for s in steps if not s.startswith(("set ", "cd "))]  # shell preamble
-    assert steps == ["make test"], f".ci/run should run only the README's test command, runs {steps}"
+    assert steps == ["make test", "make test-browser"], \
+        f".ci/run should run the README's test command, then the browser test; runs {steps}"
+    assert "make test-browser" in (ROOT / "README.md").read_text(encoding="utf-8")
     assert os.access(ROOT / ".ci" / "run", os.X_OK), ".ci/run must be executable"
 
 
