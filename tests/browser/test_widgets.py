@@ -33,7 +33,7 @@ pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = Path(os.environ.get("SLRNET_BROWSER_OUT", REPO / "outputs" / "browser"))
-# notebook -> what its explorer is (for the report); each must show one ipywidgets `interactive`
+# notebook -> what its explorer is (for the report): the widgets of its last cell with a widget Output
 EXPLORERS = {
     "00_dataset_tour": "sample browser",
     "01_collective_matrix_factorization": "CVLR explorer",
@@ -93,12 +93,17 @@ def workspace(tmp_path_factory):
 def lab(workspace):
     """A JupyterLab server from this environment: (base URL, token); stopped afterwards."""
     port, token = _free_port(), uuid.uuid4().hex
-    env = {**os.environ, "SLRNET_NO_PROGRESS": "1", "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    settings = workspace / "lab-settings"      # the user's own JupyterLab settings stay out of it
+    notification = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    notification.parent.mkdir(parents=True)
+    notification.write_text('{"fetchNews": "false"}')        # no "get notified about news?" toast over the page
+    env = {**os.environ, "SLRNET_NO_PROGRESS": "1", "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+           "JUPYTERLAB_SETTINGS_DIR": str(settings), "JUPYTERLAB_WORKSPACES_DIR": str(workspace / "lab-workspaces")}
     log = open(workspace / "jupyterlab.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1",
                              f"--port={port}", f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False",
                              f"--ServerApp.root_dir={workspace}", "--LabApp.expose_app_in_browser=True",
-                             "--ServerApp.disable_check_xsrf=True"],
+                             "--ServerApp.disable_check_xsrf=True"] + (["--allow-root"] if os.geteuid() == 0 else []),
                             cwd=workspace, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
@@ -140,14 +145,16 @@ def page_errors(page) -> list[str]:
 
 def run_all_cells(page, base: str, token: str, stem: str) -> float:
     """Open the notebook, run every cell with JupyterLab's command, wait until all have run; seconds taken."""
-    page.goto(f"{base}/lab/tree/notebooks/{stem}.ipynb?token={token}")
+    # a workspace of its own (reset): only this notebook open, so it is the current widget
+    page.goto(f"{base}/lab/workspaces/{stem}/tree/notebooks/{stem}.ipynb?reset&token={token}")
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
-    page.wait_for_function("""() => {
+    page.wait_for_function("""(path) => {
         const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-        return w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel
+        return w && w.context && w.context.path === path && w.sessionContext && w.sessionContext.session
+               && w.sessionContext.session.kernel
                && w.sessionContext.session.kernel.connectionStatus === 'connected'
                && w.sessionContext.session.kernel.status === 'idle';
-    }""", timeout=120_000)
+    }""", arg=f"notebooks/{stem}.ipynb", timeout=120_000)
     start = time.perf_counter()
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
     deadline = time.time() + NOTEBOOK_TIMEOUT_S
@@ -157,29 +164,30 @@ def run_all_cells(page, base: str, token: str, stem: str) -> float:
             const cells = nb.widgets.filter(c => c.model.type === 'code');
             const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
             return {pending: cells.filter(c => c.model.executionCount === null || c.promptNode.textContent.includes('*')).length,
-                    status: kernel.status};
+                    code_cells: cells.length, status: kernel.status};
         }""")
         errors = page_errors(page)
         if errors:
             pytest.fail(f"{stem}: a cell raised:\n{errors[0]}")
         if state["pending"] == 0 and state["status"] == "idle":
             return time.perf_counter() - start
+        if state["status"] == "idle" and time.perf_counter() - start > 60 and state["pending"] == state["code_cells"]:
+            pytest.fail(f"{stem}: run-all did not start any cell within 60 s ({state})")
         if time.time() > deadline:
             pytest.fail(f"{stem}: cells still running after {NOTEBOOK_TIMEOUT_S} s ({state})")
         time.sleep(1.0)
 
 
-def figure_png(explorer) -> str | None:
-    """The explorer's current figure as its image source (a base64 PNG), None while none is shown."""
-    images = explorer.locator(".widget-output img")
-    return images.last.get_attribute("src") if images.count() else None
+MARK_OLD_FIGURE = """e => { const imgs = e.querySelectorAll('.widget-output img');
+                             imgs.forEach(i => i.dataset.seen = '1'); return imgs.length ? imgs[imgs.length - 1].src : null; }"""
+NEW_FIGURE_SHOWN = """e => { const imgs = e.querySelectorAll('.widget-output img');
+                             return imgs.length > 0 && !imgs[imgs.length - 1].dataset.seen; }"""
 
 
 def controls(explorer) -> list[tuple[str, str, object]]:
     """(kind, description, locator) of every control of the explorer, in order."""
     found = []
-    for box in explorer.locator(":scope > .widget-slider, :scope > .widget-dropdown, :scope > .widget-toggle-buttons"
-                                ).all():
+    for box in explorer.locator(".widget-slider, .widget-dropdown, .widget-toggle-buttons").all():
         label = box.locator(".widget-label").first.inner_text().strip() if box.locator(".widget-label").count() else ""
         classes = box.get_attribute("class") or ""
         kind = "slider" if "widget-slider" in classes else "dropdown" if "widget-dropdown" in classes else "toggle"
@@ -221,7 +229,7 @@ def test_explorer_widgets_respond(stem, page, lab):
     base, token = lab
     OUT.mkdir(parents=True, exist_ok=True)
     run_seconds = run_all_cells(page, base, token, stem)
-    explorer = page.locator(".widget-interact").last
+    explorer = page.locator(".jp-CodeCell:has(.widget-output) .jp-Cell-outputWrapper").last
     explorer.wait_for(timeout=60_000)
     page.wait_for_function("e => e.querySelector('.widget-output img') !== null", arg=explorer.element_handle(),
                            timeout=REDRAW_TIMEOUT_S * 1000)
@@ -231,17 +239,16 @@ def test_explorer_widgets_respond(stem, page, lab):
         page.screenshot(path=str(OUT / "factor_explorer_jupyterlab.png"))
     moves = []
     for index, (kind, label, box) in enumerate(controls(explorer)):
-        before = figure_png(explorer)
+        before = explorer.evaluate(MARK_OLD_FIGURE)
         start = time.perf_counter()
         action = move(page, kind, box)
         if not action:
             moves.append({"control": label, "kind": kind, "action": "none (a single value)"})
             continue
-        page.wait_for_function("""([e, before]) => {
-                const imgs = e.querySelectorAll('.widget-output img');
-                return imgs.length && imgs[imgs.length - 1].getAttribute('src') !== before;
-            }""", arg=[explorer.element_handle(), before], timeout=REDRAW_TIMEOUT_S * 1000)
+        page.wait_for_function(NEW_FIGURE_SHOWN, arg=explorer.element_handle(), timeout=REDRAW_TIMEOUT_S * 1000)
         seconds = time.perf_counter() - start
+        after = explorer.evaluate(MARK_OLD_FIGURE)
+        assert after != before, f"{stem}: {label or kind} ({action}) redrew the same figure"
         errors = page_errors(page)
         assert not errors, f"{stem}: moving {label or kind} raised:\n{errors[0]}"
         explorer.screenshot(path=str(OUT / f"{stem}_{index}_{kind}_after.png"))
