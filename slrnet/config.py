@@ -30,7 +30,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "verbose": 2,                    # 0 silent, 1 epoch lines, 2 progress bars
         "resume": 0,                     # 1: resume from resume_checkpoint_path (or the run's last.pth)
         "resume_checkpoint_path": "",
-        "visualize_samples": "",         # unused placeholder kept for config compatibility
+        "visualize_samples": "",         # the authors' key; only '' is accepted (it has no effect)
         "seed": 128,
         "device": "auto",                # auto | cpu | cuda | cuda:1 | mps
         "amp": True,                     # mixed precision on CUDA (ignored elsewhere)
@@ -41,9 +41,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "lr": 0.0005,
         "num_epochs": 30,
         "pretrain_epochs": 5,            # the segmentation loss is on for epoch index > pretrain_epochs
-        "num_warmup_steps": 0,           # kept for compatibility (the released recipe uses 0)
-        "num_decay_steps": 0,
-        "decay_rate": 1,
+        "num_warmup_steps": 0,           # the authors' keys, accepted at the released recipes' values only:
+        "num_decay_steps": 0,            #   no warm-up, no step decay (the schedule is polynomial decay)
+        "decay_rate": 1.0,
         "batch_size": 16,
         "num_samples": 0,                # >0: draw this many images per epoch, class-balanced (the COCO recipe)
         "num_workers": 8,
@@ -77,8 +77,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "num_classes": 21,
         "scale_factor": 0.5,
         "pamr_iter": 10,
-        "cutoff_top": 0.6,
-        "cutoff_low": 0.2,
+        "cutoff_top": 0.6,               # pseudo-label thresholds: read by slrnet_semi_wo_cls, slrnet_coco_pseudo
+        "cutoff_low": 0.2,               #   and slrnet_lid_wide; the other variants use these fixed values
         "temperature": 1.0,
         "pamr_dilations": [1, 2, 4, 8, 12, 24],
         "num_iters": 1,                  # CVLR iterations T
@@ -202,6 +202,20 @@ def _check_ranges(out: dict, source: str) -> None:
     need(t["lr"] > 0, "train.lr", "a positive learning rate")
     need(t["weight_decay"] >= 0, "train.weight_decay", "0 or more")
     need(t["best_by"] in ("val_miou", "val_cls_loss"), "train.best_by", "'val_miou' or 'val_cls_loss'")
+    # keys of the authors' configs that no recipe of theirs sets: accepted at their inert values only, so a
+    # value that would be silently ignored is refused instead
+    need(t["num_warmup_steps"] == 0, "train.num_warmup_steps",
+         "0: the schedule is the authors' polynomial decay, without warm-up")
+    need(t["num_decay_steps"] == 0 and t["decay_rate"] == 1, "train.num_decay_steps",
+         "0 with train.decay_rate 1: step decay is not part of the schedule (polynomial decay, power 0.9)")
+    need(x["visualize_samples"] in ("", None), "misc.visualize_samples",
+         "'' (it has no effect; misc.num_snapshots sets the images of each epoch's snapshot)")
+    if m["name"] in ("slrnet", "single_stage", "slrnet_semi"):
+        # these variants threshold with the released Net's fixed values (losses.pseudo_labels defaults)
+        need(m["cutoff_top"] == 0.6 and m["cutoff_low"] == 0.2, "model.cutoff_top",
+             f"0.6 with model.cutoff_low 0.2 (got cutoff_low {m['cutoff_low']!r}): the {m['name']} variant uses "
+             f"the released network's fixed pseudo-label thresholds; only slrnet_semi_wo_cls, slrnet_coco_pseudo "
+             f"and slrnet_lid_wide read these keys")
     need(t["lr_multipliers"] is None or len(t["lr_multipliers"]) == 4, "train.lr_multipliers",
          "4 numbers [backbone weights, backbone biases, new weights, new biases]")
     need(len(d["scale"]) == 2 and 0 < d["scale"][0] <= d["scale"][1] <= 1, "dataset.scale",

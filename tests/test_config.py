@@ -81,3 +81,31 @@ def test_full_profile_keeps_each_recipe_schedule(tmp_path):
     wo_cls = training_config(configs / "shapes_semi_wo_cls_quick.yaml", "full", tmp_path)
     assert (weak["train"]["num_epochs"], weak["train"]["pretrain_epochs"]) == (30, 5)
     assert (wo_cls["train"]["num_epochs"], wo_cls["train"]["pretrain_epochs"]) == (40, 10)   # METHOD.md 4
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("train", "num_warmup_steps", 100, "without warm-up"),
+    ("train", "num_decay_steps", 1000, "step decay is not part of the schedule"),
+    ("train", "decay_rate", 0.1, "step decay is not part of the schedule"),
+    ("misc", "visualize_samples", "samples.txt", "it has no effect"),
+])
+def test_keys_without_an_effect_are_refused_unless_inert(section, key, value, message):
+    assert validate({section: {key: DEFAULTS[section][key]}})[section][key] == DEFAULTS[section][key]
+    with pytest.raises(ConfigError, match=message):
+        validate({section: {key: value}})
+    with pytest.raises(ConfigError, match=message):                 # overrides are checked the same way
+        merge_overrides(validate({}), {f"{section}.{key}": value})
+
+
+@pytest.mark.parametrize("name", ["slrnet", "single_stage", "slrnet_semi"])
+def test_cutoffs_are_refused_where_the_variant_does_not_read_them(name):
+    with pytest.raises(ConfigError, match="fixed pseudo-label thresholds"):
+        validate({"model": {"name": name, "cutoff_top": 0.5}})
+    with pytest.raises(ConfigError, match="fixed pseudo-label thresholds"):
+        validate({"model": {"name": name, "cutoff_low": 0.1}})
+
+
+@pytest.mark.parametrize("name", ["slrnet_semi_wo_cls", "slrnet_coco_pseudo", "slrnet_lid_wide"])
+def test_cutoffs_are_accepted_where_the_variant_reads_them(name):
+    out = validate({"model": {"name": name, "cutoff_top": 0.5, "cutoff_low": 0.1}})
+    assert (out["model"]["cutoff_top"], out["model"]["cutoff_low"]) == (0.5, 0.1)

@@ -86,10 +86,6 @@ class SLRNet(nn.Module):
         self.predicts_background = variant == "semi_wo_cls"   # head outputs K channels incl. background
         self.scale_factor, self.use_flip, self.use_cvlr = scale_factor, use_flip, use_cvlr
         self.cutoff_top, self.cutoff_low, self.bg_pow = cutoff_top, cutoff_low, bg_pow
-        if variant == "semi_wo_cls":
-            self.bg_factor = 0.9
-        else:
-            self.bg_factor = 0.7
         C = decoder_channels
         n_out = num_classes if self.predicts_background else num_classes - 1
 
