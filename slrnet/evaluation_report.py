@@ -219,6 +219,12 @@ def evaluate_model(model, dataset, scales: Sequence[float], *, apply_crf: bool =
         from slrnet.metrics import default_class_names
         class_names = default_class_names(num_classes)
     passes = inference_passes(scales)
+    from slrnet.models.inference import is_prepared, prepare_for_inference
+    from slrnet.utils import resolve_device
+
+    device = resolve_device(device)
+    if not is_prepared(model):        # once for all passes (iter_inference would prepare a copy per pass)
+        model = prepare_for_inference(model.to(device).eval())
     final_key = "multi_scale_crf" if apply_crf else "multi_scale"
     extremes = ExtremeExamples(min(num_examples, count // 2))
     confusion = {}
