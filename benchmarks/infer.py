@@ -11,10 +11,10 @@ noise (fixed seed):
 
 Per workload, after one untimed warm-up image:
 
-1. **no CRF**: ``slrnet.infer.iter_inference`` over the images (network, averaging, class filtering, argmax);
+1. **no CRF**: ``slrnet.infer.Predictor.iter_dataset`` over the images (network, averaging, class filtering, argmax);
 2. **CRF serial**: pass 1 plus ``crf_argmax`` of the same filtered maps, one after the other in this process,
    which is what one CRF worker (``num_workers=1``) does;
-3. **CRF parallel**: ``iter_inference(apply_crf=True, num_workers=W)`` end to end: the network in this
+3. **CRF parallel**: ``iter_dataset`` with ``apply_crf=True, num_workers=W`` end to end: the network in this
    process, the CRF in W spawned workers that overlap with it; pool start-up included (and shown on its own).
    Its CRF masks must equal the serial ones. Skipped (n/a) for a single image, which leaves the pool nothing
    to overlap: its time would be pass 1 + pool start-up + one CRF, and at VOC size a second pass costs minutes.
@@ -74,7 +74,7 @@ def build_random_model(config: str, seed: int):
 
 
 def filtered_maps(records: list[dict], bg_pow: float) -> list[np.ndarray]:
-    """The class-filtered probabilities iter_inference hands to the CRF, rebuilt from its records."""
+    """The class-filtered probabilities the predictor hands to the CRF, rebuilt from its records."""
     import torch
 
     from slrnet.infer import apply_class_filter
@@ -105,19 +105,20 @@ def bench_workload(label: str, config: str, n: int, height: int, width: int, wor
                    scales=None) -> dict:
     from slrnet.crf import crf_argmax
     from slrnet.data.transforms import denormalize
-    from slrnet.infer import iter_inference, predict_multiscale
+    from slrnet.infer import Predictor, TestConfig, predict_multiscale
 
     model, test = build_random_model(config, seed)
     scales = list(test["scales"]) if scales is None else list(scales)
-    common = dict(scales=scales, flip=True, fp_cut=test["fp_cut"], top_k=test["top_k"], bg_pow=test["bg_pow"],
-                  device="cpu")
+    plain = TestConfig.from_config(test, scales=scales, flip=True, use_cls_label=False, apply_crf=False)
+    predictor = Predictor(model, plain, device="cpu")
+    with_crf = Predictor(predictor.model, plain.replace(apply_crf=True), device="cpu")
     samples = make_images(n, height, width, seed)
     # warm-up (one-time allocations and kernel selection), untimed; one small view keeps it cheap
     predict_multiscale(model, make_images(1, min(height, 96), min(width, 96), seed + 1)[0]["image"], [1.0],
                        flip=False)
 
     start = time.perf_counter()                                                  # 1. no CRF
-    records = list(iter_inference(model, samples, apply_crf=False, keep_probs=True, **common))
+    records = list(predictor.iter_dataset(samples, keep_probs=True))
     t_net = time.perf_counter() - start
 
     maps = filtered_maps(records, test["bg_pow"])                                # 2. CRF serial, same maps
@@ -128,8 +129,7 @@ def bench_workload(label: str, config: str, n: int, height: int, width: int, wor
     t_par = None                            # 3. the parallel path; one image leaves nothing to overlap
     if n > 1:
         start = time.perf_counter()
-        parallel = [r["pred_crf"] for r in iter_inference(model, samples, apply_crf=True, num_workers=workers,
-                                                          **common)]
+        parallel = [r["pred_crf"] for r in with_crf.iter_dataset(samples, num_workers=workers)]
         t_par = time.perf_counter() - start
         if not all(np.array_equal(a, b) for a, b in zip(serial, parallel)):
             raise RuntimeError(f"{label}: CRF masks of the serial and the parallel path differ")
@@ -143,7 +143,7 @@ def bench_workload(label: str, config: str, n: int, height: int, width: int, wor
             "no_crf_s": t_net, "crf_serial_s": t_ser, "crf_parallel_s": t_par if n > 1 else None}
 
 
-PREP_VARIANTS = (   # (label, iter_inference optimize, prepare_for_inference kwargs, flip pair as one batch)
+PREP_VARIANTS = (   # (label, Predictor optimize, prepare_for_inference kwargs, flip pair as one batch)
     ("straightforward (reference)", False, None, True),
     ("BatchNorm folded", True, {"memory_format": None}, True),
     ("channels-last", True, {"fold_bn": False}, True),
@@ -169,13 +169,15 @@ def bench_preparation(n: int, height: int, width: int, scales, repeats: int, see
             start = time.perf_counter()
             prepared[label] = prepare_for_inference(model, **kwargs)
             prepared[label + " prep_s"] = time.perf_counter() - start
-    common = dict(scales=list(scales), flip=True, fp_cut=test["fp_cut"], top_k=test["top_k"], bg_pow=test["bg_pow"],
-                  device="cpu", keep_probs=True)
+    msflip = infer.TestConfig.from_config(test, scales=list(scales), flip=True, use_cls_label=False, apply_crf=False)
+
+    def records_of(net):
+        return list(infer.Predictor(net, msflip, device="cpu", optimize=False).iter_dataset(samples, keep_probs=True))
 
     def run(label, optimize, one_batch):
         net = prepared[label] if optimize else model
         if one_batch:
-            return list(infer.iter_inference(net, samples, optimize=False, **common))
+            return records_of(net)
         original = net.predict             # the flip pair as two forward passes of one view each
 
         def one_at_a_time(x):
@@ -183,7 +185,7 @@ def bench_preparation(n: int, height: int, width: int, scales, repeats: int, see
             return {k: None if outs[0][k] is None else torch.cat([o[k] for o in outs]) for k in outs[0]}
         net.predict = one_at_a_time
         try:
-            return list(infer.iter_inference(net, samples, optimize=False, **common))
+            return records_of(net)
         finally:
             del net.predict
 

@@ -64,7 +64,7 @@ def _class_names(data_root: Path, num_classes: int | None) -> list[str]:
 def evaluate_folder(pred_dir, data_root, data_list=None, num_classes: int | None = None, mask_dir: str | None = None,
                     ignore_index: int = 255):
     """(ConfusionMatrix, info) over the list's images (default ``val.txt``, else every PNG in pred_dir)."""
-    from slrnet.data.voc import load_mask
+    from slrnet.data.files import load_mask
     from slrnet.metrics import ConfusionMatrix
     from slrnet.utils import progress
 

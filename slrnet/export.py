@@ -13,7 +13,9 @@ supervision itself. The output is a VOC-layout root any segmentation codebase ca
     <out_root>/export_summary.json                      settings, counts, pseudo-label quality vs. masks
 
     >>> from slrnet.export import export_pseudo_labels
-    >>> info = export_pseudo_labels(model, train_set, "outputs/pseudo_voc", apply_crf=True)
+    >>> from slrnet.infer import TestConfig
+    >>> test = TestConfig.from_config(cfg, use_cls_label=True, apply_crf=True)
+    >>> info = export_pseudo_labels(model, train_set, "outputs/pseudo_voc", test)
     >>> info["quality"]["miou"]        # pseudo labels vs. the training masks, where the set has them
 
 Command line: ``python -m slrnet export --config C --checkpoint P --output DIR [--apply_crf 1]``.
@@ -24,9 +26,8 @@ import argparse
 import os
 import shutil
 from pathlib import Path
-from typing import Sequence
-
-from slrnet.infer import DEFAULT_SCALES, check_class_count, check_label_leak, iter_inference, split_description
+from slrnet.infer import Predictor, TestConfig, check_class_count, check_label_leak, split_description
+from slrnet.models.loading import load_trained_model
 
 
 def _relative_image_path(dataset, index: int, name: str) -> str:
@@ -40,18 +41,19 @@ def _relative_image_path(dataset, index: int, name: str) -> str:
     return f"/JPEGImages/{name}.jpg"
 
 
-def export_pseudo_labels(model, dataset, out_root, *, apply_crf: bool = False, use_cls_label: bool = True,
-                         allow_label_leak: bool = False, scales: Sequence[float] = DEFAULT_SCALES,
-                         flip: bool = True, fp_cut: float = 0.3, top_k: int = 6, bg_pow: float = 3,
+def export_pseudo_labels(model, dataset, out_root, test: TestConfig | None = None, *, allow_label_leak: bool = False,
                          mask_dir: str = "SegmentationClassAug", list_name: str = "train_aug.txt",
                          link_images: bool = True, num_workers: int | None = None, device="auto",
-                         amp: bool = True, max_images: int | None = None, resize: str = "pil_bicubic") -> dict:
-    """Label every image of ``dataset`` and write a VOC-layout root at ``out_root``; returns a summary."""
-    from slrnet.data.voc import save_palette_png
+                         amp: bool = True, max_images: int | None = None) -> dict:
+    """Label every image of ``dataset`` with ``test`` (default: the ground-truth image labels pick the classes,
+    ``TestConfig(use_cls_label=True)``; with ``apply_crf`` the CRF output is written) and write a VOC-layout root
+    at ``out_root``; returns a summary."""
+    from slrnet.data.files import save_palette_png
     from slrnet.metrics import ConfusionMatrix, default_class_names
     from slrnet.utils import atomic_write_bytes, write_json
 
-    check_label_leak(dataset, use_cls_label, allow_label_leak)
+    test = test if test is not None else TestConfig(use_cls_label=True)
+    check_label_leak(dataset, test.use_cls_label, allow_label_leak)
     check_class_count(model, dataset)
     out_root = Path(out_root)
     src_root = getattr(dataset, "root", None)
@@ -61,11 +63,10 @@ def export_pseudo_labels(model, dataset, out_root, *, apply_crf: bool = False, u
     labels_dir = out_root / mask_dir
     cm = None
     names, pairs = [], []
-    records = iter_inference(model, dataset, scales=scales, flip=flip, use_cls_label=use_cls_label, fp_cut=fp_cut,
-                             top_k=top_k, bg_pow=bg_pow, apply_crf=apply_crf, num_workers=num_workers,
-                             device=device, amp=amp, max_images=max_images, resize=resize)
+    records = Predictor(model, test, device=device, amp=amp).iter_dataset(dataset, max_images=max_images,
+                                                                          num_workers=num_workers)
     for index, rec in enumerate(records):
-        label = rec["pred_crf"] if apply_crf else rec["pred"]               # (H, W) uint8
+        label = rec["pred_crf"] if test.apply_crf else rec["pred"]               # (H, W) uint8
         save_palette_png(label, labels_dir / f"{rec['name']}.png")
         names.append(rec["name"])
         pairs.append(f"{_relative_image_path(dataset, index, rec['name'])} /{mask_dir}/{rec['name']}.png")
@@ -90,9 +91,7 @@ def export_pseudo_labels(model, dataset, out_root, *, apply_crf: bool = False, u
         "out_root": str(out_root), "source_root": None if src_root is None else str(src_root),
         "split": split_description(dataset), "num_images": len(names), "mask_dir": mask_dir,
         "list_file": str(lists / list_name), "pairs_list_file": str(lists / pairs_name),
-        "uses_gt_labels": bool(use_cls_label),
-        "settings": {"scales": list(scales), "flip": flip, "resize": resize, "use_cls_label": bool(use_cls_label),
-                     "fp_cut": fp_cut, "top_k": top_k, "bg_pow": bg_pow, "apply_crf": apply_crf},
+        "uses_gt_labels": test.use_cls_label, "settings": test.as_dict(),
         "quality": None if cm is None else cm.summary(class_names or default_class_names(cm.num_classes)),
     }
     write_json(out_root / "export_summary.json", summary)
@@ -122,20 +121,18 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cli_run(args: argparse.Namespace) -> int:
-    from slrnet.infer import build_split, load_model
+    from slrnet.infer import build_split
     from slrnet.utils import resolve_device
 
     device = resolve_device(args.device)
-    model, cfg = load_model(args.config, args.checkpoint, device, prepare=True)
-    test = cfg["test"]
+    model, cfg = load_trained_model(args.checkpoint, args.config, device, prepare=True)
+    test = TestConfig.from_config(cfg, scales=args.scales, fp_cut=args.fp_cut, bg_pow=args.bg_pow,
+                                  apply_crf=bool(args.apply_crf), use_cls_label=bool(args.use_cls_label))
     dataset = build_split(cfg["dataset"], args.data_root, args.data_list, default_split="train")
     info = export_pseudo_labels(
-        model, dataset, args.output, apply_crf=bool(args.apply_crf), use_cls_label=bool(args.use_cls_label),
-        allow_label_leak=bool(args.allow_label_leak), scales=args.scales or test["scales"], flip=test["flip"],
-        fp_cut=test["fp_cut"] if args.fp_cut is None else args.fp_cut, top_k=test["top_k"],
-        bg_pow=test["bg_pow"] if args.bg_pow is None else args.bg_pow, mask_dir=args.mask_dir,
+        model, dataset, args.output, test, allow_label_leak=bool(args.allow_label_leak), mask_dir=args.mask_dir,
         list_name=args.list_name, link_images=bool(args.link_images), num_workers=args.num_workers,
-        device=device, max_images=args.max_images or None, resize=test["resize"])
+        device=device, max_images=args.max_images or None)
     quality = info["quality"]
     extra = ""
     if quality and quality["miou"] is not None:

@@ -16,10 +16,10 @@ METHOD.md section 5 (the authors' ``tools/infer_voc.py``):
    do not need it). Models without class scores (the semi "wo_cls" variant) keep every class.
 3. Prediction = argmax; optionally refined by the dense CRF (``slrnet.crf``) in a process pool.
 
-    >>> from slrnet.infer import predict_multiscale, filter_classes, run_inference
-    >>> scores, probs = predict_multiscale(model, image, scales=[1, 0.5])   # image (3,H,W) normalised
-    >>> pred = filter_classes(probs, scores, fp_cut=0.3, bg_pow=3).argmax(0)  # (H, W)
-    >>> summary = run_inference(model, val_set, "outputs/infer", apply_crf=True)
+    >>> from slrnet.infer import Predictor, TestConfig, run_inference
+    >>> test = TestConfig.from_config(cfg)                      # the config's test section
+    >>> pred = Predictor(model, test).predict(image)            # (H, W); image (3, H, W) normalised
+    >>> summary = run_inference(model, val_set, "outputs/infer", test.replace(apply_crf=True))
     >>> # writes outputs/infer/raw/<name>.png, outputs/infer/crf/<name>.png, outputs/infer/summary.json
 
 Command line: ``python -m slrnet infer --config C --checkpoint P --output DIR [--apply_crf 1] ...``
@@ -31,6 +31,7 @@ import argparse
 import contextlib
 import re
 from collections import deque
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -39,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from slrnet.models.inference import is_prepared, prepare_for_inference, to_model_layout
+from slrnet.models.loading import load_trained_model
 
 DEFAULT_SCALES = (1.0, 1.5, 2.0, 0.5, 0.75)
 
@@ -181,6 +183,164 @@ def filter_classes(probs: torch.Tensor, scores: torch.Tensor | None, labels=None
     return apply_class_filter(probs, select_classes(scores, labels, fp_cut, top_k), bg_pow)
 
 
+# ----------------------------------------------------------------------------- the test-time API
+
+@dataclass(frozen=True)
+class TestConfig:
+    """What happens at test time, as the config's ``test`` section says it (METHOD.md section 5).
+
+        >>> test = TestConfig.from_config(cfg)                      # cfg["test"], or the section itself
+        >>> single = test.replace(scales=(1.0,), flip=False)         # validation: one view
+    """
+
+    __test__ = False                    # a settings record, not a pytest test class
+
+    scales: tuple[float, ...] = DEFAULT_SCALES
+    flip: bool = True
+    resize: str = "pil_bicubic"
+    use_cls_label: bool = False
+    fp_cut: float = 0.3
+    top_k: int = 6
+    bg_pow: float = 3.0
+    apply_crf: bool = False
+    crf_iters: int = 10
+
+    def __post_init__(self):
+        object.__setattr__(self, "scales", tuple(float(x) for x in self.scales))
+        if not self.scales or any(x <= 0 for x in self.scales):
+            raise ValueError(f"test.scales: expected one or more positive scales, got {list(self.scales)}")
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"test.resize: expected one of {RESIZE_MODES}, got {self.resize!r}")
+        if not 0 <= self.fp_cut < 1:
+            raise ValueError(f"test.fp_cut: expected a probability in [0, 1), got {self.fp_cut!r}")
+
+    @classmethod
+    def from_config(cls, cfg: dict | None = None, **overrides) -> "TestConfig":
+        """From a full config (its ``test`` section) or the section itself; ``overrides`` that are None are
+        skipped, so command-line flags left unset keep the config's value."""
+        section = dict((cfg or {}).get("test", cfg or {}))
+        names = {f.name for f in fields(cls)}
+        unknown = set(overrides) - names
+        if unknown:
+            raise TypeError(f"TestConfig: unknown settings {sorted(unknown)}; expected some of {sorted(names)}")
+        values = {k: v for k, v in section.items() if k in names}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def replace(self, **changes) -> "TestConfig":
+        return replace(self, **changes)
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        out["scales"] = list(self.scales)
+        return out
+
+
+class Predictor:
+    """A trained model at test time: multi-scale + flip averaging, class filtering, argmax (and the CRF).
+
+        >>> predictor = Predictor(model, TestConfig.from_config(cfg))
+        >>> pred = predictor.predict(image)                         # (H, W) int64 class indices
+        >>> for rec in predictor.iter_dataset(val_set): ...         # one record per image, CRF overlapped
+
+    ``optimize`` runs a copy prepared by :func:`slrnet.models.inference.prepare_for_inference` (BatchNorm
+    folded, channels-last; a model already prepared is used as it is); ``False`` runs ``model`` itself (what
+    validation during training does: the weights change between calls).
+    """
+
+    def __init__(self, model, test: TestConfig | None = None, device="auto", amp: bool = True,
+                 optimize: bool = True):
+        from slrnet.utils import resolve_device
+
+        self.test = test if test is not None else TestConfig()
+        self.device = resolve_device(device)
+        self.amp = amp
+        model.to(self.device).eval()
+        self.model = prepare_for_inference(model) if optimize and not is_prepared(model) else model
+
+    @property
+    def num_classes(self) -> int | None:
+        return getattr(self.model, "num_classes", None)
+
+    def probabilities(self, image: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(scores (B, K-1) or None, probs (B, K, H, W)) averaged over the views; a (3, H, W) image drops B."""
+        t = self.test
+        return predict_multiscale(self.model, image.to(self.device), t.scales, flip=t.flip, amp=self.amp,
+                                  resize=t.resize)
+
+    def filtered(self, image: torch.Tensor, labels=None) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """(scores, kept foreground classes (bool, K-1) or None = all, filtered probs (K, H, W)).
+
+        ``labels``: ground-truth image labels when ``test.use_cls_label`` (pseudo-labelling a training set)."""
+        return self.filter(*self.probabilities(image), labels)
+
+    def filter(self, scores: torch.Tensor | None, probs: torch.Tensor, labels=None):
+        """Class filtering of averaged ``probs`` by ``scores`` (or ``labels``): (scores, keep, filtered probs)."""
+        if self.test.use_cls_label and labels is None:
+            raise ValueError("test.use_cls_label: pass the image's ground-truth labels")
+        labels = torch.as_tensor(labels, device=probs.device) if self.test.use_cls_label else None
+        keep = select_classes(scores, labels, self.test.fp_cut, self.test.top_k)
+        return scores, keep, apply_class_filter(probs, keep, self.test.bg_pow)
+
+    def predict(self, image: torch.Tensor, labels=None) -> torch.Tensor:
+        """Class indices (H, W) (or (B, H, W)) on the CPU: views averaged, classes filtered, argmax."""
+        return self.filtered(image, labels)[2].argmax(-3).cpu()
+
+    __call__ = predict
+
+    def iter_dataset(self, dataset, *, max_images: int | None = None, keep_probs: bool = False,
+                     num_workers: int | None = None, denormalize: Callable | None = None) -> Iterator[dict]:
+        """Yield one record per image, in dataset order: ``name``, ``num_classes``, ``pred`` uint8 (H, W),
+        ``pred_crf`` (or None), ``mask`` (ground truth numpy or None), ``kept`` (kept foreground class
+        indices, 1-based, or None = all), ``scores`` and, with ``keep_probs``, ``probs`` (K, H, W) averaged
+        before filtering. The network runs in this process; CRF jobs go to a process pool and overlap with it."""
+        from slrnet.crf import crf_argmax, crf_executor, resolve_num_workers
+        from slrnet.utils import progress
+
+        apply_crf = self.test.apply_crf
+        if apply_crf and denormalize is None:
+            from slrnet.data.transforms import denormalize
+        count = len(dataset) if not max_images else min(len(dataset), int(max_images))
+        workers = min(resolve_num_workers(num_workers), max(1, count))
+        pool_ctx = crf_executor(workers) if apply_crf else contextlib.nullcontext(None)
+        pending: deque = deque()
+
+        def finish(rec: dict) -> dict:
+            future = rec.pop("_crf", None)
+            rec["pred_crf"] = None if future is None else future.result()
+            return rec
+
+        with pool_ctx as pool:
+            for i in progress(range(count), desc="infer"):
+                sample = dataset[i]
+                image = torch.as_tensor(sample["image"])                          # (3, H, W)
+                labels = None
+                if self.test.use_cls_label:
+                    if sample.get("labels") is None:
+                        raise ValueError(f"use_cls_label: sample {sample.get('name', i)!r} has no 'labels'")
+                    labels = sample["labels"]
+                scores, probs = self.probabilities(image)
+                scores, keep, filtered = self.filter(scores, probs, labels)          # (K, H, W)
+                if filtered.shape[0] > 255:
+                    raise ValueError(f"at most 255 classes fit a palette PNG, got {filtered.shape[0]}")
+                has_mask = bool(sample.get("has_mask", sample.get("mask") is not None))
+                rec = {"name": str(sample.get("name", f"{i:06d}")), "num_classes": filtered.shape[0],
+                       "pred": filtered.argmax(0).to(torch.uint8).cpu().numpy(),
+                       "mask": np.asarray(torch.as_tensor(sample["mask"]).cpu()) if has_mask else None,
+                       "kept": None if keep is None else (torch.nonzero(keep).flatten() + 1).tolist(),
+                       "scores": None if scores is None else scores.cpu().numpy()}
+                if keep_probs:
+                    rec["probs"] = probs.cpu().numpy()
+                if pool is not None:
+                    rec["_crf"] = pool.submit(crf_argmax, denormalize(sample["image"]),
+                                              filtered.float().cpu().numpy(), self.test.crf_iters)
+                pending.append(rec)
+                while len(pending) > 2 * workers or (pending and pool is None):
+                    yield finish(pending.popleft())
+            while pending:
+                yield finish(pending.popleft())
+
+
 # ----------------------------------------------------------------------------- datasets
 
 def split_description(dataset) -> str:
@@ -220,95 +380,26 @@ def check_class_count(model, dataset) -> None:
                          f"included; from {where}); use a checkpoint and config with model.num_classes={num_classes}")
 
 
-def iter_inference(model, dataset, *, scales: Sequence[float] = DEFAULT_SCALES, flip: bool = True,
-                   use_cls_label: bool = False, fp_cut: float = 0.3, top_k: int = 6, bg_pow: float = 3,
-                   apply_crf: bool = False, crf_iters: int = 10, num_workers: int | None = None,
-                   device="auto", amp: bool = True, max_images: int | None = None, keep_probs: bool = False,
-                   denormalize: Callable | None = None, resize: str = "pil_bicubic",
-                   optimize: bool = True) -> Iterator[dict]:
-    """Yield one record per image, in dataset order: ``name``, ``num_classes``, ``pred`` uint8 (H, W),
-    ``pred_crf`` (or None), ``mask`` (ground truth numpy or None), ``kept`` (kept foreground class
-    indices, 1-based, or None = all), ``scores`` and, with ``keep_probs``, ``probs`` (K, H, W) averaged
-    before filtering.
-
-    The network runs in this process; CRF jobs go to a process pool and overlap with it. ``optimize``
-    runs a copy prepared by :func:`slrnet.models.inference.prepare_for_inference` (BatchNorm folded,
-    channels-last; a model already prepared is used as it is); ``False`` runs ``model`` itself.
-    """
-    from slrnet.crf import crf_argmax, crf_executor, resolve_num_workers
-    from slrnet.utils import progress, resolve_device
-
-    device = resolve_device(device)
-    model.to(device).eval()
-    if optimize and not is_prepared(model):
-        model = prepare_for_inference(model)
-    if apply_crf and denormalize is None:
-        from slrnet.data.transforms import denormalize
-    count = len(dataset) if not max_images else min(len(dataset), int(max_images))
-    workers = min(resolve_num_workers(num_workers), max(1, count))
-    pool_ctx = crf_executor(workers) if apply_crf else contextlib.nullcontext(None)
-    pending: deque = deque()
-
-    def finish(rec: dict) -> dict:
-        future = rec.pop("_crf", None)
-        rec["pred_crf"] = None if future is None else future.result()
-        return rec
-
-    with pool_ctx as pool:
-        for i in progress(range(count), desc="infer"):
-            sample = dataset[i]
-            image = torch.as_tensor(sample["image"]).to(device)             # (3, H, W)
-            scores, probs = predict_multiscale(model, image, scales, flip=flip, amp=amp, resize=resize)
-            labels = None
-            if use_cls_label:
-                if sample.get("labels") is None:
-                    raise ValueError(f"use_cls_label: sample {sample.get('name', i)!r} has no 'labels'")
-                labels = torch.as_tensor(sample["labels"], device=device)
-            keep = select_classes(scores, labels, fp_cut, top_k)             # (K-1,) or None
-            filtered = apply_class_filter(probs, keep, bg_pow)               # (K, H, W)
-            if filtered.shape[0] > 255:
-                raise ValueError(f"at most 255 classes fit a palette PNG, got {filtered.shape[0]}")
-            has_mask = bool(sample.get("has_mask", sample.get("mask") is not None))
-            rec = {"name": str(sample.get("name", f"{i:06d}")), "num_classes": filtered.shape[0],
-                   "pred": filtered.argmax(0).to(torch.uint8).cpu().numpy(),
-                   "mask": np.asarray(torch.as_tensor(sample["mask"]).cpu()) if has_mask else None,
-                   "kept": None if keep is None else (torch.nonzero(keep).flatten() + 1).tolist(),
-                   "scores": None if scores is None else scores.cpu().numpy()}
-            if keep_probs:
-                rec["probs"] = probs.cpu().numpy()
-            if pool is not None:
-                rec["_crf"] = pool.submit(crf_argmax, denormalize(sample["image"]),
-                                          filtered.float().cpu().numpy(), crf_iters)
-            pending.append(rec)
-            while len(pending) > 2 * workers or (pending and pool is None):
-                yield finish(pending.popleft())
-        while pending:
-            yield finish(pending.popleft())
-
-
-def run_inference(model, dataset, out_dir, scales: Sequence[float] = DEFAULT_SCALES, use_cls_label: bool = False,
-                  allow_label_leak: bool = False, fp_cut: float = 0.3, bg_pow: float = 3, apply_crf: bool = False,
-                  num_workers: int | None = None, device="auto", verbose: bool = False, top_k: int = 6,
-                  flip: bool = True, save_probs: bool = False, amp: bool = True,
-                  max_images: int | None = None, denormalize: Callable | None = None,
-                  resize: str = "pil_bicubic") -> dict:
-    """Infer a whole dataset; write ``<out>/raw/<name>.png`` (and ``crf/``, ``probs/<name>.npy`` when
-    asked) as VOC palette PNGs, evaluate images with masks, write ``<out>/summary.json``, return it."""
-    from slrnet.data.voc import save_palette_png
+def run_inference(model, dataset, out_dir, test: TestConfig | None = None, *, allow_label_leak: bool = False,
+                  num_workers: int | None = None, device="auto", verbose: bool = False, save_probs: bool = False,
+                  amp: bool = True, max_images: int | None = None, denormalize: Callable | None = None) -> dict:
+    """Infer a whole dataset with ``test`` (default ``TestConfig()``); write ``<out>/raw/<name>.png`` (and
+    ``crf/``, ``probs/<name>.npy`` when asked) as VOC palette PNGs, evaluate images with masks, write
+    ``<out>/summary.json``, return it."""
+    from slrnet.data.files import save_palette_png
     from slrnet.metrics import ConfusionMatrix, default_class_names
     from slrnet.utils import write_json
 
-    check_label_leak(dataset, use_cls_label, allow_label_leak)
+    test = test if test is not None else TestConfig()
+    check_label_leak(dataset, test.use_cls_label, allow_label_leak)
     out_dir = Path(out_dir)
     check_class_count(model, dataset)
     num_classes = getattr(dataset, "num_classes", None)
     class_names = getattr(dataset, "class_names", None)
     cms: dict[str, ConfusionMatrix] = {}
     names: list[str] = []
-    records = iter_inference(model, dataset, scales=scales, flip=flip, use_cls_label=use_cls_label, fp_cut=fp_cut,
-                             top_k=top_k, bg_pow=bg_pow, apply_crf=apply_crf, num_workers=num_workers,
-                             device=device, amp=amp, max_images=max_images, keep_probs=save_probs,
-                             denormalize=denormalize, resize=resize)
+    records = Predictor(model, test, device=device, amp=amp).iter_dataset(
+        dataset, max_images=max_images, keep_probs=save_probs, num_workers=num_workers, denormalize=denormalize)
     num_evaluated = 0
     for rec in records:
         names.append(rec["name"])
@@ -331,11 +422,9 @@ def run_inference(model, dataset, out_dir, scales: Sequence[float] = DEFAULT_SCA
                 cms[kind] = ConfusionMatrix(num_classes or rec["num_classes"])
             cms[kind].update(pred, rec["mask"])
 
-    uses_gt = bool(use_cls_label)
+    uses_gt = bool(test.use_cls_label)
     summary = {"out_dir": str(out_dir), "split": split_description(dataset), "num_images": len(names),
-               "num_evaluated": num_evaluated, "uses_gt_labels": uses_gt,
-               "settings": {"scales": list(scales), "flip": flip, "resize": resize, "use_cls_label": uses_gt,
-                            "fp_cut": fp_cut, "top_k": top_k, "bg_pow": bg_pow, "apply_crf": apply_crf},
+               "num_evaluated": num_evaluated, "uses_gt_labels": uses_gt, "settings": test.as_dict(),
                "raw": None, "crf": None}                # metrics when the dataset has pixel labels
     for kind, cm in cms.items():
         names_k = class_names if class_names is not None else default_class_names(cm.num_classes)
@@ -396,29 +485,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", type=int, default=0, help="1: print per-image kept classes and the metrics table")
 
 
-def load_model(config_path, checkpoint_path, device="cpu", dtype: torch.dtype | None = None,
-               prepare: bool = False):
-    """(model, cfg) from a YAML config and a checkpoint (``{'state_dict': ...}``, ``{'model': ...}`` or bare);
-    ``dtype`` casts the model before the weights are copied in (float64 for the golden-vector tests);
-    ``prepare`` readies it for inference only, in place (:func:`slrnet.models.inference.prepare_for_inference`:
-    no second copy of the weights, no training afterwards)."""
-    from slrnet.checkpoint import load_checkpoint
-    from slrnet.config import load_config
-    from slrnet.models import build_trained_model
-
-    cfg = load_config(config_path)
-    # every weight comes from the checkpoint: the backbone's pretrained file is neither needed nor read
-    model = build_trained_model(cfg["model"], load_checkpoint(checkpoint_path, map_location="cpu"),
-                                source=str(checkpoint_path), dtype=dtype)
-    model.to(device).eval()
-    if prepare:
-        prepare_for_inference(model, inplace=True)
-    return model, cfg
-
-
 def build_split(cfg_dataset: dict, data_root=None, data_list=None, default_split: str = "val"):
     """A full-image dataset for a list file; the split name comes from the list's file name."""
-    from slrnet.data.voc import build_dataset
+    from slrnet.data.build import build_dataset
 
     cfg = dict(cfg_dataset)
     if data_root:
@@ -430,23 +499,25 @@ def build_split(cfg_dataset: dict, data_root=None, data_list=None, default_split
     return build_dataset(cfg, split=split, train=False)
 
 
+def test_config_from_args(cfg: dict, args: argparse.Namespace) -> TestConfig:
+    """The config's ``test`` section with the flags the user gave (a flag left unset keeps the config's value)."""
+    flags = {name: getattr(args, name, None) for name in ("scales", "flip", "resize", "use_cls_label", "fp_cut",
+                                                          "top_k", "bg_pow", "apply_crf")}
+    for name in ("flip", "use_cls_label", "apply_crf"):
+        flags[name] = None if flags[name] is None else bool(flags[name])
+    return TestConfig.from_config(cfg, **flags)
+
+
 def cli_run(args: argparse.Namespace) -> int:
     from slrnet.utils import resolve_device
 
     device = resolve_device(args.device)
-    model, cfg = load_model(args.config, args.checkpoint, device, prepare=True)
-    test = cfg["test"]
-    pick = lambda value, key: test[key] if value is None else value  # noqa: E731  flag > config
+    model, cfg = load_trained_model(args.checkpoint, args.config, device, prepare=True)
     dataset = build_split(cfg["dataset"], args.data_root, args.data_list)
-    bg_pow = pick(args.bg_pow, "bg_pow")
-    summary = run_inference(model, dataset, args.output, scales=pick(args.scales, "scales"),
-                            use_cls_label=bool(pick(args.use_cls_label, "use_cls_label")),
-                            allow_label_leak=bool(args.allow_label_leak), fp_cut=pick(args.fp_cut, "fp_cut"),
-                            bg_pow=bg_pow, apply_crf=bool(pick(args.apply_crf, "apply_crf")),
-                            num_workers=args.num_workers, device=device, verbose=bool(args.verbose),
-                            top_k=pick(args.top_k, "top_k"), flip=bool(pick(args.flip, "flip")),
-                            save_probs=bool(args.save_probs), max_images=args.max_images or None,
-                            resize=pick(args.resize, "resize"))
+    summary = run_inference(model, dataset, args.output, test_config_from_args(cfg, args),
+                            allow_label_leak=bool(args.allow_label_leak), num_workers=args.num_workers,
+                            device=device, verbose=bool(args.verbose), save_probs=bool(args.save_probs),
+                            max_images=args.max_images or None)
     for kind in ("raw", "crf"):
         if summary.get(kind):
             print(f"{kind}: mIoU {100 * (summary[kind]['miou'] or float('nan')):.2f} over "

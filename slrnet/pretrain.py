@@ -66,7 +66,7 @@ def full_options(**options) -> dict:
 def pretraining_images(num_images: int, image_size: int = 128, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Render ``num_images`` of the pretraining stream -> (uint8 (N, 3, S, S), float (N, C-1) multi-hot labels)."""
     from slrnet.data.synthetic import PRETRAIN_SPLIT_CODE, SHAPES_CLASSES, render_sample
-    from slrnet.data.voc import VOID
+    from slrnet.data.files import VOID
     from slrnet.utils import progress
 
     images = np.empty((num_images, image_size, image_size, 3), dtype=np.uint8)
@@ -190,7 +190,7 @@ def resolve_pretrained(cfg_model: dict) -> str:
     width, say), is (re)made by :func:`ensure_pretrained_backbone`; a file without a record is the user's own
     and is used as it is.
     """
-    from slrnet.data.voc import resolve_data_root
+    from slrnet.data.build import resolve_data_root
     from slrnet.models.backbones import tiny
 
     if not cfg_model.get("pretrained"):

@@ -1,46 +1,102 @@
-"""Run profiles shared by the notebooks: ``smoke`` (tests), ``quick`` (``make run``), ``full`` (a real run).
+"""Run profiles: ``smoke`` (the tests), ``quick`` (``make run``), ``full`` (a real run).
 
-A profile is a set of config overrides on top of a YAML config; the notebooks call
-:func:`training_config` so that what a profile means lives in one place, not in six notebooks.
+What a profile means is written once, in ``configs/profiles.yaml``: an overlay onto any training config,
+per-model overlays, the overlay of the short run notebooks 04 / 05 train when notebook 02 left no model,
+the sizes of the notebooks' analyses, and the suite's cell timeout. This module reads that file; notebooks
+pass a config path and a profile name and get everything else from here.
 
-    >>> from slrnet.profiles import training_config
+    >>> from slrnet.profiles import training_config, analysis_settings
     >>> cfg = training_config("configs/shapes_quick.yaml", "smoke", output_dir="/tmp/nb02")
     >>> cfg["train"]["max_steps_per_epoch"], cfg["dataset"]["root"]
     (3, '/tmp/nb02/shapes_smoke')
-
-* smoke — a tiny generated dataset inside the output folder, 2 epochs of 3 steps, the backbone from
-  random weights (no pretraining): checks that everything runs, numbers are meaningless.
-* quick — the config as written (the teaching profile: minutes on 2 CPU cores; the tiny backbone's
-  classification-pretrained weights are made once, ~40 s, see ``slrnet.pretrain``).
-* full  — the released schedule length (30 epochs, 5 pretraining; 40 / 10 for semi without image
-  labels) on full-size images.
+    >>> analysis_settings("quick", "factors")
+    {'num_images': 4, 'objective_iters': 10}
+    >>> dataset_root("smoke", "/tmp/nb00")      # the profile's dataset (generated on first use)
+    PosixPath('/tmp/nb00/shapes_smoke')
 """
 from __future__ import annotations
 
+import copy
+import functools
 import os
 from pathlib import Path
+
+import yaml
 
 from slrnet.config import load_config, merge_overrides
 
 PROFILES = ("smoke", "quick", "full")
+SHAPES_ONLY_KEYS = ("dataset.root", "dataset.generate")
+PROFILE_KEYS = {"config", "config_by_model", "short_run", "analysis", "cell_timeout"}
 
-SMOKE_DATASET = {"num_train": 48, "num_val": 12, "image_size": 64}
 
-PROFILE_OVERRIDES = {
-    "smoke": {"train.num_epochs": 2, "train.pretrain_epochs": 0, "train.max_steps_per_epoch": 3,
-              "train.batch_size": 4, "train.val_max_images": 12, "dataset.crop_size": 48,
-              "misc.verbose": 0, "misc.num_snapshots": 2, "dataset.generate": SMOKE_DATASET,
-              "model.pretrained": ""},
-    "quick": {},
-    "full": {"train.num_epochs": 30, "train.pretrain_epochs": 5},
-}
-FULL_WO_CLS_SCHEDULE = {"train.num_epochs": 40, "train.pretrain_epochs": 10}
+def profiles_file() -> Path:
+    from slrnet.utils import repo_root
+
+    return repo_root() / "configs" / "profiles.yaml"
+
+
+@functools.lru_cache(maxsize=None)
+def _read(path: str) -> dict:
+    table = yaml.safe_load(Path(path).read_text())
+    if not isinstance(table, dict) or set(table) != set(PROFILES):
+        raise ValueError(f"{path}: expected the profiles {PROFILES} at the top level, got "
+                         f"{sorted(table) if isinstance(table, dict) else type(table).__name__}")
+    for name, spec in table.items():
+        unknown = set(spec) - PROFILE_KEYS
+        if unknown or "config" not in spec or "analysis" not in spec:
+            raise ValueError(f"{path}: profile {name!r} must have 'config' and 'analysis' (and may have "
+                             f"{sorted(PROFILE_KEYS - {'config', 'analysis'})}); unknown {sorted(unknown)}")
+    return table
+
+
+def profile_spec(profile: str) -> dict:
+    """The profile's entry of ``configs/profiles.yaml`` (a copy)."""
+    return copy.deepcopy(_read(str(profiles_file()))[check_profile(profile)])
 
 
 def check_profile(profile: str) -> str:
     if profile not in PROFILES:
         raise ValueError(f"profile: expected one of {PROFILES}, got {profile!r}")
     return profile
+
+
+def analysis_settings(profile: str, analysis: str) -> dict:
+    """How much one notebook analysis computes under ``profile`` (the ``analysis.<name>`` entry)."""
+    table = profile_spec(profile)["analysis"]
+    if analysis not in table:
+        raise KeyError(f"analysis: {analysis!r} is not in profile {profile!r} of {profiles_file()}; "
+                       f"expected one of {sorted(table)}")
+    return table[analysis]
+
+
+def cell_timeout(profile: str) -> int:
+    return int(profile_spec(profile)["cell_timeout"])
+
+
+def _overlay(values: dict, output_dir) -> dict:
+    """Fill "{output_dir}" into string values."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, str) and "{output_dir}" in value:
+            if output_dir is None:
+                raise ValueError(f"profile overlay {key}: needs an output folder ({value!r})")
+            value = value.replace("{output_dir}", str(Path(output_dir).resolve()))
+        out[key] = value
+    return out
+
+
+def dataset_root(profile: str, output_dir, data_root=None) -> Path:
+    """The folder a notebook shows when it trains nothing: ``data_root`` when given, else the profile's
+    shapes dataset (the one its training config would use), generated on first use."""
+    from slrnet.data.build import resolve_data_root
+    from slrnet.data.synthetic import ensure_default_dataset
+
+    if data_root is not None:
+        return Path(data_root).expanduser()
+    overlay = _overlay(profile_spec(profile)["config"], output_dir)
+    root = overlay.get("dataset.root")
+    return ensure_default_dataset(resolve_data_root(root) if root else None, **(overlay.get("dataset.generate") or {}))
 
 
 def resolve_config_path(config=None) -> Path:
@@ -60,19 +116,29 @@ def resolve_config_path(config=None) -> Path:
     raise FileNotFoundError(f"config: {config} not found (looked in {Path.cwd()} and {repo_root() / 'notebooks'})")
 
 
-def training_config(config: str | os.PathLike, profile: str, output_dir: str | os.PathLike,
-                    data_root: str | os.PathLike | None = None, overrides: dict | None = None) -> dict:
-    """Load ``config`` (see ``resolve_config_path``), apply the profile, point it at ``data_root`` (any
-    VOC-layout folder) if given.
+def training_config(config: str | os.PathLike | None, profile: str, output_dir: str | os.PathLike,
+                    data_root: str | os.PathLike | None = None, overrides: dict | None = None,
+                    short_run: bool = False) -> dict:
+    """The one function that turns (config, profile) into the config a run trains with.
 
-    ``overrides`` (``{"section.key": value}``) come last; ``None`` values are skipped so notebook
-    parameters left at ``None`` keep the config's value.
+    Order: ``config`` (see ``resolve_config_path``), the profile's overlay, its overlay for the config's
+    ``model.name``, the short-run overlay when ``short_run``, ``data_root`` (any VOC-layout folder: it
+    replaces the dataset and sets ``model.num_classes`` from its classes), then ``overrides``
+    (``{"section.key": value}``; ``None`` values are skipped so notebook parameters left at ``None`` keep
+    the config's value). ``misc.log_dir`` is ``output_dir``.
     """
-    check_profile(profile)
+    spec = profile_spec(profile)
     cfg = load_config(resolve_config_path(config))
-    cfg = merge_overrides(cfg, PROFILE_OVERRIDES[profile])
-    if profile == "full" and cfg["model"]["name"] == "slrnet_semi_wo_cls":
-        cfg = merge_overrides(cfg, FULL_WO_CLS_SCHEDULE)   # METHOD.md section 4: 40 epochs, 10 pretraining
+    overlay = spec["config"]
+    if cfg["dataset"]["name"] != "shapes":
+        # the profile's generated dataset stands in for the shapes dataset only; other datasets keep theirs
+        overlay = {k: v for k, v in overlay.items() if k not in SHAPES_ONLY_KEYS}
+    cfg = merge_overrides(cfg, _overlay(overlay, output_dir))
+    by_model = (spec.get("config_by_model") or {}).get(cfg["model"]["name"])
+    if by_model:
+        cfg = merge_overrides(cfg, _overlay(by_model, output_dir))
+    if short_run:
+        cfg = merge_overrides(cfg, _overlay(spec.get("short_run") or {}, output_dir))
     if data_root is not None:
         from slrnet.data import VOCSegmentation
 
@@ -80,8 +146,6 @@ def training_config(config: str | os.PathLike, profile: str, output_dir: str | o
         classes = VOCSegmentation(root, "val").class_names
         cfg = merge_overrides(cfg, {"dataset.name": "voc", "dataset.root": str(root), "dataset.generate": None,
                                     "model.num_classes": len(classes)})
-    elif profile == "smoke" and cfg["dataset"]["name"] == "shapes":
-        cfg = merge_overrides(cfg, {"dataset.root": str(Path(output_dir).resolve() / "shapes_smoke")})
     cfg = merge_overrides(cfg, {k: v for k, v in (overrides or {}).items() if v is not None})
     cfg["misc"]["log_dir"] = str(Path(output_dir).resolve())
     return cfg

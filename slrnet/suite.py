@@ -11,9 +11,9 @@
 
 Each notebook runs in a fresh ``python3`` kernel whose working directory is the notebooks folder
 (so relative paths inside notebooks resolve the same way as in JupyterLab). The runner injects
-``profile`` and ``output_dir`` (absolute ``<output root>/<notebook stem>/``) plus the profile's and
-the user's parameter overrides, but only those the notebook declares in its cell tagged
-``parameters``: what a profile *means* (epochs, image counts, ...) is decided by the notebook.
+``profile`` and ``output_dir`` (absolute ``<output root>/<notebook stem>/``), ``interactive=False`` and the
+user's parameter overrides, but only those the notebook declares in its cell tagged ``parameters``. What a
+profile *means* (epochs, image counts, ...) is written once, in ``configs/profiles.yaml`` (``slrnet.profiles``).
 Every notebook writes its figures (PNG) and a ``metrics.json`` into its output_dir; the runner adds
 the executed copy ``<stem>.ipynb`` there and reports a few headline metrics from ``metrics.json``.
 
@@ -30,15 +30,13 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
+from slrnet.profiles import PROFILES
+from slrnet.profiles import cell_timeout as cell_timeout_of
 from slrnet.utils import progress_disabled, repo_root
 
-# Per-cell execution timeouts (seconds) and parameter overrides each profile injects (only where the
-# notebook declares the parameter). Headless runs never build widgets, hence interactive=False.
-PROFILES: dict[str, dict[str, Any]] = {
-    "smoke": {"timeout": 600, "parameters": {"interactive": False}},
-    "quick": {"timeout": 3600, "parameters": {"interactive": False}},
-    "full": {"timeout": 7 * 24 * 3600, "parameters": {"interactive": False}},
-}
+# The profiles and their per-cell timeouts are those of configs/profiles.yaml (slrnet.profiles). Headless runs
+# never build widgets, hence interactive=False, injected where a notebook declares it.
+HEADLESS_PARAMETERS: dict[str, Any] = {"interactive": False}
 NOTEBOOK_PATTERN = re.compile(r"^(\d{2})_[A-Za-z0-9_]+\.ipynb$")
 KERNEL_NAME = "python3"
 # Headline metrics: the first matching rule ranks a key (lower is better); run times and counts come
@@ -237,8 +235,8 @@ def run_suite(profile: str = "quick", only: Iterable[str] | str | None = None,
             raise ValueError(f"parameter {key!r} is not declared by any selected notebook "
                              f"(declared: {sorted(set().union(*declared.values()))})")
     root = Path(output_root).resolve() if output_root is not None else default_output_root()
-    values = {**PROFILES[profile]["parameters"], **(parameters or {}), "profile": profile}
-    cell_timeout = PROFILES[profile]["timeout"] if timeout is None else timeout
+    values = {**HEADLESS_PARAMETERS, **(parameters or {}), "profile": profile}
+    cell_timeout = cell_timeout_of(profile) if timeout is None else timeout
 
     results = []
     for nb in notebooks:

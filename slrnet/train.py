@@ -15,7 +15,7 @@ run (``slrnet.run_folder``).
 
     >>> from slrnet.config import load_config
     >>> from slrnet.train import Trainer
-    >>> trainer = Trainer(load_config("configs/shapes_quick.yaml"), run_dir="runs/demo")
+    >>> trainer = Trainer.build(load_config("configs/shapes_quick.yaml"), run_dir="runs/demo")
     >>> history = trainer.fit()
 """
 from __future__ import annotations
@@ -89,33 +89,83 @@ def _main_rank_first(world: int, is_main: bool):
             dist.barrier()
 
 
-class Trainer:
-    """Trains SLRNet from a validated config (see slrnet.config)."""
+def start_distributed(device: str | None) -> tuple[int, int, torch.device]:
+    """(rank, world size, device) of this process; under torchrun the process group is started here (NCCL on
+    CUDA, gloo otherwise) and each process takes the GPU of its local rank. Safe to call more than once."""
+    rank, world, local_rank = _distributed()
+    if world <= 1:
+        return rank, world, resolve_device(device or "auto")
+    use_cuda = torch.cuda.is_available() and str(device) in ("auto", "cuda", "None")
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    dev = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(dev)
+    return rank, world, dev
 
-    def __init__(self, cfg: dict, run_dir: str | os.PathLike, train_set=None, val_set=None,
+
+def build_datasets(cfg: dict, train_set=None, val_set=None):
+    """(training set, val set) from the config's ``dataset`` section, for the sets not given: the semi variants
+    get their labelled / unlabelled split (``dataset.labelled_list`` / ``labelled_ratio``); the default shapes
+    dataset is generated on first use."""
+    from slrnet.data import build_dataset, build_semi_dataset
+
+    if train_set is None and cfg["model"]["name"] in ("slrnet_semi", "slrnet_semi_wo_cls"):
+        train_set = build_semi_dataset(cfg["dataset"], cfg["model"]["name"], seed=int(cfg["misc"]["seed"]))
+    if train_set is None:
+        train_set = build_dataset(cfg["dataset"], "train", train=True)
+    if val_set is None:
+        val_set = build_dataset(cfg["dataset"], "val", train=False)
+    return train_set, val_set
+
+
+def check_class_counts(cfg: dict, train_set, val_set) -> None:
+    for name, data in (("training", train_set), ("validation", val_set)):
+        n = getattr(data, "num_classes", None)
+        if n is not None and int(n) != cfg["model"]["num_classes"]:
+            where = getattr(data, "classes_source", None) or getattr(data, "root", "the dataset")
+            raise ValueError(f"model.num_classes = {cfg['model']['num_classes']}, but the {name} data has {n} "
+                             f"classes (background included; from {where}); set model.num_classes={n}")
+
+
+class Trainer:
+    """Trains a built SLRNet on built datasets, as a validated config (see slrnet.config) says.
+
+        >>> trainer = Trainer.build(cfg, "runs/demo")      # builds the datasets and the model the config names
+        >>> trainer = Trainer.build(cfg, "runs/demo", model, train_set, val_set)    # or hand it the parts
+
+    Constructing a trainer trains nothing: :meth:`build` makes the parts (generating the default dataset and the
+    tiny backbone's pretrained weights on first use), ``__init__`` takes them and :meth:`fit` trains.
+    """
+
+    @classmethod
+    def build(cls, cfg: dict, run_dir: str | os.PathLike, train_set=None, val_set=None,
+              device: str | None = None, overwrite: bool = False) -> "Trainer":
+        """The parts the config names, then the trainer. Under DDP rank 0 makes any missing files first."""
+        rank, world, _ = start_distributed(device or cfg["misc"]["device"])
+        seed_everything(int(cfg["misc"]["seed"]))          # the model's initial weights follow misc.seed
+        with _main_rank_first(world, rank == 0):
+            train_set, val_set = build_datasets(cfg, train_set, val_set)
+            check_class_counts(cfg, train_set, val_set)
+            # a tiny backbone's pretrained file is made on first use (slrnet.pretrain), like the shapes data
+            pretrained = resolve_pretrained(cfg["model"])
+        model = build_model({**cfg["model"], "pretrained": pretrained})
+        return cls(cfg, run_dir, model, train_set, val_set, device=device, overwrite=overwrite)
+
+    def __init__(self, cfg: dict, run_dir: str | os.PathLike, model, train_set, val_set,
                  device: str | None = None, overwrite: bool = False):
         """``run_dir`` must not hold another run unless ``misc.resume`` (continue it) or ``overwrite`` (delete its
         results first); it is locked while this trainer lives (``slrnet.run_folder``)."""
         self.cfg = cfg
-        self.rank, self.world, local_rank = _distributed()
+        self.rank, self.world, self.device = start_distributed(device or cfg["misc"]["device"])
         self.is_main = self.rank == 0
-        dev = device or cfg["misc"]["device"]
-        if self.world > 1:
-            use_cuda = torch.cuda.is_available() and str(dev) in ("auto", "cuda")
-            if not dist.is_initialized():
-                dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-            self.device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
-            if use_cuda:
-                torch.cuda.set_device(self.device)
-        else:
-            self.device = resolve_device(dev)
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.folder = None
         if self.is_main:
             self.folder = RunFolder(self.run_dir).claim(resume=bool(cfg["misc"]["resume"]), overwrite=overwrite)
         try:
-            self._setup(cfg, train_set, val_set)
+            self._setup(cfg, model, train_set, val_set)
         except BaseException:
             self.release()
             raise
@@ -125,34 +175,16 @@ class Trainer:
         if self.folder is not None:
             self.folder.release()
 
-    def _setup(self, cfg: dict, train_set, val_set) -> None:
+    def _setup(self, cfg: dict, model, train_set, val_set) -> None:
         if self.is_main:
             (self.run_dir / "snapshots").mkdir(parents=True, exist_ok=True)
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         self.seed = int(cfg["misc"]["seed"])
-        seed_everything(self.seed)
         if cfg["misc"]["deterministic"]:
             torch.use_deterministic_algorithms(True, warn_only=True)
-
-        with _main_rank_first(self.world, self.is_main):
-            if train_set is None or val_set is None:
-                from slrnet.data import build_dataset, build_semi_dataset
-                if train_set is None and cfg["model"]["name"] in ("slrnet_semi", "slrnet_semi_wo_cls"):
-                    # pixel labels on the labelled split only (dataset.labelled_list / labelled_ratio)
-                    train_set = build_semi_dataset(cfg["dataset"], cfg["model"]["name"],
-                                                   seed=int(cfg["misc"]["seed"]))
-                train_set = train_set or build_dataset(cfg["dataset"], "train", train=True)
-                val_set = val_set or build_dataset(cfg["dataset"], "val", train=False)
-            # a tiny backbone's pretrained file is made on first use (slrnet.pretrain), like the shapes data
-            pretrained = resolve_pretrained(cfg["model"])
+        check_class_counts(cfg, train_set, val_set)
         self.train_set, self.val_set = train_set, val_set
-        for name, data in (("training", train_set), ("validation", val_set)):
-            n = getattr(data, "num_classes", None)
-            if n is not None and int(n) != cfg["model"]["num_classes"]:
-                where = getattr(data, "classes_source", None) or getattr(data, "root", "the dataset")
-                raise ValueError(f"model.num_classes = {cfg['model']['num_classes']}, but the {name} data has {n} "
-                                 f"classes (background included; from {where}); set model.num_classes={n}")
-        self.model = build_model({**cfg["model"], "pretrained": pretrained}).to(self.device)
+        self.model = model.to(self.device)
         self.optimizer = build_optimizer(self.model, cfg)
         self.amp = bool(cfg["misc"]["amp"]) and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
@@ -368,27 +400,23 @@ class Trainer:
         """Single-scale val mIoU with the test-time class filtering of the config's ``test`` section; with
         ``train.best_by: val_cls_loss`` also the mean classification loss of the val images (eval mode, both
         views, image labels only), the number the authors' trainers keep ``best.pth.tar`` by."""
-        from slrnet.infer import filter_classes
+        from slrnet.infer import Predictor, TestConfig
         from slrnet.metrics import ConfusionMatrix
 
-        self.model.eval()
-        tc = self.cfg["test"]
+        # one view, the config's class filtering; the model itself (optimize=False): its weights keep training
+        single_view = TestConfig.from_config(self.cfg, scales=(1.0,), flip=False, use_cls_label=False,
+                                             apply_crf=False)
+        predictor = Predictor(self.model, single_view, device=self.device, amp=self.amp, optimize=False)
         cm = ConfusionMatrix(self.model.num_classes)
         cls_losses: list[float] = []
-        limit = self.cfg["train"]["val_max_images"] or len(self.val_set)
-        loader = DataLoader(self.val_set, batch_size=1, shuffle=False, num_workers=0)
-        for i, batch in enumerate(loader):
-            if i >= limit:
-                break
-            images = batch["image"].to(self.device)
-            with torch.autocast(self.device.type, enabled=self.amp):
-                out = self.model.predict(images)
-            probs = filter_classes(out["masks"].float(), None if out["scores"] is None else out["scores"].float(),
-                                   fp_cut=tc["fp_cut"], top_k=tc["top_k"], bg_pow=tc["bg_pow"])
-            cm.update(probs.argmax(1).cpu(), batch["mask"])
+        limit = min(self.cfg["train"]["val_max_images"] or len(self.val_set), len(self.val_set))
+        for i in range(limit):
+            sample = self.val_set[i]
+            cm.update(predictor.predict(sample["image"]), sample["mask"])
             if self.best_by == "val_cls_loss":
+                images, labels = sample["image"][None].to(self.device), sample["labels"][None].to(self.device)
                 with torch.autocast(self.device.type, enabled=self.amp):
-                    cls_losses.append(float(self.model(images, batch["labels"].to(self.device))["losses"]["cls"]))
+                    cls_losses.append(float(self.model(images, labels)["losses"]["cls"]))
         self.model.train()
         out = {"val_miou": float(cm.miou()), "val_pixel_acc": float(cm.pixel_accuracy())}
         if cls_losses:
@@ -400,7 +428,7 @@ class Trainer:
         """PNG grid of image | mask | refined mask | pseudo label for fixed training images."""
         if self._snapshot_batch is None:
             return None
-        from slrnet.viz import plot_training_snapshot, pseudo_to_index
+        from slrnet.viz.training import plot_training_snapshot, pseudo_to_index
 
         self.model.eval()
         b = self._snapshot_batch
@@ -465,7 +493,7 @@ def cli_run(args) -> int:
         cfg = merge_overrides(cfg, {"misc.resume": 1})
     run = args.run or time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(cfg["misc"]["log_dir"]) / Path(args.config).stem / run
-    trainer = Trainer(cfg, run_dir, overwrite=bool(args.overwrite))
+    trainer = Trainer.build(cfg, run_dir, overwrite=bool(args.overwrite))
     history = trainer.fit()
     if trainer.is_main:
         best = max((h.get("val_miou", -1) for h in history), default=-1)

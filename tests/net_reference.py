@@ -7,7 +7,7 @@ so the official WideResNet-38 SLRNet (138.7 M parameters) is rebuilt here withou
     >>> state = official_state_dict(ref)          # official keys (aliases included) -> float64 tensors
     >>> save_official_checkpoint(state, path)     # {'state_dict', 'epoch', 'optimizer'}, as their trainer writes
 
-The tests load that file through ``slrnet.infer.load_model``, the loader behind ``infer --checkpoint``.
+The tests load that file through ``slrnet.models.loading.load_trained_model``, the loader behind ``infer --checkpoint``.
 """
 from __future__ import annotations
 

@@ -151,9 +151,10 @@ def test_notebook_helpers_and_figures(planted, planted_nonneg):
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    from slrnet import viz_cmf
+    from slrnet.analysis import factorization_study as study
+    from slrnet.viz import factorization as viz_cmf
 
-    views, shapes = viz_cmf.two_view_features(torch.rand(3, 12, 16), scale=0.5, conv_channels=4)
+    views, shapes = study.two_view_features(torch.rand(3, 12, 16), scale=0.5, conv_channels=4)
     assert shapes == [(12, 16), (6, 8)] and [tuple(v.shape) for v in views] == [(1, 192, 9), (1, 48, 9)]
     torch.testing.assert_close(views[1].norm(dim=-1), torch.ones(1, 48))          # unit rows for CVLR
     res = cvlr_factorize(views, num_atoms=3, num_iters=3, temperature=0.1)
@@ -161,9 +162,9 @@ def test_notebook_helpers_and_figures(planted, planted_nonneg):
     assert [tuple(m.shape) for m in maps] == [(1, 3, 12, 16), (1, 3, 6, 8)]
     with pytest.raises(ValueError, match="shapes"):
         res.code_maps([(12, 16), (6, 7)])
-    errors = viz_cmf.rank_sweep(planted_nonneg.views, [2, 4], temperature=0.05, cvlr_iters=5, nmf_iters=20)
+    errors = study.rank_sweep(planted_nonneg.views, [2, 4], temperature=0.05, cvlr_iters=5, nmf_iters=20)
     assert set(errors) == {"CVLR", "NMF", "SVD"} and errors["SVD"][1] < errors["SVD"][0]
-    sweep = viz_cmf.temperature_sweep(planted.views, planted.atoms[0], [0.05, 1.0], [1, 5])
+    sweep = study.temperature_sweep(planted.views, planted.atoms[0], [0.05, 1.0], [1, 5])
     assert sweep["min_cosine"][:, 0].min() > 0.95 > sweep["min_cosine"][1, 1]     # tau=1 collapses with T
     figs = [viz_cmf.plot_code_maps([z[0] for z in res.codes], shapes),
             viz_cmf.plot_atoms({"a": res.dictionary[0], "b": res.dictionary[0]}),

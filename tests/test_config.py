@@ -5,7 +5,8 @@ import pytest
 
 from slrnet.config import DEFAULTS, ConfigError, load_config, merge_overrides, validate
 
-CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+# experiment configs; configs/profiles.yaml holds the run profiles (tests/test_profiles.py)
+CONFIGS = sorted(p for p in (Path(__file__).parent.parent / "configs").glob("*.yaml") if p.name != "profiles.yaml")
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)

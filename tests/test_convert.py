@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from slrnet.data import VOCSegmentation, load_mask
-from slrnet.data.voc import DatasetError, DatasetFileNotFoundError
+from slrnet.data.files import DatasetError, DatasetFileNotFoundError
 
 
 def _image(path, h, w, seed):
@@ -38,7 +38,7 @@ def _train_one_step(root, tmp_path, num_classes, **dataset):
                   "pamr_dilations": [1]},
         "test": {"scales": [1.0]},
     })
-    history = Trainer(cfg, tmp_path / "run").fit()
+    history = Trainer.build(cfg, tmp_path / "run").fit()
     assert np.isfinite(history[0]["train_loss"])
 
 

@@ -32,10 +32,12 @@ def close(actual, name, dtype):
     np.testing.assert_allclose(actual.detach().double().numpy(), CVLR[name], **TOL[dtype], err_msg=name)
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "literal"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("tag", ["it1", "it3", "it2s05"])
-def test_factorization_matches_fixture(tag, dtype):
+def test_factorization_matches_fixture(tag, dtype, fused):
     layer = fixture_layer(tag, dtype)
+    layer.fused = fused
     x, inits = t("x", dtype).requires_grad_(), t("inits", dtype).requires_grad_()
     x_out, coding, dictionary = layer(x, inits)
     for name, value in (("x_out", x_out), ("coding", coding), ("dictionary", dictionary)):
@@ -118,3 +120,46 @@ def test_dictionary_init_stops_gradients_by_default():
     np.testing.assert_allclose(out.numpy(), DINIT["dictionary"], atol=1e-10, rtol=1e-10)
     with pytest.raises(ValueError, match="features"):
         DictionaryInitialization()(features, logits[..., :5])
+
+
+@pytest.mark.parametrize("num_iters", [1, 3])
+def test_the_fused_step_computes_the_formula_as_written(num_iters):
+    """fused=True folds W1 into the step; fused=False forms X' = W1 x and runs the formula literally."""
+    torch.manual_seed(0)
+    fused = FactorizationReconstruction(16, num_iters=num_iters, temperature=0.7).double()
+    literal = FactorizationReconstruction(16, num_iters=num_iters, temperature=0.7, fused=False).double()
+    literal.load_state_dict(fused.state_dict())
+    x, inits = torch.randn(2, 50, 16, dtype=torch.float64), torch.randn(2, 5, 16, dtype=torch.float64)
+    x_f, inits_f = x.clone().requires_grad_(), inits.clone().requires_grad_()
+    x_l, inits_l = x.clone().requires_grad_(), inits.clone().requires_grad_()
+    out_f, out_l = fused(x_f, inits_f), literal(x_l, inits_l)
+    for a, b in zip(out_f, out_l):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    (out_f[0].sum() + out_f[1].pow(2).sum()).backward()
+    (out_l[0].sum() + out_l[1].pow(2).sum()).backward()
+    torch.testing.assert_close(x_f.grad, x_l.grad, rtol=1e-10, atol=1e-10)
+    for (name, p), q in zip(fused.named_parameters(), literal.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-10, atol=1e-10, msg=name)
+
+
+def test_the_module_returns_its_iterates_when_asked():
+    torch.manual_seed(1)
+    fr = FactorizationReconstruction(8, num_iters=2).double()
+    x, inits = torch.randn(1, 30, 8, dtype=torch.float64), torch.randn(1, 4, 8, dtype=torch.float64)
+    out, coding, dictionary = fr(x, inits)
+    out4, coding4, dictionary4, it = fr(x, inits, num_iters=5, return_iterates=True)
+    assert it["codes"].shape == (5, 1, 4, 30) and it["dictionaries"].shape == (6, 1, 4, 8)
+    torch.testing.assert_close(it["codes"][-1], coding4) and torch.testing.assert_close(it["dictionaries"][-1], dictionary4)
+    # the first two iterates are the module's own two steps; the first dictionary is l2n(W1 D0)
+    again = fr(x, inits, return_iterates=True)
+    torch.testing.assert_close(again[1], coding)
+    torch.testing.assert_close(again[3]["codes"], it["codes"][:2])
+    torch.testing.assert_close(it["dictionaries"][0], torch.nn.functional.normalize(fr.transform1(inits), dim=-1),
+                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(it["reconstruction"], coding4.transpose(1, 2) @ dictionary4)
+    # a lower temperature sharpens the codes without touching the weights
+    sharp = fr(x, inits, temperature=0.05, return_iterates=True)[1]
+    assert sharp.max(dim=1).values.mean() > coding.max(dim=1).values.mean()
+    assert fr.temperature == 1.0
+    with pytest.raises(ValueError, match="temperature"):
+        fr(x, inits, temperature=0)

@@ -120,7 +120,7 @@ def test_loads_through_the_generic_voc_loader(tmp_path):
 
 
 def test_build_dataset_generates_shapes_and_resolves_data_roots(tmp_path, monkeypatch):
-    from slrnet.data.voc import build_dataset, resolve_data_root
+    from slrnet.data.build import build_dataset, resolve_data_root
 
     monkeypatch.setenv("SLRNET_DATA", str(tmp_path / "store"))
     assert resolve_data_root("data/shapes_tiny") == tmp_path / "store" / "shapes_tiny"

@@ -4,8 +4,10 @@ import pytest
 import torch
 from PIL import Image
 
-from slrnet.data.voc import (MEAN, STD, VOC_CLASSES, DatasetError, DatasetFileNotFoundError, VOCSegmentation,
-                             build_dataset, denormalize, load_mask, save_palette_png, voc_colormap)
+from slrnet.data.build import build_dataset
+from slrnet.data.files import DatasetError, DatasetFileNotFoundError, load_mask, save_palette_png, voc_colormap
+from slrnet.data.transforms import MEAN, STD, denormalize
+from slrnet.data.voc import VOC_CLASSES, VOCSegmentation
 
 SIZES = {"2007_000032": (50, 40), "2007_000039": (60, 45), "2008_000002": (48, 48), "2008_000003": (40, 56),
          "2009_000001": (64, 44), "2010_000005": (52, 40)}
@@ -245,7 +247,7 @@ def test_malformed_and_empty_list_files(voc):
 # -- tour helpers (statistics and figures used by notebook 00) ----------------------------------------
 
 def test_tour_statistics_match_the_masks(voc):
-    from slrnet.data import tour
+    from slrnet.analysis import dataset_statistics as tour
 
     root, masks = voc
     ds = VOCSegmentation(root, "train")                       # two masks + one XML-only image
@@ -264,18 +266,45 @@ def test_tour_statistics_match_the_masks(voc):
     assert tour.split_sizes(root) == {"train": 3, "train_aug": 4, "val": 2}
 
 
-def test_tour_figures_render(voc):
+def test_tour_figures_draw_the_statistics(voc):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from slrnet.data import tour
 
-    root, _ = voc
+    from slrnet.analysis.dataset_statistics import dataset_statistics
+    from slrnet.data.transforms import TrainTransform, denormalize
+    from slrnet.viz import dataset as figs
+    from slrnet.viz.common import colorize
+
+    root, masks = voc
     ds = VOCSegmentation(root, "train")
-    stats = tour.dataset_statistics(ds)
-    figs = [tour.plot_samples(ds, [0, 2]), tour.plot_class_frequency(stats), tour.plot_object_sizes(stats),
-            tour.plot_class_legend(ds.class_names),
-            tour.plot_augmented_crops(ds, 0, tour.TrainTransform(24, scale=(0.5, 1.0)), num_crops=2)]
-    for fig in figs:
-        assert isinstance(fig, matplotlib.figure.Figure)
-        plt.close(fig)
+    stats = dataset_statistics(ds)
+    # samples: the images as they are, then the masks' colours over them (void white)
+    fig = figs.plot_samples(ds, [0, 2])
+    image_axes = fig.axes[:2]
+    np.testing.assert_array_equal(image_axes[0].get_images()[0].get_array(), denormalize(ds[0]["image"]))
+    mask = ds[0]["mask"].numpy()
+    over = np.asarray(fig.axes[2].get_images()[0].get_array())
+    assert (over[mask == 255] == 255).all()
+    fg = (mask > 0) & (mask < 255)
+    assert np.abs(over[fg].astype(int) - colorize(mask)[fg].astype(int)).mean() < 120   # blended towards the class colour
+    plt.close(fig)
+    # class frequency: one bar per foreground class, the statistics' values, in the classes' colours
+    fig = figs.plot_class_frequency(stats)
+    bars = fig.axes[0].patches
+    assert [b.get_height() for b in bars] == pytest.approx(list(stats["class_image_frequency"].values()))
+    np.testing.assert_allclose(bars[0].get_facecolor()[:3], colorize(np.array([[1]]))[0, 0] / 255)
+    plt.close(fig)
+    # object sizes: one box per class present, on the class's position
+    fig = figs.plot_object_sizes(stats)
+    present = [c for c in range(len(VOC_CLASSES) - 1) if np.isfinite(stats["per_image"]["area_fraction"][:, c + 1]).any()]
+    assert len(fig.axes[0].get_xticklabels()) == len(VOC_CLASSES) - 1 and present
+    medians = [line for line in fig.axes[0].get_lines() if line.get_color() in ("C1", "#ff7f0e")]
+    assert len(medians) == len(present)
+    plt.close(fig)
+    fig = figs.plot_class_legend(ds.class_names)
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == list(ds.class_names) + ["void"]
+    plt.close(fig)
+    fig = figs.plot_augmented_crops(ds, 0, TrainTransform(24, scale=(0.5, 1.0)), num_crops=2)
+    assert len(fig.axes) == 6 and fig.axes[1].get_images()[0].get_array().shape[:2] == (24, 24)
+    plt.close(fig)

@@ -1,4 +1,4 @@
-"""slrnet.evaluation_report: per-image IoU, best / worst selection, the four-setting evaluation, tables.
+"""slrnet.analysis.evaluation_report: per-image IoU, best / worst selection, the four-setting evaluation, tables.
 
 Hand-computed IoU cases; ExtremeExamples ordering and ties; evaluate_model on a random-weight tiny
 SLRNet and the smoke-profile shapes dataset (12 val images of 64 px, generated in a temp folder),
@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from slrnet import evaluation_report as R
-from slrnet.notebook_model import evaluation_set
+from slrnet.analysis import evaluation_report as R
+from slrnet.infer import TestConfig
+from slrnet.analysis.trained_model import evaluation_set
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "shapes_quick.yaml"
 
@@ -86,7 +87,7 @@ def smoke_setup(tmp_path_factory):
 @pytest.fixture(scope="module")
 def result(smoke_setup):
     _, cfg, dataset, model = smoke_setup
-    return R.evaluate_model(model, dataset, scales=cfg["test"]["scales"], apply_crf=True, num_workers=1,
+    return R.evaluate_model(model, dataset, TestConfig.from_config(cfg, apply_crf=True), num_workers=1,
                             device="cpu", num_examples=3, max_images=8, keep_predictions=True)
 
 
@@ -146,7 +147,7 @@ def test_best_and_worst_examples(result, smoke_setup):
 
 
 def test_figures_from_a_result(result, smoke_setup):
-    from slrnet import viz_eval
+    from slrnet.viz import evaluation as viz_eval
 
     _, _, dataset, _ = smoke_setup
     fig = viz_eval.plot_best_worst(R.example_rows(dataset, result.examples["best"]),
@@ -185,9 +186,9 @@ def test_paper_rows_are_labelled_as_reported():
 
 
 def test_evaluate_model_without_crf(smoke_setup):
-    _, _, dataset, model = smoke_setup
-    res = R.evaluate_model(model, dataset, scales=[1.0, 0.5], apply_crf=False, device="cpu", max_images=2,
-                           num_examples=4)
+    _, cfg, dataset, model = smoke_setup
+    res = R.evaluate_model(model, dataset, TestConfig.from_config(cfg, scales=[1.0, 0.5], apply_crf=False),
+                           device="cpu", max_images=2, num_examples=4)
     metrics = res.metrics()
     assert metrics["val_miou_crf"] is None and 0 <= metrics["val_miou"] <= 1
     assert res.final_key == "multi_scale" and len(res.rows()) == 2

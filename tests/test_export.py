@@ -11,7 +11,7 @@ from PIL import Image
 
 from slrnet.data.voc import VOCSegmentation, load_mask
 from slrnet.export import add_cli_arguments, cli_run, export_pseudo_labels
-from slrnet.infer import filter_classes, predict_multiscale
+from slrnet.infer import TestConfig, filter_classes, predict_multiscale
 
 K = 4
 SCALES = [1.0, 0.5]
@@ -55,8 +55,8 @@ def test_export_end_to_end(tmp_path):
     train = VOCSegmentation(src, split="train")
     model = DummyModel().eval()
     out = tmp_path / "pseudo"
-    info = export_pseudo_labels(model, train, out, scales=SCALES, bg_pow=3, device="cpu", apply_crf=True,
-                                num_workers=1)
+    info = export_pseudo_labels(model, train, out, TestConfig(scales=SCALES, bg_pow=3, use_cls_label=True,
+                                                              apply_crf=True), device="cpu", num_workers=1)
     names = ["im0", "im1", "im2"]
     assert (out / "ImageSets/Segmentation/train_aug.txt").read_text().split() == names
     pairs = (out / "ImageSets/Segmentation/train_aug_pairs.txt").read_text().splitlines()
@@ -65,8 +65,8 @@ def test_export_end_to_end(tmp_path):
     assert info["uses_gt_labels"] is True and info["num_images"] == 3
 
     # labels hold only background and the image's own class; raw labels equal the direct computation
-    raw = export_pseudo_labels(model, train, tmp_path / "raw", scales=SCALES, bg_pow=3, device="cpu",
-                               apply_crf=False, link_images=False)
+    raw = export_pseudo_labels(model, train, tmp_path / "raw", TestConfig(scales=SCALES, bg_pow=3, use_cls_label=True),
+                               device="cpu", link_images=False)
     assert not (tmp_path / "raw" / "JPEGImages").exists()
     for i, name in enumerate(names):
         s = train[i]
@@ -96,20 +96,20 @@ def test_export_refuses_val_and_the_source_root(tmp_path):
     model = DummyModel().eval()
     val = VOCSegmentation(src, split="val")
     with pytest.raises(ValueError, match="allow_label_leak"):
-        export_pseudo_labels(model, val, tmp_path / "x", scales=[1.0], device="cpu")
+        export_pseudo_labels(model, val, tmp_path / "x", TestConfig(scales=[1.0], use_cls_label=True), device="cpu")
     train = VOCSegmentation(src, split="train")
     (src / "SegmentationClassAug").mkdir()
     with pytest.raises(ValueError, match="overwrite"):
-        export_pseudo_labels(model, train, src, scales=[1.0], device="cpu")
+        export_pseudo_labels(model, train, src, TestConfig(scales=[1.0], use_cls_label=True), device="cpu")
 
 
 def test_export_cli(tmp_path, monkeypatch, capsys):
-    import slrnet.infer as infer
+    import slrnet.export as export
     from slrnet.config import validate
 
     src = make_voc(tmp_path / "voc")
     cfg = validate({"model": {"num_classes": K}, "test": {"scales": [1.0]}})
-    monkeypatch.setattr(infer, "load_model", lambda config, checkpoint, device, **kw: (DummyModel().eval(), cfg))
+    monkeypatch.setattr(export, "load_trained_model", lambda checkpoint, config, device, **kw: (DummyModel().eval(), cfg))
     parser = argparse.ArgumentParser()
     add_cli_arguments(parser)
     args = parser.parse_args(["--config", "c.yaml", "--checkpoint", "p.pth", "--output", str(tmp_path / "out"),

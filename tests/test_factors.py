@@ -1,4 +1,4 @@
-"""slrnet.factors: extraction of SLRNet's low-rank factors, the numbers that summarise them, image choice.
+"""slrnet.analysis.factors: extraction of SLRNet's low-rank factors, the numbers that summarise them, image choice.
 
 The extraction re-runs the CVLR iterations step by step; it must agree with the model's own code path
 (``SLRNet.factorise`` and the training forward's code maps), in float64 to 1e-10 and in float32.
@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from slrnet import factors as FX
+from slrnet.analysis import factors as FX
 from slrnet.cmf import cvlr_factorize
 from slrnet.losses import code_consistency
 from slrnet.models import build_model
@@ -87,7 +87,7 @@ def test_last_iteration_equals_the_module(dtype, image):
     f = FX.extract_factors(model, img, generator=torch.Generator().manual_seed(0))
     assert f["view2_flipped"] == flip_drawn(0)
     with torch.no_grad():   # the model's own path, with the same view 2
-        view2, inverse = model.second_view(img, generator=torch.Generator().manual_seed(0))
+        view2, inverse, _ = model.second_view(img, generator=torch.Generator().manual_seed(0))
         x1, _ = model.features(img)
         x2, _ = model.features(view2)
         aux_logits, aux_masks = model.aux(x1)
@@ -250,3 +250,21 @@ def test_select_images():
     assert FX.select_images(dataset, None, count=50) == list(range(10))
     with pytest.raises(ValueError, match="nope"):
         FX.select_images(dataset, ["img1", "nope"])
+
+
+def test_code_sharpness_reads_the_codes_and_the_scores(image):
+    model = tiny_model(num_iters=1, use_flip=False)
+    soft = FX.extract_factors(model, image)
+    sharp = FX.extract_factors(model, image, temperature=0.01)
+    a, b = FX.code_sharpness(soft), FX.code_sharpness(sharp)
+    k = soft["codes1"].shape[0]
+    assert a["uniform"] == pytest.approx(1 / k) and b["temperature"] == 0.01 and a["temperature"] == 1.0
+    assert a["min"] <= 1 / k <= a["max"] and 1 / k <= a["mean_top"] <= 1
+    assert b["mean_top"] > a["mean_top"] and b["score_range"] == pytest.approx(100 * a["score_range"], rel=1e-4)
+    codes = torch.cat([soft["codes1"].flatten(1), soft["codes2"].flatten(1)], 1)
+    assert a["mean_top"] == pytest.approx(float(codes.max(0).values.mean()))
+    # the first step's scores: the initial dictionary against X'
+    scores = soft["dictionaries"][0] @ soft["features"].T
+    assert a["score_range"] == pytest.approx(float((scores.max(0).values - scores.min(0).values).mean()), rel=1e-5)
+    assert torch.equal(model.factorization_reconstruction.transform1.weight,
+                       tiny_model(num_iters=1, use_flip=False).factorization_reconstruction.transform1.weight)

@@ -12,7 +12,7 @@ from PIL import Image
 from slrnet.crf import crf_argmax
 from slrnet.data.transforms import denormalize, normalize_to_tensor
 from slrnet.infer import (add_cli_arguments, apply_class_filter, cli_run, filter_classes, predict_multiscale,
-                          run_inference, scaled_views, select_classes)
+                          TestConfig, run_inference, scaled_views, select_classes)
 from slrnet.metrics import ConfusionMatrix
 
 K = 4
@@ -178,7 +178,7 @@ def _read_png(path):
 def test_run_inference_writes_pngs_and_evaluates(model, tmp_path):
     ds = ListDataset()
     scales = [1.0, 0.5]
-    summary = run_inference(model, ds, tmp_path, scales=scales, fp_cut=0.3, bg_pow=3, apply_crf=True,
+    summary = run_inference(model, ds, tmp_path, TestConfig(scales=scales, fp_cut=0.3, bg_pow=3, apply_crf=True),
                             num_workers=1, device="cpu", save_probs=True)
     cm_raw, cm_crf = ConfusionMatrix(K), ConfusionMatrix(K)
     for s in ds.samples:
@@ -202,8 +202,9 @@ def test_run_inference_writes_pngs_and_evaluates(model, tmp_path):
 
 def test_crf_in_a_process_pool_matches_serial(model, tmp_path):
     ds = ListDataset(n=3, seed=3)
-    run_inference(model, ds, tmp_path / "a", scales=[1.0], apply_crf=True, num_workers=1, device="cpu")
-    run_inference(model, ds, tmp_path / "b", scales=[1.0], apply_crf=True, num_workers=2, device="cpu")
+    test = TestConfig(scales=[1.0], apply_crf=True)
+    run_inference(model, ds, tmp_path / "a", test, num_workers=1, device="cpu")
+    run_inference(model, ds, tmp_path / "b", test, num_workers=2, device="cpu")
     for s in ds.samples:
         np.testing.assert_array_equal(_read_png(tmp_path / "a" / "crf" / f"{s['name']}.png"),
                                       _read_png(tmp_path / "b" / "crf" / f"{s['name']}.png"))
@@ -212,15 +213,15 @@ def test_crf_in_a_process_pool_matches_serial(model, tmp_path):
 def test_ground_truth_labels_need_an_explicit_override_on_val(model, tmp_path):
     ds = ListDataset(split="val")
     with pytest.raises(ValueError, match="allow_label_leak"):
-        run_inference(model, ds, tmp_path, scales=[1.0], use_cls_label=True, device="cpu")
-    summary = run_inference(model, ds, tmp_path, scales=[1.0], use_cls_label=True, allow_label_leak=True,
-                            device="cpu", bg_pow=1)
+        run_inference(model, ds, tmp_path, TestConfig(scales=[1.0], use_cls_label=True), device="cpu")
+    summary = run_inference(model, ds, tmp_path, TestConfig(scales=[1.0], use_cls_label=True, bg_pow=1),
+                            allow_label_leak=True, device="cpu")
     assert summary["uses_gt_labels"] is True and summary["raw"]["uses_gt_labels"] is True
     for s in ds.samples:                     # only background and the image's own classes are predicted
         allowed = {0} | {c + 1 for c in torch.nonzero(s["labels"]).flatten().tolist()}
         assert set(np.unique(_read_png(tmp_path / "raw" / f"{s['name']}.png")).tolist()) <= allowed
     train = ListDataset(split="train")       # training split: legitimate, still marked
-    assert run_inference(model, train, tmp_path / "t", scales=[1.0], use_cls_label=True,
+    assert run_inference(model, train, tmp_path / "t", TestConfig(scales=[1.0], use_cls_label=True),
                          device="cpu")["uses_gt_labels"] is True
 
 
@@ -243,7 +244,7 @@ def test_infer_cli_end_to_end(tmp_path, monkeypatch, capsys):
 
     _tiny_voc(tmp_path / "voc")
     cfg = validate({"model": {"num_classes": K}, "test": {"scales": [1.0], "apply_crf": False}})
-    monkeypatch.setattr(infer, "load_model", lambda config, checkpoint, device, **kw: (DummyModel().eval(), cfg))
+    monkeypatch.setattr(infer, "load_trained_model", lambda checkpoint, config, device, **kw: (DummyModel().eval(), cfg))
     parser = argparse.ArgumentParser()
     add_cli_arguments(parser)
     out = tmp_path / "out"

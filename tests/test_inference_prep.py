@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from slrnet.infer import iter_inference, load_model
+from slrnet.infer import Predictor, TestConfig
+from slrnet.models.loading import load_trained_model
 from slrnet.models import build_model, build_trained_model
 from slrnet.models.inference import (InferenceOnlyModel, fold_conv_bn, is_prepared, prepare_for_inference,
                                      to_model_layout)
@@ -120,15 +121,15 @@ def test_a_wrong_fold_is_caught_by_the_probe():
         prepare_for_inference(model, probe_size=16)
 
 
-def test_iter_inference_optimised_gives_the_same_label_maps():
+def test_the_optimised_predictor_gives_the_same_label_maps():
     torch.manual_seed(0)
     model = randomise_batchnorms(build_model(TINY))
     g = torch.Generator().manual_seed(3)
     samples = [{"image": torch.randn(3, 36, 44, generator=g), "name": f"s{i}", "mask": None, "has_mask": False}
                for i in range(3)]
-    common = dict(scales=[1.0, 0.75], flip=True, resize="tensor_bilinear", keep_probs=True, device="cpu")
-    plain = list(iter_inference(model, samples, optimize=False, **common))
-    fast = list(iter_inference(model, samples, optimize=True, **common))
+    test = TestConfig(scales=[1.0, 0.75], flip=True, resize="tensor_bilinear")
+    plain = list(Predictor(model, test, device="cpu", optimize=False).iter_dataset(samples, keep_probs=True))
+    fast = list(Predictor(model, test, device="cpu", optimize=True).iter_dataset(samples, keep_probs=True))
     assert model.training is False and not is_prepared(model)
     for a, b in zip(plain, fast):
         assert (a["pred"] == b["pred"]).all() and a["kept"] == b["kept"]
@@ -143,5 +144,5 @@ def test_load_model_prepare_readies_it_in_place(tmp_path):
     model = build_model(cfg["model"])
     path = tmp_path / "m.pth"
     save_checkpoint(path, {"state_dict": model.state_dict()})
-    prepared, _ = load_model(config, path, prepare=True)
+    prepared, _ = load_trained_model(path, config, prepare=True)
     assert is_prepared(prepared)

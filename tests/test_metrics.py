@@ -117,7 +117,7 @@ def _tiny_gt_root(root):
 
 
 def test_evaluate_folder_and_cli(tmp_path, capsys):
-    from slrnet.data.voc import save_palette_png
+    from slrnet.data.files import save_palette_png
     from slrnet.evaluate import add_cli_arguments, cli_run, evaluate_folder
 
     root, preds = tmp_path / "voc", tmp_path / "preds"

@@ -109,8 +109,12 @@ def test_second_view_inverse_undoes_resize_and_flip():
     net = build_model({**TINY, "use_flip": True})
     torch.manual_seed(3)
     x = torch.arange(2 * 1 * 8 * 8, dtype=torch.float32).view(2, 1, 8, 8).repeat(1, 3, 1, 1)
-    view, inverse = net.second_view(x)
-    assert view.shape[-2:] == (4, 4)
+    view, inverse, flipped = net.second_view(x)
+    assert view.shape[-2:] == (4, 4) and flipped.shape == (2,) and flipped.dtype == torch.bool
+    for i in range(2):       # the view says which way it went
+        small = torch.nn.functional.interpolate(x[i:i + 1], size=(4, 4), mode="bilinear", align_corners=True)
+        assert torch.equal(view[i:i + 1], small.flip(-1) if flipped[i] else small)
+    assert build_model({**TINY, "use_flip": False}).second_view(x)[2] is None
     back = inverse(view, (8, 8))
     # resize down/up is smooth, the flip must be undone: left-right order is preserved
     assert (back[..., :, -1] > back[..., :, 0]).all()

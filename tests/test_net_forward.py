@@ -1,7 +1,7 @@
 """The whole network against the authors' ``Net`` (``fixtures/net_forward.npz``, README section 11), float64.
 
 The official WideResNet-38 SLRNet with seeded weights is saved as an official training checkpoint and loaded
-through ``slrnet.infer.load_model`` (what ``infer --checkpoint`` and ``export`` use), with the VOC weakly
+through ``slrnet.models.loading.load_trained_model`` (what ``infer --checkpoint`` and ``export`` use), with the VOC weakly
 supervised config. Eval outputs must agree to 1e-10; training losses, PAMR-refined masks and every trainable
 parameter's gradient at the README's float64 tolerance (atol = rtol = 1e-10); pseudo labels exactly.
 This is the guard for any refactor of the model: a changed tap, head or loss order shows up here.
@@ -16,7 +16,7 @@ import torch
 
 from net_reference import load_reference, save_official_checkpoint, subsample_grad
 from slrnet.checkpoint import load_state_dict_strict
-from slrnet.infer import load_model
+from slrnet.models.loading import load_trained_model
 from slrnet.models import build_model
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "voc_wss_resnet38.yaml"
@@ -43,7 +43,7 @@ def official_state(official_net_state):
 @pytest.fixture(scope="module")
 def model(official_state, tmp_path_factory):
     path = save_official_checkpoint(official_state, tmp_path_factory.mktemp("ckpt") / "official.pth")
-    net, _ = load_model(CONFIG, path, dtype=torch.float64)
+    net, _ = load_trained_model(path, CONFIG, dtype=torch.float64)
     path.unlink()                       # 1.1 GB of float64
     return net
 

@@ -42,13 +42,13 @@ def run_cli(argv, capsys) -> tuple[int, str]:
 
 # ---------------------------------------------------------------- 1. a run folder belongs to one run
 def test_second_training_into_a_finished_run_is_refused(tmp_path, tiny_root):
-    Trainer(quick_cfg(tiny_root), tmp_path / "run").fit()
+    Trainer.build(quick_cfg(tiny_root), tmp_path / "run").fit()
     best = (tmp_path / "run" / "checkpoints" / "best.pth").read_bytes()
     with pytest.raises(RunFolderInUse, match=r"already holds a run .*--resume.*--overwrite.*another --run name"):
-        Trainer(quick_cfg(tiny_root), tmp_path / "run")
+        Trainer.build(quick_cfg(tiny_root), tmp_path / "run")
     assert (tmp_path / "run" / "checkpoints" / "best.pth").read_bytes() == best     # untouched
     assert not (tmp_path / "run" / ".lock").exists()                                # the refused start left no lock
-    trainer = Trainer(quick_cfg(tiny_root, **{"misc.seed": 9}), tmp_path / "run", overwrite=True)
+    trainer = Trainer.build(quick_cfg(tiny_root, **{"misc.seed": 9}), tmp_path / "run", overwrite=True)
     assert not (tmp_path / "run" / "log.jsonl").exists()                            # the old results are gone
     trainer.fit()
     assert len([json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]) >= 1
@@ -82,9 +82,9 @@ def test_cli_refuses_a_second_run_with_the_same_name(tmp_path, tiny_root, capsys
 
 # ---------------------------------------------------------------- 2. resume takes the config's schedule
 def test_resume_trains_at_the_configs_new_learning_rate(tmp_path, tiny_root):
-    Trainer(quick_cfg(tiny_root, **{"train.lr": 0.01, "train.num_epochs": 1}), tmp_path / "r").fit()
+    Trainer.build(quick_cfg(tiny_root, **{"train.lr": 0.01, "train.num_epochs": 1}), tmp_path / "r").fit()
     cfg = quick_cfg(tiny_root, **{"train.lr": 0.001, "train.num_epochs": 2, "misc.resume": 1})
-    trainer = Trainer(cfg, tmp_path / "r")
+    trainer = Trainer.build(cfg, tmp_path / "r")
     assert trainer.start_epoch == 1
     fresh = [g["initial_lr"] for g in build_optimizer(trainer.model, cfg).param_groups]
     assert [g["initial_lr"] for g in trainer.optimizer.param_groups] == pytest.approx(fresh)
@@ -141,7 +141,7 @@ def test_cli_checkpoint_errors_are_one_line(tmp_path, tiny_root, capsys):
 def test_divergence_in_the_first_epoch_does_not_claim_a_checkpoint(tmp_path, tiny_root, capsys):
     from slrnet.errors import TrainingDiverged
 
-    trainer = Trainer(quick_cfg(tiny_root), tmp_path / "nan")
+    trainer = Trainer.build(quick_cfg(tiny_root), tmp_path / "nan")
     forward = trainer.model.forward
 
     def poisoned(*args, **kwargs):
@@ -176,25 +176,25 @@ def test_overrides_are_validated_like_file_values(override, key, tmp_path):
 def test_class_count_mismatch_is_named_in_training_and_inference(tmp_path, tiny_root):
     with pytest.raises(ValueError, match=r"model.num_classes = 5, but the training data has 7 classes.*"
                                          r"set model.num_classes=7"):
-        Trainer(quick_cfg(tiny_root, **{"model.num_classes": 5}), tmp_path / "run")
+        Trainer.build(quick_cfg(tiny_root, **{"model.num_classes": 5}), tmp_path / "run")
     assert not (tmp_path / "run" / "config.yaml").exists()      # a refused start leaves no run behind
     from slrnet.data import build_dataset
-    from slrnet.infer import run_inference
+    from slrnet.infer import TestConfig, run_inference
 
     model = build_model({**quick_cfg(tiny_root)["model"], "num_classes": 5}).eval()
     val = build_dataset(quick_cfg(tiny_root)["dataset"], "val", train=False)
     with pytest.raises(ValueError, match="the model predicts 5 classes but the data has 7"):
-        run_inference(model, val, tmp_path / "out", scales=[1.0], device="cpu")
+        run_inference(model, val, tmp_path / "out", TestConfig(scales=[1.0]), device="cpu")
 
 
 # ---------------------------------------------------------------- 8. leftovers of killed runs
 def test_killed_writes_and_steps_past_the_checkpoint_leave_nothing_behind(tmp_path, tiny_root):
     run = tmp_path / "run"
-    Trainer(quick_cfg(tiny_root, **{"train.num_epochs": 1}), run).fit()
+    Trainer.build(quick_cfg(tiny_root, **{"train.num_epochs": 1}), run).fit()
     (run / "checkpoints" / ".last.pth.abc123.tmp").write_bytes(b"half a checkpoint")
     with open(run / "log.jsonl", "a") as f:                     # steps of epoch 1 logged, then killed mid-line
         f.write(json.dumps({"step": 99, "epoch": 1, "loss": 1.0}) + "\n" + '{"step": 100, "ep')
-    trainer = Trainer(quick_cfg(tiny_root, **{"train.num_epochs": 2, "misc.resume": 1}), run)
+    trainer = Trainer.build(quick_cfg(tiny_root, **{"train.num_epochs": 2, "misc.resume": 1}), run)
     assert not list((run / "checkpoints").glob(".*.tmp"))
     trainer.fit()
     records = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
@@ -217,7 +217,7 @@ sys.path.insert(0, {tests!r})
 torch.set_num_threads(1)
 from test_train import tiny_cfg
 from slrnet.train import Trainer
-Trainer(tiny_cfg({root!r}, **{{"train.num_epochs": {epochs}}}), {run!r}).fit()
+Trainer.build(tiny_cfg({root!r}, **{{"train.num_epochs": {epochs}}}), {run!r}).fit()
 """
 
 
@@ -244,10 +244,10 @@ def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, tiny_r
     assert (run / ".lock").exists()                           # left behind by the killed process ...
     done = load_checkpoint(run / "checkpoints" / "last.pth")["epoch"]
     assert done < epochs - 1, "the run finished before it was killed; kill it sooner"
-    resumed = Trainer(tiny_cfg(tiny_root, **{"train.num_epochs": epochs, "misc.resume": 1}), run)   # ... and stale
+    resumed = Trainer.build(tiny_cfg(tiny_root, **{"train.num_epochs": epochs, "misc.resume": 1}), run)   # ... and stale
     assert resumed.start_epoch == done + 1
     resumed.fit()
-    full = Trainer(tiny_cfg(tiny_root, **{"train.num_epochs": epochs}), tmp_path / "full")
+    full = Trainer.build(tiny_cfg(tiny_root, **{"train.num_epochs": epochs}), tmp_path / "full")
     full.fit()
     a, b = full.model.state_dict(), resumed.model.state_dict()
     for k in a:

@@ -91,27 +91,27 @@ def test_trainer_makes_missing_tiny_weights_and_starts_from_them(tmp_path, monke
     root = ensure_default_dataset(tmp_path / "shapes", num_train=8, num_val=2, image_size=48)
     weights = tmp_path / "pretrained" / "tiny_w8.pth"
     cfg = tiny_cfg(root, **{"model.pretrained": str(weights)})
-    trainer = Trainer(cfg, tmp_path / "run")
+    trainer = Trainer.build(cfg, tmp_path / "run")
     assert weights.is_file() and P.is_current(weights, 8)
     saved = torch.load(weights, weights_only=True)
     for key, value in trainer.model.backbone.state_dict().items():
         torch.testing.assert_close(value, saved[key])
     # a file made here for another width is made again; a user's own file (no record) is used as it is
-    trainer = Trainer(merge_overrides(cfg, {"model.backbone_kwargs": {"width": 4}, "model.decoder_channels": 8}),
+    trainer = Trainer.build(merge_overrides(cfg, {"model.backbone_kwargs": {"width": 4}, "model.decoder_channels": 8}),
                       tmp_path / "run4")
     assert P.is_current(weights, 4) and trainer.model.backbone.width == 4
     own = tmp_path / "own.pth"
     save_checkpoint(own, build_backbone("tiny", width=8).state_dict())
     stamp = own.stat().st_mtime_ns
-    Trainer(merge_overrides(cfg, {"model.pretrained": str(own)}), tmp_path / "run_own")
+    Trainer.build(merge_overrides(cfg, {"model.pretrained": str(own)}), tmp_path / "run_own")
     assert own.stat().st_mtime_ns == stamp and not (tmp_path / "own.pth.json").exists()
     # inference builds the model from the config, then every weight from the checkpoint: no pretrained file needed
-    from slrnet.infer import load_model
+    from slrnet.models.loading import load_trained_model
 
     cfg["model"]["pretrained"] = str(tmp_path / "absent.pth")
     save_config(cfg, tmp_path / "cfg.yaml")
     save_checkpoint(tmp_path / "model.pth", {"state_dict": build_model({**cfg["model"], "pretrained": ""}).state_dict()})
-    model, _ = load_model(tmp_path / "cfg.yaml", tmp_path / "model.pth")
+    model, _ = load_trained_model(tmp_path / "model.pth", tmp_path / "cfg.yaml")
     assert model.backbone.width == 8
 
 

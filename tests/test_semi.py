@@ -184,7 +184,7 @@ def test_trainer_feeds_pixel_labels_and_keeps_labelled_seg_on_during_pretraining
         "model": {**TINY, "num_classes": 7, "name": "slrnet_semi"},
         "test": {"scales": [1.0], "bg_pow": 1},
     })
-    trainer = Trainer(cfg, tmp_path / "run")
+    trainer = Trainer.build(cfg, tmp_path / "run")
     assert len(trainer.train_set) == 24 + 6 * 2 and trainer.train_set.unlabelled_mode == "image_labels"
     seen = []
     forward = trainer.model.forward

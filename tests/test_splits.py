@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 from slrnet.config import validate
 from slrnet.data import (DatasetError, SemiSupervisedSplit, VOCSegmentation, build_semi_dataset,
                          ensure_default_dataset, select_labelled)
-from slrnet.data.voc import VOID
+from slrnet.data.files import VOID
 
 TINY_DATA = {"num_train": 20, "num_val": 2, "image_size": 32}
 

@@ -47,7 +47,7 @@ def test_lr_schedule_is_constant_then_cosine():
 
 
 def test_training_writes_checkpoints_logs_and_snapshots(tmp_path, tiny_root):
-    trainer = Trainer(tiny_cfg(tiny_root), tmp_path / "run")
+    trainer = Trainer.build(tiny_cfg(tiny_root), tmp_path / "run")
     history = trainer.fit()
     assert [h["epoch"] for h in history] == [0, 1]
     assert all(0.0 <= h["val_miou"] <= 1.0 for h in history)
@@ -62,10 +62,10 @@ def test_training_writes_checkpoints_logs_and_snapshots(tmp_path, tiny_root):
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, tiny_root):
-    full = Trainer(tiny_cfg(tiny_root, **{"train.num_epochs": 3}), tmp_path / "full")
+    full = Trainer.build(tiny_cfg(tiny_root, **{"train.num_epochs": 3}), tmp_path / "full")
     full.fit()
 
-    interrupted = Trainer(tiny_cfg(tiny_root, **{"train.num_epochs": 3}), tmp_path / "cut")
+    interrupted = Trainer.build(tiny_cfg(tiny_root, **{"train.num_epochs": 3}), tmp_path / "cut")
     original = interrupted.train_epoch
 
     def stop_after_first_epoch(epoch):
@@ -78,7 +78,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, tiny_ro
         interrupted.fit()
     assert load_checkpoint(tmp_path / "cut/checkpoints/last.pth")["epoch"] == 0
 
-    resumed = Trainer(tiny_cfg(tiny_root, **{"train.num_epochs": 3, "misc.resume": 1}), tmp_path / "cut")
+    resumed = Trainer.build(tiny_cfg(tiny_root, **{"train.num_epochs": 3, "misc.resume": 1}), tmp_path / "cut")
     assert resumed.start_epoch == 1
     resumed.fit()
     a, b = full.model.state_dict(), resumed.model.state_dict()
@@ -87,7 +87,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, tiny_ro
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_root):
-    trainer = Trainer(tiny_cfg(tiny_root, **{"train.num_epochs": 3}), tmp_path / "nan")
+    trainer = Trainer.build(tiny_cfg(tiny_root, **{"train.num_epochs": 3}), tmp_path / "nan")
     forward = trainer.model.forward
 
     def poisoned(*args, **kwargs):
@@ -132,7 +132,7 @@ def test_best_checkpoint_by_the_val_classification_loss(tmp_path, tiny_root):
     """``train.best_by: val_cls_loss`` keeps best.pth at the lowest val classification loss (the authors' rule)."""
     cfg = tiny_cfg(tiny_root, **{"train.best_by": "val_cls_loss", "train.num_epochs": 3,
                                  "train.max_steps_per_epoch": 1, "train.val_max_images": 2, "misc.num_snapshots": 0})
-    history = Trainer(cfg, tmp_path / "r").fit()
+    history = Trainer.build(cfg, tmp_path / "r").fit()
     losses = [h["val_cls_loss"] for h in history]
     assert all(loss > 0 for loss in losses)
     best = load_checkpoint(tmp_path / "r" / "checkpoints" / "best.pth")
@@ -145,7 +145,7 @@ def test_best_checkpoint_by_the_val_classification_loss(tmp_path, tiny_root):
 def test_num_samples_draws_class_balanced_epochs(tmp_path, tiny_root):
     """``train.num_samples`` (the COCO recipe): each epoch is that many weighted draws, whatever the set's size."""
     cfg = tiny_cfg(tiny_root, **{"train.num_samples": 20, "train.max_steps_per_epoch": 0, "train.num_epochs": 1})
-    trainer = Trainer(cfg, tmp_path / "run")
+    trainer = Trainer.build(cfg, tmp_path / "run")
     assert trainer.steps_per_epoch == 20 // 4 and len(trainer._loader(0)) == 5
     assert list(trainer._loader(0).sampler) == list(trainer._loader(0).sampler)      # fixed by (seed, epoch)
     assert trainer.fit()[0]["epoch"] == 0

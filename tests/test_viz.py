@@ -1,7 +1,7 @@
-"""slrnet.viz (training figures) and the low-rank factor figures re-exported from slrnet.viz_factors.
+"""slrnet.viz: the shared colour helpers, the training figures and the low-rank factor figures.
 
 Headless (Agg): every function returns a Figure, draws into axes it is given, and shows the numbers it
-claims to (checked against slrnet.factors on a tiny model and small random images).
+claims to (checked against slrnet.analysis.factors on a tiny model and small random images).
 """
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from slrnet import factors as FX  # noqa: E402
-from slrnet import viz, viz_factors  # noqa: E402
+from slrnet.analysis import factors as FX  # noqa: E402
+from slrnet.viz import common, training  # noqa: E402
+from slrnet.viz import factors as viz_factors  # noqa: E402
 from slrnet.models import build_model  # noqa: E402
 
 TINY = {"backbone": "tiny", "num_classes": 5, "decoder_channels": 16, "aspp_dilations": [1, 2, 3, 4],
@@ -52,44 +53,55 @@ def images_of(ax) -> list[np.ndarray]:
     return [np.asarray(im.get_array()) for im in ax.get_images()]
 
 
-# ----------------------------------------------------------------------------- training figures (lead's)
+# ----------------------------------------------------------------------------- shared helpers, training figures
 def test_color_helpers():
-    cmap = viz.voc_colormap()
+    from slrnet.data.files import voc_colormap
+    from slrnet.data.transforms import MEAN
+
+    cmap = voc_colormap()
     assert cmap.shape == (256, 3) and tuple(cmap[1]) == (128, 0, 0) and tuple(cmap[255]) == (224, 224, 192)
     labels = np.array([[0, 1], [255, 2]])
-    np.testing.assert_array_equal(viz.colorize(labels), cmap[labels])
-    rgb = viz.to_rgb(torch.zeros(3, 4, 5))
+    np.testing.assert_array_equal(common.colorize(labels), cmap[labels])
+    rgb = common.to_rgb(torch.zeros(3, 4, 5))
     assert rgb.shape == (4, 5, 3) and rgb.dtype == np.uint8
-    np.testing.assert_array_equal(rgb[0, 0], np.clip(viz.IMAGENET_MEAN * 255, 0, 255).astype(np.uint8))
+    np.testing.assert_array_equal(rgb[0, 0], np.round(np.array(MEAN) * 255).astype(np.uint8))
+    np.testing.assert_allclose(common.class_colors(3), cmap[:3] / 255.0)
     pseudo = torch.zeros(1, 3, 2, 2)
     pseudo[0, 2, 0, 0] = 1
     pseudo[0, 1, 1, 1] = 1
-    np.testing.assert_array_equal(viz.pseudo_to_index(pseudo)[0].numpy(), [[2, 255], [255, 1]])
+    np.testing.assert_array_equal(training.pseudo_to_index(pseudo)[0].numpy(), [[2, 255], [255, 1]])
 
 
-def test_training_snapshot_and_history():
-    maps = {"masks": torch.rand(2, K, 8, 8), "refined": torch.rand(2, K, 8, 8),
-            "pseudo_gt": (torch.rand(2, K, 8, 8) > 0.7).float()}
-    fig = viz.plot_training_snapshot(torch.randn(2, 3, 8, 8), maps)
+def test_training_snapshot_draws_each_map():
+    gen = torch.Generator().manual_seed(0)
+    maps = {"masks": torch.rand(2, K, 8, 8, generator=gen), "refined": torch.rand(2, K, 8, 8, generator=gen),
+            "pseudo_gt": (torch.rand(2, K, 8, 8, generator=gen) > 0.7).float()}
+    images = torch.randn(2, 3, 8, 8, generator=gen)
+    fig = training.plot_training_snapshot(images, maps)
     assert isinstance(fig, Figure) and len(fig.axes) == 8
+    for i in range(2):
+        row = [images_of(ax)[0] for ax in fig.axes[4 * i:4 * i + 4]]
+        np.testing.assert_array_equal(row[0], common.to_rgb(images[i]))
+        np.testing.assert_array_equal(row[1], common.colorize(maps["masks"][i].argmax(0)))
+        np.testing.assert_array_equal(row[2], common.colorize(maps["refined"][i].argmax(0)))
+        np.testing.assert_array_equal(row[3], common.colorize(training.pseudo_to_index(maps["pseudo_gt"])[i]))
+
+
+def test_history_draws_the_losses_and_the_val_miou():
     history = [{"epoch": 0, "train_loss": 1.0, "train_cls": 0.5}, {"epoch": 1, "train_loss": 0.5, "val_miou": 0.3}]
-    fig = viz.plot_history(history)
+    fig = training.plot_history(history)
     assert isinstance(fig, Figure) and len(fig.axes) == 2          # loss axis and the mIoU twin
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    assert list(lines["loss"].get_xdata()) == [1, 2] and list(lines["loss"].get_ydata()) == [1.0, 0.5]
+    assert lines["cls"].get_ydata()[0] == 0.5 and np.isnan(lines["cls"].get_ydata()[1])
+    (miou,) = fig.axes[1].get_lines()
+    assert list(miou.get_xdata()) == [2] and list(miou.get_ydata()) == [0.3]
 
 
 # ----------------------------------------------------------------------------- factor figures
-def test_factor_figures_are_reexported():
-    for name in viz.FACTOR_FIGURES:
-        assert getattr(viz, name) is getattr(viz_factors, name)
-        assert name in dir(viz)
-    from slrnet.viz import plot_atom_codes  # noqa: F401  (the from-import form works too)
-    with pytest.raises(AttributeError, match="no attribute"):
-        viz.plot_nothing  # noqa: B018
-
-
 def test_plot_atom_codes(factors):
     f = factors[0]
-    fig = viz.plot_atom_codes(f, NAMES)
+    fig = viz_factors.plot_atom_codes(f, NAMES)
     assert isinstance(fig, Figure)
     code_axes = [ax for ax in fig.axes if ax.get_images()]
     assert len(code_axes) == 3 * (K + 1)
@@ -103,30 +115,30 @@ def test_plot_atom_codes(factors):
     lo, hi = grid[1, 1].get_images()[0].get_clim()
     assert lo == pytest.approx(float(min(f["codes1"].min(), f["codes2"].min())))
     assert hi == pytest.approx(float(max(f["codes1"].max(), f["codes2"].max())))
-    fig = viz.plot_atom_codes(f, iteration=1)                        # the first iteration's codes
+    fig = viz_factors.plot_atom_codes(f, iteration=1)                        # the first iteration's codes
     grid = np.array([ax for ax in fig.axes if ax.get_images()]).reshape(3, K + 1)
     np.testing.assert_allclose(images_of(grid[1, 1])[0], f["codes1_iters"][0, 0].numpy())
     with pytest.raises(ValueError, match="iteration"):
-        viz.plot_atom_codes(f, iteration=3)
+        viz_factors.plot_atom_codes(f, iteration=3)
 
 
 def test_plot_winning_atoms_uses_given_axes(factors, masks):
     f = factors[0]
     fig, axes = plt.subplots(2, 5)
-    out = viz.plot_winning_atoms(f, masks[0], NAMES, axes=axes[1])
+    out = viz_factors.plot_winning_atoms(f, masks[0], NAMES, axes=axes[1])
     assert out is fig and not axes[0, 0].get_images()
     panels = [images_of(ax)[0] for ax in axes[1]]
-    np.testing.assert_array_equal(panels[1], viz.colorize(masks[0]))
-    np.testing.assert_array_equal(panels[2], viz.colorize(FX.winning_atoms(f["codes1"], (H, W))))
-    np.testing.assert_array_equal(panels[3], viz.colorize(FX.winning_atoms(f["codes2_up"], (H, W))))
-    np.testing.assert_array_equal(panels[4], viz.colorize(f["prediction"]))
+    np.testing.assert_array_equal(panels[1], common.colorize(masks[0]))
+    np.testing.assert_array_equal(panels[2], common.colorize(FX.winning_atoms(f["codes1"], (H, W))))
+    np.testing.assert_array_equal(panels[3], common.colorize(FX.winning_atoms(f["codes2_up"], (H, W))))
+    np.testing.assert_array_equal(panels[4], common.colorize(f["prediction"]))
     assert len(fig.legends) == 1 and [t.get_text() for t in fig.legends[0].get_texts()] == NAMES
-    assert len(viz.plot_winning_atoms(f).axes) == 4                   # no ground truth: one panel less
+    assert len(viz_factors.plot_winning_atoms(f).axes) == 4                   # no ground truth: one panel less
 
 
 def test_plot_code_agreement(factors):
     f = factors[1]
-    fig = viz.plot_code_agreement(f)
+    fig = viz_factors.plot_code_agreement(f)
     disagreement = [ax for ax in fig.axes if ax.get_title() == "code disagreement"][0]
     np.testing.assert_allclose(images_of(disagreement)[0], FX.code_disagreement(f["codes1"], f["codes2_up"]).numpy())
     assert f"{FX.code_agreement(f['codes1'], f['codes2_up']):.1%}" in fig._suptitle.get_text()
@@ -134,7 +146,7 @@ def test_plot_code_agreement(factors):
 
 def test_plot_dictionary_similarity(factors):
     f = factors[0]
-    fig = viz.plot_dictionary_similarity(f, NAMES)
+    fig = viz_factors.plot_dictionary_similarity(f, NAMES)
     mats = [images_of(ax)[0] for ax in fig.axes if ax.get_images()]
     assert len(mats) == 3
     d0, dt = f["dictionaries"][0].double(), f["dictionaries"][-1].double()
@@ -148,7 +160,7 @@ def test_plot_dictionary_similarity(factors):
 def test_plot_atom_class_assignment():
     overlap = np.array([[8, 2, 0], [1, 1, 6], [0, 0, 0]])
     fig, ax = plt.subplots()
-    assert viz.plot_atom_class_assignment(overlap, ["bg", "x", "y"], ax=ax) is fig
+    assert viz_factors.plot_atom_class_assignment(overlap, ["bg", "x", "y"], ax=ax) is fig
     boxes = sorted((int(p.get_x() + 0.5), int(p.get_y() + 0.5)) for p in ax.patches)
     assert boxes == [(0, 0), (2, 1)]                                  # (class, atom); the empty atom has none
     np.testing.assert_allclose(images_of(ax)[0], [[0.8, 0.2, 0], [1 / 8, 1 / 8, 6 / 8], [0, 0, 0]])
@@ -157,7 +169,7 @@ def test_plot_atom_class_assignment():
 
 def test_plot_singular_spectra(factors):
     f = factors[0]
-    fig = viz.plot_singular_spectra(f)
+    fig = viz_factors.plot_singular_spectra(f)
     ax = fig.axes[0]
     lines = [line for line in ax.get_lines() if len(line.get_xdata()) > 2]
     assert len(lines) == 2
@@ -169,27 +181,27 @@ def test_plot_singular_spectra(factors):
 
 
 def test_plot_objective(factors):
-    fig = viz.plot_objective(factors, names=["one", "two"], trained_iters=1)
+    fig = viz_factors.plot_objective(factors, names=["one", "two"], trained_iters=1)
     ax = fig.axes[0]
     curves = [line for line in ax.get_lines() if line.get_label() in ("one", "two")]
     assert len(curves) == 2
     np.testing.assert_allclose(curves[1].get_ydata(), factors[1]["relative_objective"].numpy())
     np.testing.assert_array_equal(curves[0].get_xdata(), [1, 2])
-    assert len(viz.plot_objective(factors[0]).axes[0].get_lines()) == 1
+    assert len(viz_factors.plot_objective(factors[0]).axes[0].get_lines()) == 1
 
 
 def test_plot_factor_view_every_view(factors):
     f = factors[0]
     for view, key in zip(viz_factors.VIEWS, ("codes1_iters", "codes2_iters", "codes2_up_iters")):
-        fig = viz.plot_factor_view(f, atom=3, view=view, iteration=1, class_names=NAMES)
+        fig = viz_factors.plot_factor_view(f, atom=3, view=view, iteration=1, class_names=NAMES)
         code_ax = [ax for ax in fig.axes if ax.get_images()][1]
         np.testing.assert_allclose(images_of(code_ax)[0], f[key][0, 3].numpy())
     with pytest.raises(ValueError, match="view"):
-        viz.plot_factor_view(f, view="view 3")
+        viz_factors.plot_factor_view(f, view="view 3")
     with pytest.raises(ValueError, match="atom"):
-        viz.plot_factor_view(f, atom=K)
+        viz_factors.plot_factor_view(f, atom=K)
     with pytest.raises(ValueError, match="iteration"):
-        viz.plot_factor_view(f, iteration=0)
+        viz_factors.plot_factor_view(f, iteration=0)
 
 
 def test_factor_explorer(factors, monkeypatch):
@@ -202,7 +214,7 @@ def test_factor_explorer(factors, monkeypatch):
         return fig
 
     monkeypatch.setattr(viz_factors, "plot_factor_view", recording)
-    explorer = viz.factor_explorer(factors, ["one", "two"], NAMES)
+    explorer = viz_factors.factor_explorer(factors, ["one", "two"], NAMES)
     controls = {w.description: w for w in explorer.children if hasattr(w, "description")}
     assert {"image", "atom", "view", "iteration"} <= set(controls)
     assert controls["atom"].max == K - 1 and controls["iteration"].max == 2
@@ -212,4 +224,4 @@ def test_factor_explorer(factors, monkeypatch):
     controls["atom"].value = 4
     assert calls[-1][0] is factors[1] and calls[-1][1:4] == (4, "view 2 → 1", 2)
     with pytest.raises(ValueError, match="no factors"):
-        viz.factor_explorer([])
+        viz_factors.factor_explorer([])

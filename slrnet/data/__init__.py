@@ -5,14 +5,17 @@
     >>> train = VOCSegmentation(root, "train")
     >>> ds = build_dataset({"name": "shapes", "root": None, "crop_size": 96, "scale": [0.9, 1.0]}, "train", train=True)
 
-Modules: ``voc`` (the loader, label derivation, validation, palette helpers), ``transforms`` (train /
-val transforms), ``synthetic`` (the shapes generator), ``splits`` (semi-supervised labelled / unlabelled
-splits), ``tour`` (dataset figures and statistics).
+Modules: ``files`` (image and palette-PNG label files, the dataset errors), ``voc`` (the loader, label
+derivation, validation), ``transforms`` (train / val transforms, the ImageNet mean and std), ``synthetic``
+(the shapes generator), ``build`` (a dataset from a config's ``dataset`` section), ``splits`` (semi-supervised
+labelled / unlabelled splits), ``sampling`` (class-balanced epochs), ``convert_*`` (SBD, COCO, L2ID -> VOC layout).
 """
 from slrnet.data.synthetic import SHAPES_CLASSES, ensure_default_dataset, generate_dataset
 from slrnet.data.transforms import MEAN, STD, TrainTransform, ValTransform, denormalize
-from slrnet.data.voc import (VOC_CLASSES, DatasetError, DatasetFileNotFoundError, VOCSegmentation, build_dataset,
-                             load_image, load_mask, save_palette_png, voc_colormap)
+from slrnet.data.files import (DatasetError, DatasetFileNotFoundError, load_image, load_mask, save_palette_png,
+                               voc_colormap)
+from slrnet.data.voc import VOC_CLASSES, VOCSegmentation
+from slrnet.data.build import build_dataset
 from slrnet.data.splits import SemiSupervisedSplit, build_semi_dataset, select_labelled
 
 __all__ = [

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from slrnet.data.convert_sbd import valid_png, write_png_atomic, write_text_atomic
-from slrnet.data.voc import DatasetError, DatasetFileNotFoundError
+from slrnet.data.files import DatasetError, DatasetFileNotFoundError
 
 OVERLAP_RULES = ("void", "first")
 

@@ -30,7 +30,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from slrnet.data.convert_sbd import read_list, write_text_atomic
-from slrnet.data.voc import DatasetError, DatasetFileNotFoundError
+from slrnet.data.files import DatasetError, DatasetFileNotFoundError
 
 L2ID_CLASSES = tuple((Path(__file__).with_name("l2id_classes.txt")).read_text().split())
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from slrnet.data.voc import _PALETTE, DatasetError, DatasetFileNotFoundError, load_mask
+from slrnet.data.files import PALETTE, DatasetError, DatasetFileNotFoundError, load_mask
 
 
 def read_list(path: Path) -> list[str]:
@@ -53,7 +53,7 @@ def write_text_atomic(path: Path, text: str) -> Path:
 def write_png_atomic(mask: np.ndarray, path: Path) -> Path:
     """A (H, W) uint8 class-index map as a VOC palette PNG, written under a temporary name and renamed."""
     image = Image.fromarray(np.asarray(mask, dtype=np.uint8), "P")
-    image.putpalette(_PALETTE)
+    image.putpalette(PALETTE)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png.tmp", dir=path.parent)
     try:

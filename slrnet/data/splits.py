@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from slrnet.data.voc import VOID, DatasetError, DatasetFileNotFoundError, IMAGE_EXTENSIONS, build_dataset
+from slrnet.data.build import build_dataset
+from slrnet.data.files import IMAGE_EXTENSIONS, VOID, DatasetError, DatasetFileNotFoundError
 
 UNLABELLED_MODES = ("image_labels", "hidden", "drop")
 MODEL_MODES = {"slrnet_semi": "image_labels", "slrnet_semi_wo_cls": "hidden"}   # model.name -> unlabelled part

@@ -31,7 +31,7 @@ import numpy as np
 import PIL
 from PIL import Image, ImageDraw
 
-from slrnet.data.voc import VOID, save_palette_png
+from slrnet.data.files import VOID, save_palette_png
 
 SHAPES_CLASSES = ("background", "circle", "square", "triangle", "star", "cross", "crescent")
 GENERATOR_VERSION = 2

@@ -30,98 +30,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from slrnet.data.transforms import MEAN, STD, TrainTransform, ValTransform, denormalize  # noqa: F401 (re-exported)
+from slrnet.data.transforms import ValTransform
+from slrnet.data.files import (IMAGE_EXTENSIONS, VOID, DatasetError, DatasetFileNotFoundError, load_image,
+                               load_mask)
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
                "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
                "train", "tvmonitor")
-VOID = 255
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-
-
-class DatasetError(ValueError):
-    """The dataset on disk is not what the loader expects; the message names the file."""
-
-
-class DatasetFileNotFoundError(DatasetError, FileNotFoundError):
-    """A root, list or listed file does not exist."""
-
-
-def voc_colormap(n: int = 256) -> np.ndarray:
-    """The Pascal VOC palette, uint8 (n, 3): class i's colour spreads i's bits over R, G, B (255 -> 224,224,192)."""
-    cmap = np.zeros((n, 3), dtype=np.uint8)
-    for i in range(n):
-        c, rgb = i, [0, 0, 0]
-        for bit in range(8):
-            for ch in range(3):
-                rgb[ch] |= ((c >> ch) & 1) << (7 - bit)
-            c >>= 3
-        cmap[i] = rgb
-    return cmap
-
-
-_PALETTE = voc_colormap().flatten().tolist()
-
-
-def save_palette_png(mask, path) -> Path:
-    """Write a (H, W) label map (values 0..254 and 255 = void) as a VOC palette PNG."""
-    array = np.asarray(mask)
-    if array.ndim != 2:
-        raise ValueError(f"save_palette_png({path}): expected a (H, W) label map, got shape {array.shape}")
-    if array.size and (array.min() < 0 or array.max() > 255):
-        raise ValueError(f"save_palette_png({path}): label values must lie in [0, 255]")
-    image = Image.fromarray(array.astype(np.uint8), "P")
-    image.putpalette(_PALETTE)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, format="PNG")
-    return path
-
-
-def _open_image(path: Path, what: str) -> Image.Image:
-    if not path.is_file():
-        raise DatasetFileNotFoundError(f"{what} not found: {path}")
-    try:
-        image = Image.open(path)
-        image.load()  # decode now, so truncated files fail here and not deep inside a worker
-    except (OSError, SyntaxError, ValueError) as e:
-        raise DatasetError(f"{what} {path} is corrupt or truncated ({e}); expected a readable image file") from None
-    return image
-
-
-def load_image(path) -> Image.Image:
-    """Open an image file as RGB; errors name the file."""
-    return _open_image(Path(path), "image").convert("RGB")
-
-
-def load_mask(path) -> np.ndarray:
-    """Read a label map as uint8 (H, W): palette/grey PNGs give their indices, RGB masks are decoded
-    with the VOC colormap."""
-    path = Path(path)
-    image = _open_image(path, "mask")
-    if image.mode in ("P", "L", "1"):
-        return np.array(image if image.mode != "1" else image.convert("L"), dtype=np.uint8)
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        values = np.array(image)
-        if values.size and (values.min() < 0 or values.max() > 255 or not np.all(values == np.round(values))):
-            raise DatasetError(f"mask {path}: expected integer labels in [0, 255], found range "
-                               f"[{values.min()}, {values.max()}]")
-        return values.astype(np.uint8)
-    if image.mode in ("RGB", "RGBA"):
-        rgb = np.array(image.convert("RGB"), dtype=np.int64)
-        codes = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]           # (H, W)
-        cmap = voc_colormap().astype(np.int64)
-        lut = {int((r << 16) | (g << 8) | b): i for i, (r, g, b) in enumerate(cmap)}
-        uniq, inverse = np.unique(codes, return_inverse=True)
-        unknown = [u for u in uniq.tolist() if u not in lut]
-        if unknown:
-            u = unknown[0]
-            raise DatasetError(f"mask {path}: RGB colour {(u >> 16, (u >> 8) & 255, u & 255)} is not in the VOC "
-                               f"colormap; expected a palette/grey PNG of class indices or VOC colours")
-        return np.array([lut[u] for u in uniq.tolist()], dtype=np.uint8)[inverse].reshape(codes.shape)
-    raise DatasetError(f"mask {path}: unsupported image mode {image.mode!r}; expected a palette or grey PNG")
-
-
 def read_classes_file(path) -> tuple[str, ...]:
     """``classes.txt``: one name per line, background first; blank lines ignored."""
     path = Path(path)
@@ -347,46 +262,3 @@ class VOCSegmentation:
     def __repr__(self) -> str:
         return (f"VOCSegmentation(root={str(self.root)!r}, split={self.split!r}, items={len(self)}, "
                 f"classes={self.num_classes}, mask_dir={self.mask_dir!r}, transform={self.transform!r})")
-
-
-def resolve_data_root(root) -> Path:
-    """A config root: absolute as is; relative, the CWD if it exists there, else ``data/...`` under
-    ``slrnet.utils.default_data_root()`` ($SLRNET_DATA) and anything else under the checkout."""
-    from slrnet.utils import default_data_root, repo_root
-
-    path = Path(root).expanduser()
-    if path.is_absolute() or path.exists():
-        return path
-    if path.parts and path.parts[0] == "data":
-        return default_data_root().joinpath(*path.parts[1:])
-    return repo_root() / path
-
-
-def build_dataset(cfg_dataset: dict, split: str, train: bool) -> VOCSegmentation:
-    """Dataset from a config's ``dataset`` section (keys as in the original YAML configs).
-
-    Keys: ``name`` ("shapes" generates the embedded dataset on first use, with ``generate`` options;
-    any other name is a VOC-layout root), ``root``, ``crop_size``, ``scale`` [lo, hi]; optional
-    ``list`` (or ``<split>_list``), ``mask_dir`` (None = auto), ``classes``. ``train=True`` gives the
-    training transform, else full images.
-    """
-    cfg = dict(cfg_dataset)
-    name = str(cfg.get("name", "voc")).lower()
-    if name == "shapes":
-        from slrnet.data.synthetic import ensure_default_dataset
-
-        root = ensure_default_dataset(resolve_data_root(cfg["root"]) if cfg.get("root") else None,
-                                      **(cfg.get("generate") or {}))
-    else:
-        if not cfg.get("root"):
-            raise DatasetError(f"dataset.root: expected the folder of the '{name}' dataset, got {cfg.get('root')!r}")
-        root = resolve_data_root(cfg["root"])
-    list_file = cfg.get("list") or cfg.get(f"{split}_list")
-    if list_file is None and split == "train" and (root / "ImageSets/Segmentation/train_aug.txt").is_file():
-        list_file = root / "ImageSets/Segmentation/train_aug.txt"      # the SBD-augmented training list
-    if train:
-        transform = TrainTransform(crop_size=int(cfg.get("crop_size", 321)), scale=tuple(cfg.get("scale", (0.9, 1.0))))
-    else:
-        transform = ValTransform()
-    return VOCSegmentation(root, split=split, list_file=list_file, mask_dir=cfg.get("mask_dir"),
-                           transform=transform, classes=cfg.get("classes"))

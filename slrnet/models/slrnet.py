@@ -34,13 +34,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from slrnet import losses as L
+from slrnet.data.transforms import MEAN, STD    # the images were normalised with these
 from slrnet.models.backbones import build_backbone
 from slrnet.models.mods import (ASPP, GCI, PAMR, DictionaryInitialization, Dropout,
                                 FactorizationReconstruction, StochasticGate, run_pamr)
 
 BN_EPS, BN_MOMENTUM = 1e-5, 0.05
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 _BatchNorm = partial(nn.BatchNorm2d, eps=BN_EPS, momentum=BN_MOMENTUM)
 
 
@@ -149,8 +148,8 @@ class SLRNet(nn.Module):
                 self.register_buffer("class_weights", weights)
             else:
                 self.class_weights = None
-        self.register_buffer("_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("_mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("_std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
         self._init_new_weights()
 
     # ------------------------------------------------------------------ set-up
@@ -212,20 +211,31 @@ class SLRNet(nn.Module):
             logits = torch.cat([bg, logits], dim=1)
         return logits, logits.softmax(dim=1)
 
-    def factorise(self, x1: torch.Tensor, aux_logits: torch.Tensor, *others: torch.Tensor):
-        """CVLR over view 1 and any further views; returns per-view features and codes."""
+    def factorise(self, x1: torch.Tensor, aux_logits: torch.Tensor, *others: torch.Tensor,
+                  return_iterates: bool = False, **cvlr_options):
+        """CVLR over view 1 and any further views -> (per-view features, per-view codes, dictionary).
+
+        With ``return_iterates`` a fourth item holds the module's iterates (``FactorizationReconstruction``) plus
+        ``dictionary_init`` D0 (B, C, K) and ``output`` (B, N, C); ``cvlr_options`` (``num_iters``,
+        ``temperature``) override the module's for this call."""
         B, C = x1.shape[:2]
         views = (x1,) + others
         d0 = self.initialize_dictionary(x1, aux_logits.detach()).detach()   # (B, C, K)
         flat = torch.cat([v.flatten(2) for v in views], dim=2).transpose(1, 2)   # (B, N1+N2, C)
-        x_out, coding, dictionary = self.factorization_reconstruction(flat, d0.transpose(1, 2))
+        x_out, coding, dictionary, *extra = self.factorization_reconstruction(
+            flat, d0.transpose(1, 2), return_iterates=return_iterates, **cvlr_options)
         sizes = [v.shape[-2] * v.shape[-1] for v in views]
         feats = [f.transpose(1, 2).reshape_as(v) for f, v in zip(x_out.split(sizes, dim=1), views)]
         codes = [z.reshape(B, -1, *v.shape[-2:]) for z, v in zip(coding.split(sizes, dim=2), views)]
-        return feats, codes, dictionary
+        if not return_iterates:
+            return feats, codes, dictionary
+        return feats, codes, dictionary, {**extra[0], "dictionary_init": d0, "input": flat, "output": x_out}
 
     def second_view(self, images: torch.Tensor, generator: torch.Generator | None = None):
-        """View 2 = image resized by ``scale_factor`` (optionally flipped) and its inverse map."""
+        """View 2 = image resized by ``scale_factor`` (optionally flipped) -> (view, inverse map, flipped).
+
+        ``flipped`` (B,) bool says which images were flipped (None when the model does not flip); ``inverse(y, size)``
+        maps a view-2 map back onto view 1 (un-flip, resize)."""
         H, W = images.shape[-2:]
         view = resize(images, (int(H * self.scale_factor), int(W * self.scale_factor)))
         flip = None
@@ -239,7 +249,7 @@ class SLRNet(nn.Module):
                 y = torch.where(flip[:, None, None, None], y.flip(-1), y)
             return resize(y, size)
 
-        return view, inverse
+        return view, inverse, flip
 
     # ------------------------------------------------------------------ forward passes
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None,
@@ -257,7 +267,7 @@ class SLRNet(nn.Module):
         if self.predicts_background:
             labels = None   # wo_cls: image labels are unknown for most images, so none are used at all
         H, W = images.shape[-2:]
-        view2, inverse = self.second_view(images)
+        view2, inverse, _ = self.second_view(images)
         x1, s1 = self.features(images)
         x2, s2 = self.features(view2)
         aux_logits, aux_masks = self.aux(x1)
@@ -382,7 +392,7 @@ class SLRNet(nn.Module):
             logits, masks = self.head(x1, s1)
             scores = None if self.predicts_background else self.scores(logits, masks)
             return {"scores": scores, "masks": resize(masks, (H, W))}
-        view2, inverse = self.second_view(images)
+        view2, inverse, _ = self.second_view(images)
         x2, s2 = self.features(view2)
         (x1, x2), _, _ = self.factorise(x1, aux_logits, x2)
         logits1, masks1 = self.head(x1, s1)

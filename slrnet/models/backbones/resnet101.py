@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from slrnet.models.backbones import Backbone
+from slrnet.models.backbones.base import Backbone
 
 
 class Bottleneck(nn.Module):

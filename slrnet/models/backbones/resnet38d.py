@@ -40,7 +40,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from slrnet.models.backbones import Backbone
+from slrnet.models.backbones.base import Backbone
 
 
 class ResBlock(nn.Module):

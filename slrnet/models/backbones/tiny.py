@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from slrnet.models.backbones import Backbone
+from slrnet.models.backbones.base import Backbone
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1,

@@ -1,11 +1,11 @@
 """Figures for training progress and evaluation: pseudo-label evolution, per-class IoU, predictions,
-confusion matrices. Like ``slrnet.viz``: optional axes in, a Figure out, headless-safe.
+confusion matrices. Optional axes in, a Figure out, headless-safe.
 
-    >>> from slrnet import viz_eval
-    >>> fig = viz_eval.plot_per_class_iou({"background": 0.9, "circle": 0.7})
-    >>> fig = viz_eval.plot_confusion_matrix(cm.matrix, class_names)
-    >>> fig = viz_eval.plot_best_worst(best_rows, worst_rows)       # rows from evaluation_report.example_rows
-    >>> viz_eval.prediction_explorer(dataset, {"single scale": preds}) # ipywidgets, interactive notebooks only
+    >>> from slrnet.viz import evaluation as figs
+    >>> fig = figs.plot_per_class_iou({"background": 0.9, "circle": 0.7})
+    >>> fig = figs.plot_confusion_matrix(cm.matrix, class_names)
+    >>> fig = figs.plot_best_worst(best_rows, worst_rows)       # rows from analysis.evaluation_report.example_rows
+    >>> figs.prediction_explorer(dataset, {"single scale": preds}) # ipywidgets, interactive notebooks only
 """
 from __future__ import annotations
 
@@ -14,23 +14,14 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
-from slrnet.viz import colorize, to_rgb
+from slrnet.viz.common import bare, class_colors, colorize, pyplot, to_rgb
 
-
-def _plt():
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def _off(ax):
-    ax.set_xticks([])
-    ax.set_yticks([])
 
 
 def plot_pseudo_label_evolution(images: torch.Tensor, pseudo_history: Sequence[tuple[int, torch.Tensor]],
                                 max_epochs: int = 6, axes=None):
     """Rows: images; columns: the image, then its pseudo label after selected epochs (white = ignored)."""
-    plt = _plt()
+    plt = pyplot()
     if not pseudo_history:
         raise ValueError("pseudo_history is empty: train at least one epoch with snapshots first")
     picks = np.unique(np.linspace(0, len(pseudo_history) - 1, min(max_epochs, len(pseudo_history))).round().astype(int))
@@ -48,7 +39,7 @@ def plot_pseudo_label_evolution(images: torch.Tensor, pseudo_history: Sequence[t
             if i == 0:
                 axes[i, j].set_title(f"epoch {epoch + 1}", fontsize=9)
         for ax in axes[i]:
-            _off(ax)
+            bare(ax)
     axes[0, 0].set_title("image", fontsize=9)
     fig.tight_layout()
     return fig
@@ -57,7 +48,7 @@ def plot_pseudo_label_evolution(images: torch.Tensor, pseudo_history: Sequence[t
 def plot_per_class_iou(per_class_iou: Mapping[str, float | None], ax=None, title: str = "per-class IoU",
                        reference: Mapping[str, float | None] | None = None, labels: tuple[str, str] = ("model", "reference")):
     """Horizontal bars of IoU per class (NaN / None = class absent from prediction and ground truth)."""
-    plt = _plt()
+    plt = pyplot()
     names = list(per_class_iou)
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 0.3 * len(names) + 1.2))
@@ -71,7 +62,7 @@ def plot_per_class_iou(per_class_iou: Mapping[str, float | None], ax=None, title
     vals = clean(per_class_iou.values())
     height = 0.4 if reference is not None else 0.8
     # alone: each class in its palette colour; beside a reference: one colour, so the legend can name it
-    colors = voc_bar_colors(len(names)) if reference is None else "tab:blue"
+    colors = class_colors(len(names)) if reference is None else "tab:blue"
     ax.barh(y - (height / 2 if reference is not None else 0), np.nan_to_num(vals), height=height, color=colors,
             label=labels[0] if reference is not None else None)
     if reference is not None:
@@ -90,15 +81,9 @@ def plot_per_class_iou(per_class_iou: Mapping[str, float | None], ax=None, title
     return fig
 
 
-def voc_bar_colors(n: int) -> np.ndarray:
-    from slrnet.viz import voc_colormap
-
-    return voc_colormap(max(n, 1))[:n] / 255.0
-
-
 def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], ax=None, normalize: bool = True):
     """Heat map of a (K, K) confusion matrix, rows = ground truth, normalised per row (recall)."""
-    plt = _plt()
+    plt = pyplot()
     m = np.asarray(matrix, dtype=np.float64)
     if normalize:
         m = m / np.maximum(m.sum(1, keepdims=True), 1)
@@ -127,7 +112,7 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], ax=Non
 
 def plot_prediction_rows(rows: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, str]], axes=None):
     """Rows of (image uint8 (H,W,3), ground truth (H,W), prediction (H,W), caption)."""
-    plt = _plt()
+    plt = pyplot()
     rows = list(rows)
     if not rows:
         raise ValueError("plot_prediction_rows: no rows to plot")
@@ -139,7 +124,7 @@ def plot_prediction_rows(rows: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray
     for i, (rgb, gt, pred, caption) in enumerate(rows):
         for j, panel in enumerate((rgb, colorize(gt), colorize(pred))):
             axes[i, j].imshow(panel)
-            _off(axes[i, j])
+            bare(axes[i, j])
         axes[i, 0].set_ylabel(caption, fontsize=8)
     for j, t in enumerate(("image", "ground truth", "prediction")):
         axes[0, j].set_title(t, fontsize=9)
@@ -147,21 +132,13 @@ def plot_prediction_rows(rows: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray
     return fig
 
 
-@torch.no_grad()
-def plot_predictions(model, dataset, indices: Iterable[int], device="cpu", fp_cut: float = 0.3, bg_pow: float = 3,
-                     top_k: int = 6, axes=None):
-    """Single-scale predictions (with test-time class filtering) of ``dataset[indices]``."""
-    from slrnet.infer import filter_classes
-
-    model.eval()
+def plot_predictions(predictor, dataset, indices: Iterable[int], axes=None):
+    """Rows of image | ground truth | prediction for ``dataset[indices]``, predicted by a
+    :class:`slrnet.infer.Predictor` (its test config: e.g. single scale, class filtering)."""
     rows = []
     for i in indices:
         sample = dataset[i]
-        out = model.predict(sample["image"][None].to(device))
-        scores = out.get("scores")                                           # None: a model without class scores
-        probs = filter_classes(out["masks"].float(), None if scores is None else scores.float(),
-                               fp_cut=fp_cut, top_k=top_k, bg_pow=bg_pow)
-        pred = probs.argmax(1)[0].cpu().numpy()
+        pred = predictor.predict(sample["image"], labels=sample.get("labels")).numpy()
         rows.append((to_rgb(sample["image"]), sample["mask"].numpy(), pred, str(sample["name"])))
     return plot_prediction_rows(rows, axes=axes)
 
@@ -175,7 +152,7 @@ def plot_best_worst(best: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str
     per-image IoU in the caption. The two lists may differ in length; empty cells are blank.
     ``class_names`` adds a legend of the palette colours (plus void) under the grid.
     """
-    plt = _plt()
+    plt = pyplot()
     best, worst = list(best), list(worst)
     if not best and not worst:
         raise ValueError("plot_best_worst: both lists of rows are empty")
@@ -189,7 +166,7 @@ def plot_best_worst(best: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str
         block = axes[:, 3 * side:3 * side + 3]
         for i in range(n):
             for ax in block[i]:
-                _off(ax)
+                bare(ax)
                 if i >= len(rows):
                     ax.axis("off")
             if i >= len(rows):
@@ -205,9 +182,7 @@ def plot_best_worst(best: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str
     if class_names is not None:
         from matplotlib.patches import Patch
 
-        from slrnet.viz import voc_colormap
-
-        cmap = voc_colormap() / 255.0
+        cmap = class_colors(256)                       # the whole palette: void is 255
         handles = [Patch(color=cmap[i], label=n) for i, n in enumerate(class_names)]
         handles.append(Patch(facecolor=cmap[255], edgecolor="grey", label="void (not scored)"))
         fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(handles), 8),
@@ -219,7 +194,7 @@ def plot_setting_comparison(miou: Mapping[str, Mapping[str, float | None]], ax=N
                             title: str = "mIoU by inference setting"):
     """Grouped bars: one group per inference pass (e.g. single scale, multi-scale + flip), one bar per
     post-processing (e.g. "no CRF", "CRF"); values are mIoU in [0, 1], None = not computed."""
-    plt = _plt()
+    plt = pyplot()
     groups = list(miou)
     if not groups:
         raise ValueError("plot_setting_comparison: no settings given")
@@ -254,7 +229,7 @@ def prediction_explorer(dataset, predictions: Mapping[str, Sequence[np.ndarray]]
     captioned with its per-image IoU from ``scores`` (same keys) when given."""
     import ipywidgets as widgets
 
-    plt = _plt()
+    plt = pyplot()
     labels = list(predictions)
     if not labels:
         raise ValueError("prediction_explorer: no predictions given")
@@ -278,7 +253,7 @@ def prediction_explorer(dataset, predictions: Mapping[str, Sequence[np.ndarray]]
         for ax, (panel, title) in zip(axes, panels):
             ax.imshow(panel)
             ax.set_title(title, fontsize=8)
-            _off(ax)
+            bare(ax)
         fig.tight_layout()
         plt.show()
         plt.close(fig)

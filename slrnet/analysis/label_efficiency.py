@@ -1,8 +1,9 @@
 """Label-efficiency study: how much do a few pixel labels buy? (notebook 03, METHOD.md section 4).
 
-Four settings are trained with one schedule and evaluated by single-scale val mIoU, for one or more
-fractions of pixel-labelled training images (the same images, drawn with ``misc.seed``, in every
-setting of a fraction):
+Four settings, each trained with **the same schedule** (epochs, steps per epoch, batch size: the budget of
+the profile's ``analysis.label_efficiency.config`` overlay on the variant with image labels) and evaluated by
+single-scale val mIoU, for several fractions of pixel-labelled training images (the same images, drawn with
+``misc.seed``, in every setting of a fraction):
 
 * ``weak``          — SLRNet from image labels only (``configs/shapes_quick.yaml``); pixel labels unused,
                       so it does not depend on the fraction;
@@ -11,26 +12,21 @@ setting of a fraction):
 * ``labelled_only`` — fully supervised on the pixel-labelled part alone (the ``slrnet_semi`` network on a
                       ``SemiSupervisedSplit(..., unlabelled="drop")``: every image it sees has its mask).
 
-Schedules: each semi-supervised variant trains with its own config's schedule. The recipe without image labels
-is the longer one, as on VOC (METHOD.md section 4: 40 epochs, 10 pretraining, against 30 and 5; the quick configs
-mirror those shares). The labelled-only baseline is the usual supervised-only baseline of semi-supervised
-segmentation: the semi run without the images that lack pixel labels. It trains exactly as many SGD steps as that
-longer variant, each on as many pixel-labelled images as that variant's batches hold on average (rounded up; its
-x7 oversampling puts more of them in a batch than the x3 of the variant with image labels), so neither semi variant
-sees its pixel-labelled images more often, or takes more steps, than the baseline it is compared with: they differ
-only in the images added to each batch. Its few labelled images are repeated (oversampled) to fill its epochs.
-The weak setting, when trained here, follows the variant with image labels.
+The labelled-only baseline is the usual supervised-only baseline of semi-supervised segmentation: the semi run
+without the images that lack pixel labels. Its batches hold as many pixel-labelled images as those of the semi
+variant with the most of them (``LABELLED_ONLY_FOLLOWS``: x7 oversampling), rounded up, and its few labelled
+images are repeated to fill its steps, so no semi variant sees its pixel-labelled images more often than the
+baseline it is compared with: they differ only in the images added to each batch.
 
-Loss weights: the three settings with pixel labels all train with those of the variant with image labels
+Loss weights: the three settings with pixel labels train with those of the variant with image labels
 (``LOSS_WEIGHTS_FROM``; 0.5, 2, 2, 0.5, its VOC recipe's), so none takes larger SGD steps than another: scaling
-every weight by a factor scales the learning rate. The variant without image labels' own recipe (1, 4, 4, 1, kept
-in its config for training it alone) would otherwise step twice as far as the baseline it is compared with.
+every weight by a factor scales the learning rate.
 
-    >>> from slrnet.semi_study import default_fractions, run_study, study_rows
-    >>> from slrnet.viz_semi import plot_label_efficiency
-    >>> runs = run_study(default_fractions("smoke"), profile="smoke", output_dir="/tmp/study")  # CPU: side by side
-    >>> rows = study_rows(runs)            # one dict per (setting, fraction): val_miou, num_labelled, ...
-    >>> fig = plot_label_efficiency(rows)
+    >>> from slrnet.analysis.label_efficiency import run_study, study_rows
+    >>> from slrnet.profiles import analysis_settings
+    >>> fractions = analysis_settings("smoke", "label_efficiency")["fractions"]
+    >>> runs = run_study(fractions, profile="smoke", output_dir="/tmp/study")   # CPU: side by side
+    >>> rows = study_rows(runs)            # one dict per (setting, fraction): val_miou, num_labelled, steps, ...
 """
 from __future__ import annotations
 
@@ -44,8 +40,8 @@ import numpy as np
 import torch
 
 from slrnet.data import SemiSupervisedSplit, build_dataset, build_semi_dataset
-from slrnet.data.voc import VOID, load_mask
-from slrnet.profiles import check_profile, training_config
+from slrnet.data.files import VOID, load_mask
+from slrnet.profiles import analysis_settings, training_config
 from slrnet.utils import repo_root
 
 SETTINGS = ("weak", "semi_w_cls", "semi_wo_cls", "labelled_only")
@@ -57,29 +53,25 @@ SETTING_SHORT = {"weak": "weak", "semi_w_cls": "semi + image labels", "semi_wo_c
                  "labelled_only": "labelled only"}
 SETTING_CONFIGS = {"weak": "shapes_quick.yaml", "semi_w_cls": "shapes_semi_w_cls_quick.yaml",
                    "semi_wo_cls": "shapes_semi_wo_cls_quick.yaml", "labelled_only": "shapes_semi_w_cls_quick.yaml"}
-SCHEDULE_KEYS = ("num_epochs", "pretrain_epochs", "max_steps_per_epoch", "val_every", "val_max_images")
-# whose config's schedule (SCHEDULE_KEYS, after the profile) each setting trains with
-SCHEDULE_FROM = {"weak": "semi_w_cls", "semi_w_cls": "semi_w_cls", "semi_wo_cls": "semi_wo_cls",
-                 "labelled_only": "semi_wo_cls"}
-# whose config's loss weights (train.loss_coeff, after the profile) each setting trains with: those with pixel labels
-# share the variant with image labels' (see the module docstring); the weak setting, not compared step for step with
-# the others, keeps its own
+# the settings share this config's schedule (after the profile and the study's overlay)
+SCHEDULE_FROM = "semi_w_cls"
+SCHEDULE_KEYS = ("num_epochs", "pretrain_epochs", "max_steps_per_epoch", "batch_size", "val_every", "val_max_images")
+# whose split the labelled-only baseline takes its pixel-labelled images per batch from (the most of them)
+LABELLED_ONLY_FOLLOWS = "semi_wo_cls"
+# whose config's loss weights (train.loss_coeff) each setting trains with: those with pixel labels share the
+# variant with image labels'; the weak setting keeps its own recipe
 LOSS_WEIGHTS_FROM = {"weak": "weak", "semi_w_cls": "semi_w_cls", "semi_wo_cls": "semi_w_cls",
                      "labelled_only": "semi_w_cls"}
-# quick: VOC's share of pixel-labelled images (1464 of 10582 train_aug images), see the semi quick configs
-PROFILE_FRACTIONS = {"smoke": [0.1], "quick": [0.138], "full": [0.02, 0.05, 0.138, 0.25]}
-# The quick configs cap an epoch's steps to fit notebook 03's time budget; the full profile trains whole epochs.
-STUDY_PROFILE_OVERRIDES = {"smoke": {}, "quick": {}, "full": {"train.max_steps_per_epoch": 0}}
 
 
 def default_fractions(profile: str) -> list[float]:
-    """The profile's pixel-label fractions: smoke one tiny run, quick 13.8 %, full 2-25 %."""
-    return list(PROFILE_FRACTIONS[check_profile(profile)])
+    """The profile's pixel-label fractions (``configs/profiles.yaml``: analysis.label_efficiency.fractions)."""
+    return [float(f) for f in analysis_settings(profile, "label_efficiency")["fractions"]]
 
 
 def _check_setting(setting: str) -> str:
     if setting not in SETTINGS:
-        raise ValueError(f"semi study: setting must be one of {SETTINGS}, got {setting!r}")
+        raise ValueError(f"label-efficiency study: setting must be one of {SETTINGS}, got {setting!r}")
     return setting
 
 
@@ -87,7 +79,7 @@ def _check_fraction(setting: str, fraction) -> float | None:
     if setting == "weak":
         return None                                        # image labels only: no fraction
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 1.0:
-        raise ValueError(f"semi study: fractions must be numbers in (0, 1] (share of pixel-labelled training "
+        raise ValueError(f"label-efficiency study: fractions must be numbers in (0, 1] (share of pixel-labelled training "
                          f"images), got {fraction!r} for setting {setting!r}")
     return float(fraction)
 
@@ -108,48 +100,60 @@ def study_config(setting: str, fraction: float | None, profile: str, output_dir,
     _check_setting(setting)
     fraction = _check_fraction(setting, fraction)
     configs = Path(configs_dir) if configs_dir is not None else repo_root() / "configs"
-    common = {"misc.seed": int(seed), "misc.device": device, **STUDY_PROFILE_OVERRIDES[check_profile(profile)],
-              **(overrides or {})}
-    schedule_from, weights_from = SCHEDULE_FROM[setting], LOSS_WEIGHTS_FROM[setting]
+    study = analysis_settings(profile, "label_efficiency").get("config") or {}
+    common = {"misc.seed": int(seed), "misc.device": device, **study, **(overrides or {})}
     lenders = {name: training_config(configs / SETTING_CONFIGS[name], profile, output_dir, data_root, common)
-               for name in {schedule_from, weights_from}}
-    reference = lenders[schedule_from]
-    borrowed = {f"train.{k}": reference["train"][k] for k in SCHEDULE_KEYS}
-    borrowed["train.loss_coeff"] = list(lenders[weights_from]["train"]["loss_coeff"])
+               for name in {SCHEDULE_FROM, LOSS_WEIGHTS_FROM[setting], LABELLED_ONLY_FOLLOWS}}
+    borrowed = {f"train.{k}": lenders[SCHEDULE_FROM]["train"][k] for k in SCHEDULE_KEYS}
+    borrowed["train.loss_coeff"] = list(lenders[LOSS_WEIGHTS_FROM[setting]]["train"]["loss_coeff"])
     cfg = training_config(configs / SETTING_CONFIGS[setting], profile, output_dir, data_root, {**common, **borrowed})
     if setting == "weak":
         cfg["dataset"]["labelled_ratio"] = cfg["dataset"]["labelled_list"] = None   # pixel labels never used
         if cfg["model"]["name"] != "slrnet":
-            raise ValueError(f"semi study: {SETTING_CONFIGS['weak']} must train model.name 'slrnet', "
+            raise ValueError(f"label-efficiency study: {SETTING_CONFIGS['weak']} must train model.name 'slrnet', "
                              f"got {cfg['model']['name']!r}")
     else:
         cfg["dataset"]["labelled_ratio"], cfg["dataset"]["labelled_list"] = fraction, None
+    cfg["train"]["max_steps_per_epoch"] = study_steps_per_epoch(cfg)
     if setting == "labelled_only":
-        own = labelled_only_schedule(cfg, reference)
-        cfg["train"]["batch_size"], cfg["train"]["max_steps_per_epoch"] = own["batch_size"], own["max_steps_per_epoch"]
+        own = labelled_only_schedule(cfg, lenders[LABELLED_ONLY_FOLLOWS])
+        cfg["train"]["batch_size"] = own["batch_size"]
         cfg["dataset"]["oversample_rate"] = own["oversample_rate"]
     return cfg
 
 
-def labelled_only_schedule(cfg: dict, reference: dict) -> dict:
-    """The labelled-only baseline's ``batch_size``, ``max_steps_per_epoch`` and ``oversample_rate``.
+def study_steps_per_epoch(cfg: dict) -> int:
+    """The steps per epoch every setting trains: one pass over the training images (batch ``train.batch_size``),
+    capped by the study's ``train.max_steps_per_epoch``. The semi splits hold every training image plus repeats
+    of the pixel-labelled ones, so each of their epochs has at least this many batches; with the same epochs and
+    batch size every setting takes the same number of SGD steps."""
+    batch = int(cfg["train"]["batch_size"])
+    images = len(build_dataset({**cfg["dataset"], "labelled_ratio": None, "labelled_list": None}, "train",
+                               train=False))
+    steps = images // batch
+    cap = int(cfg["train"]["max_steps_per_epoch"])
+    steps = min(steps, cap) if cap else steps
+    if steps < 1:
+        raise ValueError(f"label-efficiency study: {images} training images do not fill one batch of {batch}")
+    return steps
 
-    ``reference`` is the config of the semi variant it follows (``SCHEDULE_FROM``): as many steps per epoch as
-    that variant's epoch (capped as its config caps it), each with as many pixel-labelled images as its batches
-    hold on average, rounded up; its few labelled images are repeated to at least a full epoch of images and to
-    fill those steps.
+
+def labelled_only_schedule(cfg: dict, reference: dict) -> dict:
+    """The labelled-only baseline's ``batch_size`` and ``oversample_rate``.
+
+    ``reference`` is the config of the semi variant whose batches it matches (``LABELLED_ONLY_FOLLOWS``): each
+    step holds as many pixel-labelled images as that variant's batches hold on average, rounded up; its few
+    labelled images are repeated to at least a full epoch of images and to fill the steps of ``cfg``.
     """
     # the split that variant trains on: the same pixel-labelled images, its oversampling
     semi = build_semi_dataset({**cfg["dataset"], "oversample_rate": reference["dataset"]["oversample_rate"]},
                               reference["model"]["name"], seed=int(cfg["misc"]["seed"]))
     base, labelled = semi.dataset, semi.labelled_indices
-    t = reference["train"]
-    steps = len(semi) // t["batch_size"]
-    if t["max_steps_per_epoch"]:
-        steps = min(steps, t["max_steps_per_epoch"])
+    t = cfg["train"]
+    steps = t["max_steps_per_epoch"]                                 # the study's (study_steps_per_epoch)
     batch = min(t["batch_size"], math.ceil(t["batch_size"] * semi.num_labelled_items / len(semi)))   # (B * L / N)
     rate = max(1, math.ceil(len(base) / len(labelled)), math.ceil(steps * batch / len(labelled)))
-    return {"batch_size": batch, "max_steps_per_epoch": steps, "oversample_rate": rate}
+    return {"batch_size": batch, "oversample_rate": rate}
 
 
 def study_train_set(cfg: dict, setting: str):
@@ -231,7 +235,7 @@ def train_setting(setting: str, fraction: float | None, profile: str, output_dir
     fraction = _check_fraction(setting, fraction)
     train_set = study_train_set(cfg, setting)
     # the study owns its output folder: a rerun replaces its runs
-    trainer = Trainer(cfg, Path(output_dir).resolve() / "runs" / run_name(setting, fraction),
+    trainer = Trainer.build(cfg, Path(output_dir).resolve() / "runs" / run_name(setting, fraction),
                       train_set=train_set, device=device, overwrite=True)
     start = time.time()
     trainer.fit()
@@ -272,10 +276,10 @@ def load_study_run(setting: str, fraction: float | None, row: dict, output_dir, 
                    device="auto") -> StudyRun:
     """A run trained into ``<output_dir>/runs/<setting>_<fraction>`` (by a worker process), read back: the
     model from ``checkpoints/last.pth`` (the weights at the end of training), the history from history.json."""
-    from slrnet.notebook_model import load_model
+    from slrnet.models.loading import load_trained_model
 
     run_dir = Path(output_dir).resolve() / "runs" / run_name(setting, fraction)
-    model, cfg = load_model(run_dir / "checkpoints" / "last.pth", device)
+    model, cfg = load_trained_model(run_dir / "checkpoints" / "last.pth", device=device)
     history = json.loads((run_dir / "history.json").read_text(encoding="utf-8"))
     return StudyRun(setting, fraction, row, history, cfg, model, labelled_indices)
 
@@ -284,35 +288,13 @@ def default_workers(pending: int, device="auto") -> int:
     """How many runs :func:`run_study` trains at once for ``workers="auto"``: on a GPU one after another;
     on a CPU with two or more threads, side by side, one process each with the threads shared out, up to one
     process more than there are threads (on 2 cores, notebook 03's three runs with one thread each finish
-    1.2-1.4x sooner than one after another with two threads; benchmarks/semi_study_workers.py)."""
+    1.2-1.4x sooner than one after another with two threads; benchmarks/label_efficiency_workers.py)."""
     from slrnet.utils import resolve_device
 
     threads = torch.get_num_threads()
     if resolve_device(device).type != "cpu" or threads < 2:
         return 1
     return max(1, min(int(pending), threads + 1))
-
-
-def weak_run_from_metrics(path, profile: str, num_train_images: int, backbone: str,
-                          pretrained: str = "") -> StudyRun | None:
-    """Notebook 02's weakly supervised result, when its metrics.json exists and matches this study
-    (same profile, same number of training images, the same backbone started from the same pretrained
-    weights, SLRNet with CVLR); else None."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    metrics = json.loads(path.read_text(encoding="utf-8"))
-    if (metrics.get("profile") != profile or metrics.get("num_train_images") != num_train_images
-            or metrics.get("backbone") != backbone or metrics.get("pretrained", "") != pretrained
-            or not metrics.get("use_cvlr", False)
-            or not isinstance(metrics.get("val_miou"), (int, float))):
-        return None
-    row = {"setting": "weak", "label": SETTING_LABELS["weak"], "fraction": None, "num_labelled": 0,
-           "num_train_images": num_train_images, "unlabelled": None, "items_per_epoch": num_train_images,
-           "val_miou": float(metrics["val_miou"]), "val_pixel_acc": None, "epochs": metrics.get("epochs"),
-           "steps": None, "batch_size": None, "train_seconds": metrics.get("train_seconds"),
-           "source": f"read from {path}"}
-    return StudyRun("weak", None, row, None)
 
 
 def run_study(fractions, settings=SETTINGS, *, profile: str, output_dir, configs_dir=None, data_root=None,
@@ -371,9 +353,53 @@ def study_rows(runs: dict) -> list[dict]:
 
 
 def summary_metrics(rows: list[dict], fraction: float) -> dict:
-    """``<setting>_val_miou`` at ``fraction`` (weak: its single run), for metrics.json."""
+    """For metrics.json: ``<setting>_val_miou`` at ``fraction`` (weak: its single run) and ``curves``, every
+    setting's val mIoU per pixel-label fraction (``{setting: {fraction: mIoU}}``; weak under ``null``)."""
     out = {"headline_fraction": fraction}
     for setting in SETTINGS:
         hits = [r for r in rows if r["setting"] == setting and (setting == "weak" or r["fraction"] == fraction)]
         out[f"{setting}_val_miou"] = hits[0]["val_miou"] if hits else None
+    out["curves"] = {setting: {("null" if r["fraction"] is None else f"{r['fraction']:g}"): r["val_miou"]
+                               for r in rows if r["setting"] == setting} for setting in SETTINGS}
+    return out
+
+
+def margins_over_labelled_only(rows: list[dict]) -> list[dict]:
+    """Per semi setting and fraction: its val mIoU, the labelled-only baseline's at that fraction, and the margin
+    (what the images without pixel labels added at the same budget)."""
+    alone = {r["fraction"]: r["val_miou"] for r in rows if r["setting"] == "labelled_only"}
+    return [{"setting": r["setting"], "fraction": r["fraction"], "val_miou": r["val_miou"],
+             "labelled_only_val_miou": alone[r["fraction"]], "margin": r["val_miou"] - alone[r["fraction"]]}
+            for r in rows if r["setting"] in ("semi_w_cls", "semi_wo_cls") and r["fraction"] in alone]
+
+
+def budget_table(cfgs: dict) -> list[dict]:
+    """What each setting trains with (epochs, steps per epoch, batch, SGD steps, loss weights), from its config."""
+    out = []
+    for setting, cfg in cfgs.items():
+        t = cfg["train"]
+        out.append({"setting": setting, "epochs": t["num_epochs"], "pretrain_epochs": t["pretrain_epochs"],
+                    "steps_per_epoch": t["max_steps_per_epoch"], "steps": t["num_epochs"] * t["max_steps_per_epoch"],
+                    "batch_size": t["batch_size"], "loss_coeff": list(t["loss_coeff"])})
+    return out
+
+
+def seed_summary(rows: list[dict]) -> list[dict]:
+    """Rows of several seeds (``experiments/label_efficiency_seeds.py``) -> per (setting, fraction): the number
+    of seeds, mean and standard deviation of val mIoU, and for the semi settings the mean margin over the
+    labelled-only baseline of the same seed and how many seeds it beats it at."""
+    by_key: dict = {}
+    for r in rows:
+        by_key.setdefault((r["setting"], r["fraction"]), {})[r["seed"]] = r["val_miou"]
+    out = []
+    order = {s: i for i, s in enumerate(SETTINGS)}
+    for (setting, fraction), values in sorted(by_key.items(), key=lambda kv: (order[kv[0][0]], kv[0][1] or 0.0)):
+        v = np.array(list(values.values()), dtype=np.float64)
+        entry = {"setting": setting, "fraction": fraction, "seeds": len(v), "mean": float(v.mean()),
+                 "std": float(v.std(ddof=1)) if len(v) > 1 else None}
+        alone = by_key.get(("labelled_only", fraction), {})
+        if setting in ("semi_w_cls", "semi_wo_cls") and alone:
+            margins = np.array([values[s] - alone[s] for s in values if s in alone])
+            entry.update(mean_margin=float(margins.mean()), wins=int((margins > 0).sum()), paired=len(margins))
+        out.append(entry)
     return out

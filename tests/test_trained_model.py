@@ -1,9 +1,10 @@
-"""slrnet.notebook_model: the model notebooks 04 and 05 work on.
+"""slrnet.analysis.trained_model: the model notebooks 04 and 05 work on.
 
-Where notebook 02's checkpoint is looked for; load_model on a tiny random SLRNet saved as notebook 02
-saves it (the Trainer state with the full config) and as a Trainer run without a config inside; clear
-errors for checkpoints it cannot rebuild a model from; resolve_config_path; load_or_train picking the
-sibling checkpoint, a given one, or training the smoke profile (a few seconds on 2 CPU cores).
+Where the published weakly supervised model lives; the one loader (slrnet.models.loading.load_trained_model)
+on a tiny random SLRNet saved as the Trainer saves it (its state with the full config) and as a Trainer run
+without a config inside; clear errors for checkpoints it cannot rebuild a model from; resolve_config_path;
+load_or_train picking the published model, a given one, or training the smoke profile's short run (a few
+seconds on 2 CPU cores).
 """
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from slrnet import notebook_model as NM
+from slrnet.analysis import trained_model as NM
 from slrnet.checkpoint import save_checkpoint
 from slrnet.config import save_config, validate
 from slrnet.models import build_model
+from slrnet.models.loading import load_trained_model
 from slrnet.profiles import PROFILES, resolve_config_path, training_config
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "shapes_quick.yaml"
@@ -47,17 +49,22 @@ def assert_same_model(a, b):
         assert torch.equal(a.predict(image)["masks"], b.predict(image)["masks"])
 
 
-def test_default_checkpoint_is_notebook_02s_sibling(tmp_path):
+def test_the_published_model_lives_under_the_output_root(tiny, tmp_path):
+    model, cfg = tiny
     out = tmp_path / "outputs" / "04_visualize_low_rank_factors"
-    assert NM.default_checkpoint(out) == tmp_path.resolve() / "outputs" / "02_train_weakly_supervised" / "checkpoint.pth"
-    assert NM.default_checkpoint(str(out) + "/") == NM.default_checkpoint(out)
+    assert NM.published_model(out) == tmp_path.resolve() / "outputs" / "models" / "weakly_supervised.pth"
+    assert NM.published_model(str(out) + "/") == NM.published_model(out)
+    trainer_dir = tmp_path / "outputs" / "02_train_weakly_supervised"
+    assert NM.publish_model(notebook_02_state(model, cfg), trainer_dir) == NM.published_model(out)
+    with pytest.raises(ValueError, match="'state_dict' and 'config'"):
+        NM.publish_model({"state_dict": model.state_dict()}, trainer_dir)
 
 
 def test_load_model_round_trip_as_notebook_02_saves(tiny, tmp_path):
     model, cfg = tiny
     path = tmp_path / "checkpoint.pth"
     save_checkpoint(path, notebook_02_state(model, cfg))
-    loaded, loaded_cfg = NM.load_model(path, device="cpu")
+    loaded, loaded_cfg = load_trained_model(path, device="cpu")
     assert loaded_cfg == cfg and not loaded.training
     assert loaded.factorization_reconstruction.num_iters == 2
     assert_same_model(model, loaded)
@@ -67,10 +74,10 @@ def test_load_model_trainer_run_reads_the_runs_config(tiny, tmp_path):
     model, cfg = tiny
     run = tmp_path / "run"
     save_checkpoint(run / "checkpoints" / "last.pth", {"state_dict": model.state_dict()})   # no config inside
-    with pytest.raises(ValueError, match=r"no 'config'.*config\.yaml"):
-        NM.load_model(run / "checkpoints" / "last.pth")
+    with pytest.raises(ValueError, match=r"no config given.*config\.yaml"):
+        load_trained_model(run / "checkpoints" / "last.pth")
     save_config(cfg, run / "config.yaml")                   # as Trainer writes it next to checkpoints/
-    loaded, loaded_cfg = NM.load_model(run / "checkpoints" / "last.pth", device="cpu")
+    loaded, loaded_cfg = load_trained_model(run / "checkpoints" / "last.pth", device="cpu")
     assert loaded_cfg["model"] == cfg["model"]
     assert_same_model(model, loaded)
 
@@ -79,12 +86,12 @@ def test_load_model_errors_name_the_file_and_what_is_missing(tiny, tmp_path):
     model, _ = tiny
     bare = tmp_path / "bare.pth"
     save_checkpoint(bare, {"state_dict": model.state_dict()})
-    with pytest.raises(ValueError, match=r"bare\.pth.*'config'"):
-        NM.load_model(bare)
+    with pytest.raises(ValueError, match=r"bare\.pth.*config"):
+        load_trained_model(bare)
     weights_only = tmp_path / "weights.pth"
     save_checkpoint(weights_only, {"config": validate({"model": TINY})})
     with pytest.raises(ValueError, match=r"weights\.pth.*'state_dict'"):
-        NM.load_model(weights_only)
+        load_trained_model(weights_only)
 
 
 def test_resolve_config_path_from_anywhere(tmp_path, monkeypatch):
@@ -101,24 +108,24 @@ def test_resolve_config_path_from_anywhere(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("profile", PROFILES)
-def test_train_overrides_are_valid_config_keys(profile, tmp_path):
-    cfg = training_config(CONFIG, profile, tmp_path, overrides=NM.TRAIN_OVERRIDES[profile])
+def test_short_run_overlays_are_valid_config_keys(profile, tmp_path):
+    cfg = training_config(CONFIG, profile, tmp_path, short_run=True)
     if profile == "smoke":                                    # a tiny dataset generated inside output_dir
         assert cfg["dataset"]["root"] == str(tmp_path.resolve() / "shapes_smoke")
     if profile == "quick":                                    # a short run: 4 epochs of 20 steps
         assert cfg["train"]["num_epochs"] * cfg["train"]["max_steps_per_epoch"] == 80
 
 
-def test_load_or_train_picks_the_sibling_then_a_given_checkpoint(tiny, tmp_path):
+def test_load_or_train_picks_the_published_model_then_a_given_checkpoint(tiny, tmp_path):
     model, cfg = tiny
     out = tmp_path / "05_evaluate"
     with pytest.raises(FileNotFoundError, match="missing.pth does not exist"):
         NM.load_or_train(tmp_path / "missing.pth", out, profile="smoke")
     with pytest.raises(ValueError, match="profile"):
         NM.load_or_train(None, out, profile="tiny")
-    save_checkpoint(NM.default_checkpoint(out), notebook_02_state(model, cfg))
+    save_checkpoint(NM.published_model(out), notebook_02_state(model, cfg))
     loaded, loaded_cfg, info = NM.load_or_train(None, out, profile="smoke", device="cpu")
-    assert info == {"source": "checkpoint", "checkpoint": str(NM.default_checkpoint(out)), "train_seconds": 0.0}
+    assert info == {"source": "checkpoint", "checkpoint": str(NM.published_model(out)), "train_seconds": 0.0}
     assert loaded_cfg == cfg and not loaded.training
     assert_same_model(model, loaded)
     assert not (out / "train_run").exists()                   # nothing trained
@@ -139,5 +146,5 @@ def test_load_or_train_trains_the_smoke_profile_when_no_checkpoint(tmp_path):
     assert Path(info["checkpoint"]) == out.resolve() / "train_run" / "checkpoints" / "last.pth"
     assert cfg["misc"]["seed"] == 3 and cfg["train"]["max_steps_per_epoch"] == 3
     assert Path(cfg["dataset"]["root"]) == out.resolve() / "shapes_smoke" and (out / "shapes_smoke").is_dir()
-    reloaded, _ = NM.load_model(info["checkpoint"], device="cpu")    # the run's checkpoint rebuilds this model
+    reloaded, _ = load_trained_model(info["checkpoint"], device="cpu")    # the run's checkpoint rebuilds this model
     assert_same_model(model, reloaded)

@@ -1,10 +1,12 @@
-"""Figures of the label-efficiency study (notebook 03, slrnet.semi_study): the label-efficiency plot,
-val predictions of the trained settings side by side, and what each split shows the trainer.
+"""Figures of the label-efficiency study (notebook 03, ``slrnet.analysis.label_efficiency``): the
+label-efficiency curves, val predictions of the trained settings side by side, and what each split shows the
+trainer.
 
-    >>> from slrnet import semi_study as study, viz_semi
-    >>> runs = study.run_study([0.1], profile="smoke", output_dir="/tmp/study")
-    >>> fig = viz_semi.plot_label_efficiency(study.study_rows(runs))
-    >>> fig = viz_semi.plot_setting_predictions({"semi": runs["semi_w_cls", 0.1]}, val_set, range(4))
+    >>> from slrnet.analysis import label_efficiency as study
+    >>> from slrnet.viz import label_efficiency as figs
+    >>> runs = study.run_study([0.1, 0.5], profile="smoke", output_dir="/tmp/study")
+    >>> fig = figs.plot_label_efficiency(study.study_rows(runs))
+    >>> fig = figs.plot_setting_predictions({"semi": runs["semi_w_cls", 0.1]}, val_set, range(4))
 
 Each function draws into new axes or the ``ax``/``axes`` given and returns the Figure.
 """
@@ -13,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from slrnet.semi_study import SETTING_LABELS, SETTINGS, StudyRun
+from slrnet.analysis.label_efficiency import SETTING_LABELS, SETTINGS, StudyRun
+from slrnet.viz.common import colorize, to_rgb
 
 
 def plot_label_efficiency(rows: list[dict], ax=None):
@@ -71,20 +74,15 @@ def plot_label_efficiency(rows: list[dict], ax=None):
     return fig
 
 
-@torch.no_grad()
 def predict_index_map(run: StudyRun, image: torch.Tensor, device="cpu") -> np.ndarray:
     """Single-scale prediction (H, W) of a trained run (its model) for one normalised image (3, H, W), with the
     test-time class filtering of its config (scores > fp_cut and top-k; none for the wo_cls head)."""
-    from slrnet.infer import filter_classes
+    from slrnet.infer import Predictor, TestConfig
 
     if run.model is None:
-        raise ValueError(f"predict_index_map: the {run.setting} run holds no model (its result was read from a "
-                         f"metrics file, e.g. notebook 02's)")
-    model, tc = run.model.eval(), run.cfg["test"]
-    out = model.predict(image[None].to(device))
-    scores = None if out["scores"] is None else out["scores"].float()
-    probs = filter_classes(out["masks"].float(), scores, fp_cut=tc["fp_cut"], top_k=tc["top_k"], bg_pow=tc["bg_pow"])
-    return probs.argmax(1)[0].cpu().numpy()
+        raise ValueError(f"predict_index_map: the {run.setting} run holds no model")
+    single_view = TestConfig.from_config(run.cfg, scales=(1.0,), flip=False, use_cls_label=False, apply_crf=False)
+    return Predictor(run.model, single_view, device=device, optimize=False).predict(image).numpy()
 
 
 def plot_setting_predictions(runs: dict, dataset, indices, device="cpu", axes=None):
@@ -95,8 +93,7 @@ def plot_setting_predictions(runs: dict, dataset, indices, device="cpu", axes=No
     """
     import matplotlib.pyplot as plt
 
-    from slrnet.viz import colorize, to_rgb
-
+    
     runs = {k: r for k, r in runs.items() if r.model is not None}
     indices = list(indices)
     if not runs or not indices:
@@ -128,8 +125,7 @@ def plot_split_examples(splits: dict, per_split: int = 3, axes=None):
     ``axes``: optional (len(splits), 2 * per_split) axes to draw into."""
     import matplotlib.pyplot as plt
 
-    from slrnet.viz import colorize, to_rgb
-
+    
     if not splits:
         raise ValueError("plot_split_examples: no splits given")
     shape = (len(splits), 2 * per_split)

@@ -1,13 +1,15 @@
-"""Figures and demo inputs for collective matrix factorisation (notebook 01).
+"""Figures of collective matrix factorisation (notebook 01): code maps, atoms, objectives, sweeps, an explorer.
 
 Every plotting function takes ``ax=None`` / ``axes=None`` and returns the Figure, so it works
 headless (Agg) and inline. Codes are given per view as (K, N_v) with the view's grid (h_v, w_v).
 
-    >>> from slrnet import cmf, viz_cmf
-    >>> views, shapes = viz_cmf.two_view_features(image)          # image (3, H, W) in [0, 1]
+    >>> from slrnet import cmf
+    >>> from slrnet.analysis.factorization_study import two_view_features
+    >>> from slrnet.viz import factorization as figs
+    >>> views, shapes = two_view_features(image)          # image (3, H, W) in [0, 1]
     >>> res = cmf.cvlr_factorize(views, num_atoms=6, temperature=0.1)
-    >>> fig = viz_cmf.plot_code_maps([z[0] for z in res.codes], shapes)
-    >>> fig = viz_cmf.plot_objectives({"CVLR": res}, svd=cmf.svd_reconstruct(views, 6))
+    >>> fig = figs.plot_code_maps([z[0] for z in res.codes], shapes)
+    >>> fig = figs.plot_objectives({"CVLR": res}, svd=cmf.svd_reconstruct(views, 6))
 
 ``two_view_features`` builds SLRNet-like inputs without a trained network: per-pixel colour,
 position and the responses of a small fixed random conv net, for the image and its 0.5-scale view.
@@ -20,114 +22,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from slrnet.cmf import (cross_view_agreement, cvlr_factorize, l2_normalize, match_atoms, nmf_factorize,
-                        svd_reconstruct)
+from slrnet.cmf import cross_view_agreement, cvlr_factorize
+from slrnet.viz.common import axes_grid, pyplot, to_numpy
 
 ATOM_CMAP = "tab10"
-
-
-def _plt():
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def _np(t) -> np.ndarray:
-    return t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
-
-
-def _axes(axes, nrows, ncols, size=(2.0, 2.0)):
-    plt = _plt()
-    if axes is None:
-        fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False,
-                                 layout="constrained")
-        return fig, axes
-    axes = np.asarray(axes, dtype=object).reshape(nrows, ncols)
-    return axes[0, 0].figure, axes
-
-
-# ----------------------------------------------------------------------------- demo inputs
-def pixel_features(image: torch.Tensor, position_weight: float = 1.0, conv_channels: int = 16,
-                   seed: int = 0) -> torch.Tensor:
-    """image (3, H, W) in [0, 1] -> (H·W, 3 + 2 + conv_channels) per-pixel features.
-
-    Colour, (y, x) in [0, 1] (align-corner coordinates, so a rescaled view gets the same positions)
-    times ``position_weight``, and a fixed random two-layer 3x3 conv net with ReLU (seeded; the same
-    weights for every view) as a stand-in for learned texture features.
-    """
-    if image.dim() != 3 or image.shape[0] != 3:
-        raise ValueError(f"pixel_features: image must be (3, H, W), got {tuple(image.shape)}")
-    _, H, W = image.shape
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, H), torch.linspace(0, 1, W), indexing="ij")
-    feats = [image.float(), position_weight * torch.stack([yy, xx])]                    # (3, H, W), (2, H, W)
-    if conv_channels > 0:
-        gen = torch.Generator().manual_seed(int(seed))
-        w1 = torch.randn(conv_channels, 3, 3, 3, generator=gen) / 27 ** 0.5
-        w2 = torch.randn(conv_channels, conv_channels, 3, 3, generator=gen) / (9 * conv_channels) ** 0.5
-        h = F.relu(F.conv2d(image.float()[None] - 0.5, w1, padding=1))
-        feats.append(F.relu(F.conv2d(h, w2, padding=1))[0])                             # (c, H, W)
-    return torch.cat(feats).flatten(1).T                                                # (H·W, C)
-
-
-def two_view_features(image: torch.Tensor, scale: float = 0.5, position_weight: float = 1.0,
-                      conv_channels: int = 16, seed: int = 0):
-    """Features of an image and of its ``scale``-resized view, standardised jointly, unit rows.
-
-    Returns ([(1, N1, C), (1, N2, C)], [(H, W), (h, w)]). Standardising per channel over both views
-    plays the role of SLRNet's learned transform1; unit-norm rows suit CVLR's unit atoms (spherical
-    soft k-means), so reconstruction errors are comparable across solvers.
-    """
-    H, W = image.shape[-2:]
-    small = F.interpolate(image[None].float(), size=(max(1, round(H * scale)), max(1, round(W * scale))),
-                          mode="bilinear", align_corners=True)[0]                       # view 2, like SLRNet's
-    raw = [pixel_features(im, position_weight, conv_channels, seed) for im in (image, small)]
-    both = torch.cat(raw)                                                               # (N1 + N2, C)
-    mean, std = both.mean(0), both.std(0).clamp_min(1e-6)
-    views = [l2_normalize((f - mean) / std)[None] for f in raw]                          # [(1, N_v, C)]
-    return views, [(H, W), tuple(small.shape[-2:])]
-
-
-def dataset_image(root, index: int = 0, split: str = "val"):
-    """(name, image (3, H, W) float in [0, 1]) of the ``index``-th image listed in a VOC-layout split."""
-    from pathlib import Path
-
-    from PIL import Image
-
-    root = Path(root)
-    names = (root / "ImageSets" / "Segmentation" / f"{split}.txt").read_text().split()
-    if not 0 <= index < len(names):
-        raise ValueError(f"dataset_image: index must be in [0, {len(names)}) for split {split!r}, got {index}")
-    rgb = np.asarray(Image.open(root / "JPEGImages" / f"{names[index]}.jpg").convert("RGB"))
-    return names[index], torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255
-
-
-# ----------------------------------------------------------------------------- sweeps
-def rank_sweep(views, ranks: Sequence[int], temperature: float = 0.1, cvlr_iters: int = 20,
-               nmf_iters: int = 200, seed: int = 0) -> dict:
-    """Final relative error (batch item 0) per rank K for CVLR, NMF (if the data is non-negative) and SVD."""
-    nonneg = all(bool((v >= 0).all()) for v in views)
-    errors = {"CVLR": [], "NMF": [], "SVD": []} if nonneg else {"CVLR": [], "SVD": []}
-    for k in ranks:
-        errors["CVLR"].append(float(cvlr_factorize(views, k, cvlr_iters, temperature, seed=seed).relative_error[-1, 0]))
-        if nonneg:
-            errors["NMF"].append(float(nmf_factorize(views, k, nmf_iters, seed=seed).relative_error[-1, 0]))
-        errors["SVD"].append(float(svd_reconstruct(views, k).relative_error[-1, 0]))
-    return errors
-
-
-def temperature_sweep(views, atoms: torch.Tensor, temperatures: Sequence[float], iterations: Sequence[int],
-                      init: str = "kmeans++", seed: int = 0) -> dict:
-    """CVLR over a grid of (T, temperature): final relative error and worst matched-atom cosine.
-
-    atoms (K, C) are the planted ones (batch item 0 is used); returns arrays of shape (len(T), len(temperatures)).
-    """
-    error = np.zeros((len(iterations), len(temperatures)))
-    cosine = np.zeros_like(error)
-    for i, t in enumerate(iterations):
-        for j, tau in enumerate(temperatures):
-            res = cvlr_factorize(views, atoms.shape[0], t, tau, init=init, seed=seed)
-            error[i, j] = float(res.relative_error[-1, 0])
-            cosine[i, j] = float(match_atoms(res.dictionary[0], atoms)[1].min())
-    return {"error": error, "min_cosine": cosine}
 
 
 # ----------------------------------------------------------------------------- figures
@@ -136,12 +34,12 @@ def plot_code_maps(codes: Sequence[torch.Tensor], shapes, view_names=None, image
     K = codes[0].shape[0]
     view_names = view_names or [f"view {i + 1}" for i in range(len(codes))]
     extra = 1 if images is not None else 0
-    fig, axes = _axes(axes, len(codes), K + 1 + extra)
+    fig, axes = axes_grid(axes, len(codes), K + 1 + extra)
     for v, (z, hw) in enumerate(zip(codes, shapes)):
-        maps = _np(z).reshape(K, *hw)
+        maps = to_numpy(z).reshape(K, *hw)
         row = axes[v]
         if images is not None:
-            row[0].imshow(_np(images[v]))
+            row[0].imshow(to_numpy(images[v]))
             row[0].set_title(f"{view_names[v]} {hw[0]}x{hw[1]}", fontsize=8)
         row[extra].imshow(maps.argmax(0), cmap=ATOM_CMAP, vmin=0, vmax=9, interpolation="nearest")
         row[extra].set_title(f"{view_names[v]}: argmax", fontsize=8)
@@ -155,15 +53,15 @@ def plot_code_maps(codes: Sequence[torch.Tensor], shapes, view_names=None, image
 
 def plot_atoms(dictionaries: dict, ax=None):
     """Atoms side by side as heat maps: {name: (K, C)}; rows of each block are atoms, columns channels."""
-    plt = _plt()
+    plt = pyplot()
     if ax is None:
         fig, ax = plt.subplots(1, len(dictionaries), figsize=(3.2 * len(dictionaries), 2.6), squeeze=False,
                                layout="constrained")
         ax = ax[0]
     ax = np.atleast_1d(ax)
-    vmax = max(float(np.abs(_np(d)).max()) for d in dictionaries.values())
+    vmax = max(float(np.abs(to_numpy(d)).max()) for d in dictionaries.values())
     for a, (name, d) in zip(ax, dictionaries.items()):
-        im = a.imshow(_np(d), cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto", interpolation="nearest")
+        im = a.imshow(to_numpy(d), cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto", interpolation="nearest")
         a.set_title(name, fontsize=9), a.set_xlabel("channel"), a.set_ylabel("atom")
     ax[0].figure.colorbar(im, ax=list(ax), shrink=0.8)
     return ax[0].figure
@@ -171,10 +69,10 @@ def plot_atoms(dictionaries: dict, ax=None):
 
 def plot_objectives(results: dict, svd=None, batch_index: int = 0, ax=None):
     """Relative error ||X − Zᵀ D||² / ||X||² against iterations per solver; SVD as the optimum line."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = (plt.subplots(figsize=(5, 3.4), layout="constrained") if ax is None else (ax.figure, ax))
     for name, res in results.items():
-        err = _np(res.relative_error[:, batch_index])
+        err = to_numpy(res.relative_error[:, batch_index])
         ax.plot(np.arange(1, len(err) + 1), err, marker="." if len(err) < 30 else None, label=name)
     if svd is not None:
         ax.axhline(float(svd.relative_error[-1, batch_index]), color="k", ls="--", lw=1,
@@ -186,7 +84,7 @@ def plot_objectives(results: dict, svd=None, batch_index: int = 0, ax=None):
 
 def plot_error_vs_rank(ranks: Sequence[int], errors: dict, ax=None):
     """Final relative error against the number of atoms K, one line per solver ({name: [error per K]})."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = (plt.subplots(figsize=(5, 3.4), layout="constrained") if ax is None else (ax.figure, ax))
     for name, errs in errors.items():
         style = dict(color="k", ls="--") if name.lower().startswith("svd") else {}
@@ -199,7 +97,7 @@ def plot_error_vs_rank(ranks: Sequence[int], errors: dict, ax=None):
 def plot_sweep(values, rows: Sequence, cols: Sequence, row_label: str, col_label: str, title: str,
                fmt: str = "{:.3f}", cmap: str = "viridis", log: bool = False, ax=None):
     """A small annotated heat map of a 2-D parameter sweep (values[i][j] for rows[i], cols[j])."""
-    plt = _plt()
+    plt = pyplot()
     from matplotlib.colors import LogNorm
 
     fig, ax = (plt.subplots(figsize=(0.9 * len(cols) + 1.5, 0.55 * len(rows) + 1.2), layout="constrained")
@@ -219,9 +117,9 @@ def plot_sweep(values, rows: Sequence, cols: Sequence, row_label: str, col_label
 
 def plot_cross_view_agreement(code1: torch.Tensor, code2: torch.Tensor, axes=None):
     """code1 (K, h1, w1), code2 (K, h2, w2): view-1 argmax, view-2 argmax resized to view 1, and where they agree."""
-    fig, axes = _axes(axes, 1, 3, size=(2.6, 2.6))
+    fig, axes = axes_grid(axes, 1, 3, size=(2.6, 2.6))
     up = F.interpolate(code2[None].float(), size=code1.shape[-2:], mode="bilinear", align_corners=True)[0]
-    a1, a2 = _np(code1.argmax(0)), _np(up.argmax(0))
+    a1, a2 = to_numpy(code1.argmax(0)), to_numpy(up.argmax(0))
     agree = float(cross_view_agreement(code1[None].float(), code2[None].float()))
     axes[0, 0].imshow(a1, cmap=ATOM_CMAP, vmin=0, vmax=9, interpolation="nearest")
     axes[0, 1].imshow(a2, cmap=ATOM_CMAP, vmin=0, vmax=9, interpolation="nearest")
@@ -236,7 +134,7 @@ def cvlr_explorer(views, shapes, images=None, max_atoms: int = 10):
     import ipywidgets as widgets
     from IPython.display import display
 
-    plt = _plt()
+    plt = pyplot()
     k = widgets.IntSlider(value=min(6, max_atoms), min=2, max=max_atoms, description="K")
     tau = widgets.FloatLogSlider(value=0.1, base=10, min=-2, max=0.5, step=0.1, description="temperature")
     iters = widgets.IntSlider(value=10, min=1, max=50, description="T")
@@ -257,7 +155,7 @@ def cvlr_explorer(views, shapes, images=None, max_atoms: int = 10):
                       (maps1[0].argmax(0), ATOM_CMAP, 9, "view 1 argmax"),
                       (up2[0].argmax(0), ATOM_CMAP, 9, "view 2 argmax, resized")]
             for a, (img, cmap, vmax, title) in zip(axes, panels):
-                a.imshow(_np(img), cmap=cmap, vmin=0, vmax=vmax, interpolation="nearest")
+                a.imshow(to_numpy(img), cmap=cmap, vmin=0, vmax=vmax, interpolation="nearest")
                 a.set_title(title, fontsize=9), a.set_xticks([]), a.set_yticks([])
             fig.suptitle(f"relative error {float(res.relative_error[-1, 0]):.4f}, "
                          f"cross-view agreement {agree:.1%}", fontsize=9)

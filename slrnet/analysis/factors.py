@@ -1,9 +1,9 @@
 """Look inside SLRNet's low-rank module: the dictionary, the codes of both views, step by step.
 
 ``extract_factors`` runs a trained SLRNet on one image (eval mode, no gradient) exactly as its
-training forward does (view 2 = the image resized by ``scale_factor``, optionally flipped), and
-re-runs the cross-view factorisation (METHOD.md 1.5-1.6) one CVLR step at a time with the module's
-own weights (``transform1``, ``transform2``, temperature, eps), keeping what the module discards:
+training forward does (view 2 = the image resized by ``scale_factor``, optionally flipped, and the
+model says which), and asks the cross-view factorisation (METHOD.md 1.5-1.6) for its iterates
+(``SLRNet.factorise(..., return_iterates=True)``), keeping what the module discards:
 
     X' = W1 X               (N1+N2, C)  stacked features of both views, the matrix being factorised
     D_0 = l2n(W1 D0ᵀ)       (K, C)      atom k = the soft mean of class k under the aux head
@@ -11,7 +11,7 @@ own weights (``transform1``, ``transform2``, temperature, eps), keeping what the
                    objective_t = ||X' − Z_tᵀ D_t||²  (Σ over both views)
     R = Z_Tᵀ D_T            (N1+N2, C)  the rank-≤K reconstruction fed back through W2
 
-    >>> from slrnet.factors import extract_factors, summarize_factors
+    >>> from slrnet.analysis.factors import extract_factors, summarize_factors
     >>> f = extract_factors(model, image)                   # image (3, H, W), normalised
     >>> f["codes1"].shape, f["codes2"].shape, f["dictionaries"].shape     # (K,h,w) (K,h2,w2) (T+1,K,C)
     >>> summarize_factors([f], [mask])["code_agreement"]
@@ -19,7 +19,7 @@ own weights (``transform1``, ``transform2``, temperature, eps), keeping what the
 Plus the numbers the figures summarise: per-pixel code disagreement (the code-consistency term of
 the loss), the atom/class overlap with the ground truth and its purity, singular values and the
 entropy-based effective rank (Roy & Vetterli, "The effective rank: a measure of effective
-dimensionality", EUSIPCO 2007). Notebook 04 gets its model from ``slrnet.notebook_model.load_or_train``
+dimensionality", EUSIPCO 2007). Notebook 04 gets its model from ``slrnet.analysis.trained_model.load_or_train``
 (notebook 02's checkpoint, or a short run trained on the spot so the notebook also runs alone).
 
 Reference: Pan et al., "Learning Self-Supervised Low-Rank Network for Single-Stage Weakly and
@@ -33,7 +33,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from slrnet.cmf import cvlr_step, l2_normalize
 from slrnet.losses import max_onehot
 
 VOID = 255
@@ -60,12 +59,13 @@ def _as_batch(image: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- extraction
 @torch.no_grad()
 def extract_factors(model, image: torch.Tensor, num_iters: int | None = None,
-                    generator: torch.Generator | None = None) -> dict:
+                    generator: torch.Generator | None = None, temperature: float | None = None) -> dict:
     """Every factor of SLRNet's cross-view factorisation for one image; tensors on the CPU.
 
     image: (3, H, W) or (1, 3, H, W), normalised like the training data. ``num_iters``: CVLR steps to
-    run (None = the module's T; more shows where the iteration heads). ``generator`` draws the
-    optional flip of view 2 (``model.second_view``; None = the global RNG, as the training forward).
+    run (None = the module's T; more shows where the iteration heads); ``temperature``: the codes' softmax
+    temperature for this call (None = the module's τ; the network's weights are unchanged). ``generator``
+    draws the optional flip of view 2 (``model.second_view``; None = the global RNG, as the training forward).
     The model is put in eval mode and restored afterwards.
 
     Keys (K atoms = classes incl. background, T iterations, views 1 (h, w) and 2 (h2, w2)):
@@ -90,47 +90,36 @@ def extract_factors(model, image: torch.Tensor, num_iters: int | None = None,
     was_training = model.training
     model.eval()
     try:
-        view2, inverse = model.second_view(images, generator=generator)            # (1, 3, H2, W2)
-        x1, s1 = model.features(images)                                             # (1, C, h, w)
+        view2, inverse, flip = model.second_view(images, generator=generator)      # (1, 3, H2, W2)
+        x1, _ = model.features(images)                                              # (1, C, h, w)
         x2, _ = model.features(view2)                                               # (1, C, h2, w2)
         aux_logits, aux_masks = model.aux(x1)                                       # (1, K, h, w)
-        d0 = model.initialize_dictionary(x1, aux_logits)                            # (1, C, K)
-        x = torch.cat([x1.flatten(2), x2.flatten(2)], dim=2).transpose(1, 2)        # (1, N, C)
-        w1, b1 = fr.transform1.weight, fr.transform1.bias
-        dictionary = l2_normalize(F.linear(d0.transpose(1, 2), w1, b1), fr.eps)     # (1, K, C)
-        features = F.linear(x, w1, b1)                                              # (1, N, C) X'
-        dictionaries, codings, objective = [dictionary], [], []
-        for _ in range(steps):   # the module's loop, one step at a time (same call, same arguments)
-            coding, dictionary = cvlr_step(x, dictionary, fr.scale, w1, b1, fr.eps)  # (1,K,N), (1,K,C)
-            recon = torch.bmm(coding.transpose(1, 2), dictionary)                   # (1, N, C)
-            dictionaries.append(dictionary)
-            codings.append(coding)
-            objective.append((features - recon).pow(2).sum())
-        output = F.relu(x + fr.transform2(F.relu(recon)))                           # (1, N, C) as the module
+        *_, it = model.factorise(x1, aux_logits, x2, return_iterates=True, num_iters=steps,
+                                 temperature=temperature)
+        features = fr.transform1(it["input"])                                       # (1, N, C) X' = W1 X
+        recons = torch.matmul(it["codes"].transpose(2, 3), it["dictionaries"][1:])  # (T, 1, N, C) Z_tᵀ D_t
+        objective = (features - recons).pow(2).sum(dim=(1, 2, 3))                   # (T,)
         predicted = model.predict(images)
     finally:
         model.train(was_training)
 
     (h, w), (h2, w2) = x1.shape[-2:], x2.shape[-2:]
     n1 = h * w
-    codes = torch.cat(codings)                                                      # (T, K, N)
+    codes = it["codes"][:, 0]                                                       # (T, K, N)
     codes1 = codes[:, :, :n1].reshape(steps, -1, h, w)                              # (T, K, h, w)
     codes2 = codes[:, :, n1:].reshape(steps, -1, h2, w2)                            # (T, K, h2, w2)
     codes2_up = inverse(codes2, (h, w))                                             # (T, K, h, w)
-    # which way view 2 went, read off the view itself (second_view does not return its draw)
-    flipped = bool(model.use_flip and not torch.equal(view2, _resize(images, view2.shape[-2:])))
-    objective = torch.stack(objective)
     cpu = lambda t: t.detach().cpu()  # noqa: E731
     masks = predicted["masks"][0]
     return {
-        "image": cpu(images[0]), "view2": cpu(view2[0]), "view2_flipped": flipped,
+        "image": cpu(images[0]), "view2": cpu(view2[0]), "view2_flipped": bool(flip is not None and flip[0]),
         "view_shapes": ((h, w), (h2, w2)), "view_sizes": (n1, h2 * w2),
-        "num_iters": steps, "temperature": fr.temperature,
+        "num_iters": steps, "temperature": fr.temperature if temperature is None else float(temperature),
         "codes1": cpu(codes1[-1]), "codes2": cpu(codes2[-1]), "codes2_up": cpu(codes2_up[-1]),
         "codes1_iters": cpu(codes1), "codes2_iters": cpu(codes2), "codes2_up_iters": cpu(codes2_up),
-        "dictionary_init": cpu(d0[0].T), "dictionaries": cpu(torch.cat(dictionaries)),
+        "dictionary_init": cpu(it["dictionary_init"][0].T), "dictionaries": cpu(it["dictionaries"][:, 0]),
         "objective": cpu(objective), "relative_objective": cpu(objective / features.pow(2).sum().clamp_min(1e-30)),
-        "features": cpu(features[0]), "reconstruction": cpu(recon[0]), "output": cpu(output[0]),
+        "features": cpu(features[0]), "reconstruction": cpu(it["reconstruction"][0]), "output": cpu(it["output"][0]),
         "aux_masks": cpu(aux_masks[0]), "masks": cpu(masks), "prediction": masks.argmax(0).cpu(),
         "scores": None if predicted["scores"] is None else cpu(predicted["scores"][0]),
     }
@@ -242,6 +231,19 @@ def summarize_factors(factors: Sequence[dict], masks: Sequence | None = None, nu
         out.update(overlap=overlap.tolist(), purity=purity(overlap), atom_identity_rate=atom_identity_rate(overlap),
                    purity_single_atom=float(overlap.sum(axis=0).max() / max(overlap.sum(), 1)))
     return out
+
+
+def code_sharpness(factors: dict) -> dict:
+    """How far the final codes are from uniform, and why: ``uniform`` 1/K; ``min`` / ``max`` code; ``mean_top``, the
+    mean over pixels of the winning atom's code (1/K: no preference, 1: one-hot); ``score_range``, the mean over
+    pixels of max_k − min_k of the scores D X'ᵀ / τ the last step's softmax saw. Codes are near 1/K when that range
+    is small against 1: the softmax then barely separates the atoms."""
+    codes = torch.cat([factors["codes1"].flatten(1), factors["codes2"].flatten(1)], dim=1)      # (K, N)
+    scores = factors["dictionaries"][-2] @ factors["features"].T / factors["temperature"]     # (K, N)
+    return {"uniform": 1.0 / codes.shape[0], "min": float(codes.min()), "max": float(codes.max()),
+            "mean_top": float(codes.max(dim=0).values.mean()),
+            "score_range": float((scores.max(dim=0).values - scores.min(dim=0).values).mean()),
+            "temperature": float(factors["temperature"])}
 
 
 # ----------------------------------------------------------------------------- notebook 04's images

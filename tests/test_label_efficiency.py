@@ -1,5 +1,5 @@
-"""The label-efficiency study of notebook 03 (slrnet.semi_study): configs per setting, training sets,
-the leak check, reuse of notebook 02's result, the plot, and one tiny training run."""
+"""The label-efficiency study of notebook 03 (slrnet.analysis.label_efficiency): configs per setting (one budget for
+all), training sets, the leak check, the plot, and tiny training runs."""
 import json
 from pathlib import Path
 
@@ -10,8 +10,8 @@ matplotlib.use("Agg")
 import pytest
 import torch
 
-from slrnet import semi_study as S
-from slrnet import viz_semi as V
+from slrnet.analysis import label_efficiency as S
+from slrnet.viz import label_efficiency as V
 from slrnet.config import load_config
 from slrnet.data import SemiSupervisedSplit, VOCSegmentation, ensure_default_dataset, select_labelled
 
@@ -53,19 +53,18 @@ def test_study_configs_per_setting(profile, tmp_path, tiny_root):
     assert {s: c["train"]["loss_coeff"] for s, c in over.items()} == {
         "weak": [1, 2, 3, 4], "semi_w_cls": [1, 2, 3, 4], "semi_wo_cls": [1, 2, 3, 4], "labelled_only": [1, 2, 3, 4]}
     assert cfgs["semi_wo_cls"]["model"]["cutoff_top"] == 0.8 and cfgs["semi_wo_cls"]["model"]["cutoff_low"] == 0.6
-    # each variant its own schedule (without image labels the longer one, as on VOC); the labelled-only
-    # baseline follows the longer one, the weak setting the variant with image labels
-    # (the baseline's max_steps_per_epoch is the steps that variant's epochs actually take: see
-    # test_labelled_only_trains_as_many_steps_as_the_variant_it_follows)
-    keys = [k for k in S.SCHEDULE_KEYS if k != "max_steps_per_epoch"]
+    # one budget for every setting: the same epochs (pretraining included), steps per epoch and validation
+    keys = ("num_epochs", "pretrain_epochs", "max_steps_per_epoch", "val_every", "val_max_images")
     schedules = {s: tuple(c["train"][k] for k in keys) for s, c in cfgs.items()}
-    assert schedules["weak"] == schedules["semi_w_cls"] and schedules["labelled_only"] == schedules["semi_wo_cls"]
-    steps = {s: c["train"]["max_steps_per_epoch"] for s, c in cfgs.items()}
-    assert steps["semi_w_cls"] == steps["semi_wo_cls"] == {"smoke": 3, "quick": 36, "full": 0}[profile]
-    epochs = {s: (c["train"]["num_epochs"], c["train"]["pretrain_epochs"]) for s, c in cfgs.items()}
-    assert epochs["semi_w_cls"] == {"smoke": (2, 0), "quick": (24, 4), "full": (30, 5)}[profile]
-    assert epochs["semi_wo_cls"] == epochs["labelled_only"] == {"smoke": (2, 0), "quick": (32, 8),
-                                                                  "full": (40, 10)}[profile]
+    assert len(set(schedules.values())) == 1, schedules
+    batches = {s: c["train"]["batch_size"] for s, c in cfgs.items() if s != "labelled_only"}
+    assert len(set(batches.values())) == 1
+    images = {"smoke": 48, "quick": 20, "full": 20}[profile]          # quick and full read the tiny dataset
+    batch = cfgs["weak"]["train"]["batch_size"]
+    steps = {"smoke": min(images // batch, 3), "quick": min(images // batch, 36), "full": images // batch}[profile]
+    assert cfgs["weak"]["train"]["max_steps_per_epoch"] == steps
+    epochs = (cfgs["weak"]["train"]["num_epochs"], cfgs["weak"]["train"]["pretrain_epochs"])
+    assert epochs == {"smoke": (2, 0), "quick": (12, 2), "full": (30, 5)}[profile]
     # the baseline: each step as many pixel-labelled images as the wo_cls variant's batches hold on average
     wo = S.study_train_set(cfgs["semi_wo_cls"], "semi_wo_cls")
     batch = cfgs["semi_wo_cls"]["train"]["batch_size"]
@@ -84,7 +83,7 @@ def test_study_rejects_bad_settings_and_fractions(tmp_path):
     assert S.study_config("weak", None, "smoke", tmp_path)["model"]["name"] == "slrnet"   # no fraction needed
     with pytest.raises(ValueError, match="profile"):
         S.default_fractions("fast")
-    assert S.default_fractions("quick") == [0.138] and len(S.default_fractions("full")) == 4
+    assert S.default_fractions("quick") == [0.05, 0.138, 0.5] and len(S.default_fractions("full")) == 4
 
 
 def test_semi_quick_configs_mirror_the_weak_one():
@@ -99,8 +98,8 @@ def test_semi_quick_configs_mirror_the_weak_one():
             assert semi["train"][key] == weak["train"][key], f"{name}: train.{key} differs from shapes_quick.yaml"
         for key in ("name", "root", "crop_size", "scale", "generate"):
             assert semi["dataset"][key] == weak["dataset"][key], f"{name}: dataset.{key} differs"
-        # the configs' own fraction is the one notebook 03 trains in the quick profile
-        assert [semi["dataset"]["labelled_ratio"]] == S.default_fractions("quick") and semi["test"]["bg_pow"] == 1
+        # the configs' own fraction is one of those notebook 03 trains in the quick profile
+        assert semi["dataset"]["labelled_ratio"] in S.default_fractions("quick") and semi["test"]["bg_pow"] == 1
 
 
 def test_semi_quick_schedules_keep_the_voc_recipes_shares():
@@ -146,26 +145,25 @@ def test_training_sets_per_setting_and_no_leak(tiny_root, tmp_path):
 
 
 @pytest.mark.parametrize("profile, batch_size", [("quick", 4), ("full", 4), ("full", 16)])
-def test_labelled_only_trains_as_many_steps_as_the_variant_it_follows(tiny_root, tmp_path, profile, batch_size):
-    """Whether epochs are capped (quick) or whole (full, where the variant without image labels has the most
-    items), the baseline's epochs have exactly that variant's number of steps."""
+def test_every_setting_trains_the_same_number_of_steps(tiny_root, tmp_path, profile, batch_size):
+    """Whether epochs are capped (quick) or whole (full), every setting's epochs have the same number of steps:
+    one pass over the training images; the labelled-only baseline's oversampling fills them."""
     cfgs = configs(profile, tmp_path, fraction=0.25, data_root=tiny_root, overrides={"train.batch_size": batch_size})
-    wo, only = S.study_train_set(cfgs["semi_wo_cls"], "semi_wo_cls"), S.study_train_set(cfgs["labelled_only"],
-                                                                                         "labelled_only")
+    sets = {s: S.study_train_set(cfgs[s], s) for s in S.SETTINGS}
 
     def steps_per_epoch(cfg, split):
         n, cap = len(split) // cfg["train"]["batch_size"], cfg["train"]["max_steps_per_epoch"]
         return min(n, cap) if cap else n
 
-    assert len(wo) == 5 * 7 + 15
-    expected = min(50 // batch_size, 36) if profile == "quick" else 50 // batch_size
-    # 35 of the 50 items are pixel-labelled: batches of 4 hold 2.8 of them on average, of 16 11.2
+    assert len(sets["semi_wo_cls"]) == 5 * 7 + 15 and len(sets["weak"]) == 20
+    expected = 20 // batch_size
+    assert {s: steps_per_epoch(cfgs[s], sets[s]) for s in S.SETTINGS} == {s: expected for s in S.SETTINGS}
+    assert len({c["train"]["num_epochs"] for c in cfgs.values()}) == 1
+    # 35 of the wo_cls variant's 50 items are pixel-labelled: its batches of 4 hold 2.8 of them on average, of 16 11.2
     assert cfgs["labelled_only"]["train"]["batch_size"] == {4: 3, 16: 12}[batch_size]
-    assert steps_per_epoch(cfgs["labelled_only"], only) == steps_per_epoch(cfgs["semi_wo_cls"], wo) == expected
-    assert cfgs["labelled_only"]["train"]["num_epochs"] == cfgs["semi_wo_cls"]["train"]["num_epochs"]
     again = S.study_train_set(cfgs["labelled_only"], "labelled_only")       # built again: the same
-    assert len(again) == len(only) and steps_per_epoch(cfgs["labelled_only"], again) == expected
-    assert all(only[i]["has_mask"] for i in range(len(only)))
+    assert len(again) == len(sets["labelled_only"]) and steps_per_epoch(cfgs["labelled_only"], again) == expected
+    assert all(sets["labelled_only"][i]["has_mask"] for i in range(len(sets["labelled_only"])))
 
 
 def test_check_split_catches_a_leak(tiny_root):
@@ -178,22 +176,6 @@ def test_check_split_catches_a_leak(tiny_root):
         S.check_split(Leaky(base, [0, 1]))
     with pytest.raises(TypeError, match="SemiSupervisedSplit"):
         S.check_split(base)
-
-
-def test_weak_result_is_read_from_notebook_02_only_when_it_matches(tmp_path):
-    path = tmp_path / "metrics.json"
-    weights = "data/pretrained/tiny_w16_shapes.pth"
-    assert S.weak_run_from_metrics(path, "quick", 2000, "tiny", weights) is None       # not there
-    good = {"val_miou": 0.42, "profile": "quick", "num_train_images": 2000, "backbone": "tiny", "use_cvlr": True,
-            "epochs": 10, "train_seconds": 300.0, "pretrained": weights}
-    path.write_text(json.dumps(good))
-    run = S.weak_run_from_metrics(path, "quick", 2000, "tiny", weights)
-    assert run.setting == "weak" and run.fraction is None and run.model is None and run.history is None
-    assert run.row["val_miou"] == 0.42 and str(path) in run.row["source"]
-    for change in ({"profile": "smoke"}, {"num_train_images": 48}, {"backbone": "resnet38"}, {"use_cvlr": False},
-                   {"val_miou": None}, {"pretrained": ""}):
-        path.write_text(json.dumps({**good, **change}))
-        assert S.weak_run_from_metrics(path, "quick", 2000, "tiny", weights) is None, change
 
 
 def fake_rows():
@@ -232,16 +214,69 @@ def test_plot_label_efficiency(tmp_path):
         V.plot_label_efficiency([])
 
 
-def test_summary_metrics_and_row_order():
+def test_summary_metrics_margins_and_row_order():
     rows = fake_rows()
     summary = S.summary_metrics(rows, 0.1)
+    curves = summary.pop("curves")
     assert summary == {"headline_fraction": 0.1, "weak_val_miou": 0.3, "semi_w_cls_val_miou": pytest.approx(0.6),
                        "semi_wo_cls_val_miou": pytest.approx(0.55), "labelled_only_val_miou": pytest.approx(0.45)}
+    assert curves["weak"] == {"null": 0.3} and curves["semi_w_cls"] == pytest.approx({"0.02": 0.52, "0.1": 0.6})
     assert S.summary_metrics(rows, 0.05)["semi_w_cls_val_miou"] is None
+    margins = {(m["setting"], m["fraction"]): m["margin"] for m in S.margins_over_labelled_only(rows)}
+    assert margins == pytest.approx({("semi_w_cls", 0.02): 0.15, ("semi_w_cls", 0.1): 0.15,
+                                     ("semi_wo_cls", 0.02): 0.1, ("semi_wo_cls", 0.1): 0.1})
     runs = {(r["setting"], r["fraction"]): S.StudyRun(r["setting"], r["fraction"], r) for r in reversed(rows)}
     ordered = S.study_rows(runs)
     assert [(r["setting"], r["fraction"]) for r in ordered][:3] == [("weak", None), ("semi_w_cls", 0.02),
                                                                    ("semi_w_cls", 0.1)]
+
+
+def test_seed_summary_pairs_each_seed_with_its_baseline():
+    rows = [{"setting": s, "fraction": 0.1, "seed": seed, "val_miou": v}
+            for seed, (w, alone) in enumerate(((0.6, 0.5), (0.4, 0.45), (0.7, 0.5)))
+            for s, v in (("semi_w_cls", w), ("labelled_only", alone))]
+    rows.append({"setting": "weak", "fraction": None, "seed": 0, "val_miou": 0.3})
+    summary = {(e["setting"], e["fraction"]): e for e in S.seed_summary(rows)}
+    w = summary["semi_w_cls", 0.1]
+    assert w["seeds"] == 3 and w["mean"] == pytest.approx(0.5667, abs=1e-4) and w["std"] == pytest.approx(0.1528, abs=1e-4)
+    assert w["wins"] == 2 and w["paired"] == 3 and w["mean_margin"] == pytest.approx((0.1 - 0.05 + 0.2) / 3)
+    assert summary["weak", None]["std"] is None and "wins" not in summary["labelled_only", 0.1]
+    assert [e["setting"] for e in S.seed_summary(rows)] == ["weak", "semi_w_cls", "labelled_only"]
+
+
+def test_budget_table_reads_the_configs(tmp_path):
+    cfgs = configs("smoke", tmp_path)
+    table = {r["setting"]: r for r in S.budget_table(cfgs)}
+    for s, c in cfgs.items():
+        assert table[s]["steps"] == c["train"]["num_epochs"] * c["train"]["max_steps_per_epoch"]
+        assert table[s]["batch_size"] == c["train"]["batch_size"] and table[s]["loss_coeff"] == c["train"]["loss_coeff"]
+    assert len({r["steps"] for r in table.values()}) == 1
+
+
+def test_the_seed_study_script_writes_its_results(tmp_path, monkeypatch):
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "experiments" / "label_efficiency_seeds.py"
+    spec = importlib.util.spec_from_file_location("label_efficiency_seeds", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.parse_seeds(["0-2", "5"]) == [0, 1, 2, 5]
+    calls = []
+
+    def fake_run_study(fractions, **kw):
+        calls.append((tuple(fractions), kw["seed"], kw["profile"]))
+        return {(s, None if s == "weak" else f): S.StudyRun(s, None if s == "weak" else f,
+                                                           {"setting": s, "fraction": None if s == "weak" else f,
+                                                            "val_miou": 0.5 + kw["seed"] / 10})
+                for s in S.SETTINGS for f in fractions}
+
+    monkeypatch.setattr(script.study, "run_study", fake_run_study)
+    out = tmp_path / "seeds.json"
+    assert script.main(["--seeds", "0-1", "--profile", "smoke", "--fractions", "0.1", "--output", str(out)]) == 0
+    saved = json.loads(out.read_text())
+    assert calls == [((0.1,), 0, "smoke"), ((0.1,), 1, "smoke")]
+    assert saved["seeds"] == [0, 1] and len(saved["rows"]) == 8 and "label_efficiency_seeds.py" in saved["command"]
+    assert {r["seed"] for r in saved["rows"]} == {0, 1}
 
 
 def test_smoke_training_of_the_labelled_only_baseline(tiny_root, tmp_path, monkeypatch):

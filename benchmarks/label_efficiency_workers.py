@@ -6,11 +6,11 @@ schedule, twice in the same run: ``run_study(..., workers=1)`` (in this process,
 ``run_study(..., workers=N)`` (N processes, the threads shared out). Prints a table of wall time and
 each run's val mIoU, and the speed-up.
 
-    python benchmarks/semi_study_workers.py                      # 3 epochs of 20 steps, CPU
-    python benchmarks/semi_study_workers.py --epochs 2 --steps 10 --workers 2
+    python benchmarks/label_efficiency_workers.py                      # 3 epochs of 20 steps, CPU
+    python benchmarks/label_efficiency_workers.py --epochs 2 --steps 10 --workers 2
 
 The two rows of val mIoU differ only by the floating-point order of another thread count
-(tests/test_semi_study.py checks that equal thread counts give equal weights).
+(tests/test_label_efficiency.py checks that equal thread counts give equal weights).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from slrnet import semi_study as study
+from slrnet.analysis import label_efficiency as study
 
 SETTINGS = ("semi_w_cls", "semi_wo_cls", "labelled_only")
 

@@ -2,15 +2,16 @@
 
 Four settings from two network passes over the split: single scale (scale 1, no flip) and multi-scale
 + flip (the config's ``test.scales``), each without and with the dense CRF. Both CRF and no-CRF
-predictions come from the same pass (``slrnet.infer.iter_inference`` runs the CRF in worker processes
-while the network goes on). Classes are kept by the **predicted** class scores (sigmoid > fp_cut,
+predictions come from the same pass (``slrnet.infer.Predictor.iter_dataset`` runs the CRF in worker
+processes while the network goes on). Classes are kept by the **predicted** class scores (sigmoid > fp_cut,
 top-k), never by ground-truth image labels (``use_cls_label`` is off: that would leak labels on val).
 
-    >>> from slrnet import evaluation_report as R
-    >>> from slrnet.notebook_model import evaluation_set, load_or_train
+    >>> from slrnet.analysis import evaluation_report as R
+    >>> from slrnet.analysis.trained_model import evaluation_set, load_or_train
+    >>> from slrnet.infer import TestConfig
     >>> model, cfg, info = load_or_train(None, "outputs/05_evaluate", profile="quick")   # 02's model or a short run
     >>> dataset = evaluation_set(cfg, split="val", num_classes=model.num_classes)
-    >>> result = R.evaluate_model(model, dataset, scales=cfg["test"]["scales"], apply_crf=True)
+    >>> result = R.evaluate_model(model, dataset, TestConfig.from_config(cfg, apply_crf=True))
     >>> print(R.markdown_table(result.rows()))        # the 4-row mIoU table
     >>> result.metrics()                               # val_miou, val_miou_crf, ... for metrics.json
 
@@ -26,6 +27,8 @@ from typing import Sequence
 
 import numpy as np
 
+from slrnet.infer import Predictor, TestConfig
+
 # METHOD.md section 6: numbers reported in the paper on PASCAL VOC 2012 (not measured by this library).
 PAPER_VOC_RESULTS = (
     {"setting": "weakly supervised, single stage, + CRF", "backbone": "WideResNet-38", "voc_val_miou": 67.2,
@@ -39,10 +42,6 @@ PAPER_VOC_RESULTS = (
     {"setting": "predecessor single-stage baseline (no CVLR), + CRF", "backbone": "WideResNet-38",
      "voc_val_miou": 62.7, "note": ""},
 )
-
-# Images evaluated per profile (None: the whole split). The smoke profile caps the split so that a
-# checkpoint from a longer run (notebook 02 in the quick profile, 300 val images) still evaluates in seconds.
-EVAL_MAX_IMAGES = {"smoke": 12, "quick": None, "full": None}
 
 # Setting keys -> metrics.json names.
 METRIC_NAMES = {"multi_scale": "val_miou", "multi_scale_crf": "val_miou_crf",
@@ -154,7 +153,7 @@ class EvaluationResult:
         return {n: None if np.isnan(v) else float(v) for n, v in zip(self.class_names, iou)}
 
     def setting_mious(self) -> dict[str, dict[str, float | None]]:
-        """{pass label: {"no CRF": mIoU, "CRF": mIoU}} for ``viz_eval.plot_setting_comparison``."""
+        """{pass label: {"no CRF": mIoU, "CRF": mIoU}} for ``slrnet.viz.evaluation.plot_setting_comparison``."""
         return {p.label: {"no CRF": self.miou(p.key), **({"CRF": self.miou(p.key + "_crf")} if self.apply_crf else {})}
                 for p in self.passes}
 
@@ -197,19 +196,23 @@ class EvaluationResult:
         return out
 
 
-def evaluate_model(model, dataset, scales: Sequence[float], *, apply_crf: bool = True, fp_cut: float = 0.3,
-                   top_k: int = 6, bg_pow: float = 3, max_images: int | None = None, num_workers: int | None = None,
-                   device="auto", num_examples: int = 4, amp: bool = True,
+def evaluate_model(model, dataset, test: TestConfig, *, max_images: int | None = None,
+                   num_workers: int | None = None, device="auto", num_examples: int = 4, amp: bool = True,
                    keep_predictions: bool = False) -> EvaluationResult:
-    """Single-scale and multi-scale + flip passes over the first ``max_images`` (None: all) images of
-    ``dataset``, each with and without CRF when ``apply_crf``: confusion matrices, per-image IoU, and the
+    """With ``test``'s class filtering (its predicted scores pick the classes: ``use_cls_label`` is refused
+    here, it would leak labels on val) and its scales: single-scale and multi-scale + flip passes over the
+    first ``max_images`` (None: all) images of
+    ``dataset``, each with and without CRF when ``test.apply_crf``: confusion matrices, per-image IoU, and the
     best / worst ``num_examples`` images of the final setting (multi-scale + flip, + CRF when applied;
     at most half the images each, so the two lists share no image when all are scored). Images without pixel labels
     are not scored (per-image IoU NaN). ``keep_predictions`` also keeps every predicted map (memory:
-    images x settings x H x W bytes) for ``viz_eval.prediction_explorer``."""
-    from slrnet.infer import iter_inference
+    images x settings x H x W bytes) for ``slrnet.viz.evaluation.prediction_explorer``."""
     from slrnet.metrics import ConfusionMatrix
 
+    if test.use_cls_label:
+        raise ValueError("evaluate_model: test.use_cls_label would pick classes by the ground truth on the "
+                         "evaluated split; evaluate with use_cls_label=False")
+    apply_crf, scales = test.apply_crf, test.scales
     count = len(dataset) if not max_images else min(len(dataset), int(max_images))
     if count == 0:
         raise ValueError(f"evaluate_model: the dataset {dataset!r} is empty")
@@ -219,12 +222,7 @@ def evaluate_model(model, dataset, scales: Sequence[float], *, apply_crf: bool =
         from slrnet.metrics import default_class_names
         class_names = default_class_names(num_classes)
     passes = inference_passes(scales)
-    from slrnet.models.inference import is_prepared, prepare_for_inference
-    from slrnet.utils import resolve_device
-
-    device = resolve_device(device)
-    if not is_prepared(model):        # once for all passes (iter_inference would prepare a copy per pass)
-        model = prepare_for_inference(model.to(device).eval())
+    model = Predictor(model, device=device).model        # prepared once for all passes
     final_key = "multi_scale_crf" if apply_crf else "multi_scale"
     extremes = ExtremeExamples(min(num_examples, count // 2))
     confusion = {}
@@ -234,9 +232,8 @@ def evaluate_model(model, dataset, scales: Sequence[float], *, apply_crf: bool =
     kept_preds: dict[str, list] | None = {} if keep_predictions else None
     for p in passes:
         start = time.perf_counter()
-        records = iter_inference(model, dataset, scales=p.scales, flip=p.flip, use_cls_label=False, fp_cut=fp_cut,
-                                 top_k=top_k, bg_pow=bg_pow, apply_crf=apply_crf, num_workers=num_workers,
-                                 device=device, amp=amp, max_images=count)
+        predictor = Predictor(model, test.replace(scales=p.scales, flip=p.flip), device=device, amp=amp)
+        records = predictor.iter_dataset(dataset, max_images=count, num_workers=num_workers)
         keys = (p.key, p.key + "_crf") if apply_crf else (p.key,)
         for index, rec in enumerate(records):
             if p is passes[0]:
@@ -262,13 +259,13 @@ def evaluate_model(model, dataset, scales: Sequence[float], *, apply_crf: bool =
                  "iou": image_ious[final_key][e["index"]]} for e in items]
 
     examples = {"setting": final_key, "best": entries(extremes.best()), "worst": entries(extremes.worst())}
-    settings = {"scales": [float(s) for s in scales], "fp_cut": fp_cut, "top_k": top_k, "bg_pow": bg_pow}
+    settings = {"scales": list(scales), "fp_cut": test.fp_cut, "top_k": test.top_k, "bg_pow": test.bg_pow}
     return EvaluationResult(class_names, passes, apply_crf, confusion, image_ious, names, examples, seconds, settings,
                             kept_preds)
 
 
 def example_rows(dataset, entries: Sequence[dict]) -> list[tuple]:
-    """``(image uint8 (H, W, 3), ground truth, prediction, caption)`` rows for ``viz_eval.plot_prediction_rows``."""
+    """``(image uint8 (H, W, 3), ground truth, prediction, caption)`` rows for ``slrnet.viz.evaluation.plot_prediction_rows``."""
     from slrnet.data.transforms import denormalize
 
     rows = []

@@ -1,10 +1,10 @@
-"""Figures of SLRNet's low-rank factors (notebook 04), drawn from ``slrnet.factors.extract_factors``.
+"""Figures of SLRNet's low-rank factors (notebook 04), drawn from ``slrnet.analysis.factors.extract_factors``.
 
 Every function takes optional axes (``ax`` / ``axes``) and returns the Figure, so it runs headless
-(Agg) in tests and papermill and inline in JupyterLab. All are re-exported from ``slrnet.viz``.
+(Agg) in tests and papermill and inline in JupyterLab. 
 
-    >>> from slrnet.factors import extract_factors, summarize_factors
-    >>> from slrnet.viz import plot_atom_codes, plot_winning_atoms, factor_explorer
+    >>> from slrnet.analysis.factors import extract_factors, summarize_factors
+    >>> from slrnet.viz.factors import factor_explorer, plot_atom_codes, plot_winning_atoms
     >>> f = extract_factors(model, image)
     >>> plot_atom_codes(f, class_names).savefig("atoms.png")
     >>> plot_winning_atoms(f, mask, class_names)                # image | GT | atoms view 1 / 2 | prediction
@@ -19,27 +19,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from slrnet.factors import (code_agreement, code_disagreement, effective_rank, purity, singular_values,
+from slrnet.analysis.factors import (code_agreement, code_disagreement, effective_rank, purity, singular_values,
                             winning_atoms, atom_identity_rate)
-from slrnet.viz import _plt, colorize, to_rgb
+from slrnet.viz.common import axes_grid, bare, colorize, pyplot, to_rgb
 
 CODE_CMAP = "viridis"
 VIEWS = ("view 1", "view 2", "view 2 → 1")
-
-
-def _axes(axes, nrows: int, ncols: int, size=(2.0, 2.0)):
-    """(figure, (nrows, ncols) array of axes), made here or reshaped from the caller's."""
-    if axes is None:
-        fig, axes = _plt().subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False,
-                                    layout="constrained")
-        return fig, axes
-    axes = np.asarray(axes, dtype=object).reshape(nrows, ncols)
-    return axes[0, 0].figure, axes
-
-
-def _bare(ax) -> None:
-    ax.set_xticks([])
-    ax.set_yticks([])
 
 
 def _names(class_names, k: int) -> list[str]:
@@ -70,7 +55,7 @@ def plot_atom_codes(factors: dict, class_names: Sequence[str] | None = None, ite
     """
     k = factors["codes1"].shape[0]
     names = _names(class_names, k)
-    fig, axes = _axes(axes, 3, k + 1, size=(1.6, 1.6))
+    fig, axes = axes_grid(axes, 3, k + 1, size=(1.6, 1.6))
     z1, z2 = _codes(factors, "view 1", iteration).float(), _codes(factors, "view 2", iteration).float()
     lo, hi = float(min(z1.min(), z2.min())), float(max(z1.max(), z2.max()))
     hi = max(hi, lo + 1e-6)
@@ -89,7 +74,7 @@ def plot_atom_codes(factors: dict, class_names: Sequence[str] | None = None, ite
                 axes[r, j + 1].set_title(f"atom {j}\n({names[j]})", fontsize=8)
         mappables.append(im)
     for ax in axes.ravel():
-        _bare(ax)
+        bare(ax)
     fig.colorbar(mappables[0], ax=axes[0, -1], shrink=0.8, label="aux prob.")
     fig.colorbar(mappables[1], ax=list(axes[1:, -1]), shrink=0.8, label=f"code (1/K = {1 / k:.3f})")
     t = factors["num_iters"] if iteration is None else iteration
@@ -109,15 +94,15 @@ def plot_winning_atoms(factors: dict, mask=None, class_names: Sequence[str] | No
     panels += [("winning atom, view 1", colorize(winning_atoms(factors["codes1"], size))),
                ("winning atom, view 2 → 1", colorize(winning_atoms(factors["codes2_up"], size))),
                ("prediction", colorize(factors["prediction"]))]
-    fig, axes = _axes(axes, 1, len(panels), size=(2.2, 2.2))
+    fig, axes = axes_grid(axes, 1, len(panels), size=(2.2, 2.2))
     for ax, (title, picture) in zip(axes[0], panels):
         ax.imshow(picture)
         ax.set_title(title, fontsize=8)
-        _bare(ax)
+        bare(ax)
     if class_names is not None:
         k = factors["codes1"].shape[0]
         palette = colorize(np.arange(k))
-        handles = [_plt().Rectangle((0, 0), 1, 1, color=palette[i] / 255) for i in range(k)]
+        handles = [pyplot().Rectangle((0, 0), 1, 1, color=palette[i] / 255) for i in range(k)]
         fig.legend(handles, _names(class_names, k), loc="lower center", ncol=min(k, 7), fontsize=7, frameon=False,
                    bbox_to_anchor=(0.5, -0.12))
     return fig
@@ -127,7 +112,7 @@ def plot_code_agreement(factors: dict, axes=None):
     """Cross-view agreement: winning atoms of both views and mean_k |keepmax(Z1) − keepmax(inv(Z2))| per pixel."""
     z1, z2 = factors["codes1"], factors["codes2_up"]
     disagreement = code_disagreement(z1, z2).float().numpy()
-    fig, axes = _axes(axes, 1, 4, size=(2.2, 2.2))
+    fig, axes = axes_grid(axes, 1, 4, size=(2.2, 2.2))
     axes[0, 0].imshow(to_rgb(factors["image"]))
     axes[0, 0].set_title("image", fontsize=8)
     axes[0, 1].imshow(colorize(winning_atoms(z1)))
@@ -138,7 +123,7 @@ def plot_code_agreement(factors: dict, axes=None):
     axes[0, 3].set_title("code disagreement", fontsize=8)
     fig.colorbar(im, ax=axes[0, 3], shrink=0.8)
     for ax in axes.ravel():
-        _bare(ax)
+        bare(ax)
     fig.suptitle(f"cross-view code agreement {code_agreement(z1, z2):.1%}, "
                  f"L_code = {disagreement.mean():.4f}", fontsize=9)
     return fig
@@ -166,7 +151,7 @@ def plot_dictionary_similarity(factors: dict, class_names: Sequence[str] | None 
             ("initial (rows) vs final (cols)", _cosine(d[0], d[-1]))]
     vmin = min(float(m.min()) for _, m in mats)
     vmin = min(vmin, 1.0 - 1e-6)
-    fig, axes = _axes(axes, 1, 3, size=(3.0, 2.8))
+    fig, axes = axes_grid(axes, 1, 3, size=(3.0, 2.8))
     im = None
     for ax, (title, m) in zip(axes[0], mats):
         im = ax.imshow(m, cmap="viridis", vmin=vmin, vmax=1)
@@ -180,10 +165,10 @@ def plot_dictionary_similarity(factors: dict, class_names: Sequence[str] | None 
 def plot_atom_class_assignment(overlap, class_names: Sequence[str] | None = None, ax=None):
     """Share of each atom's winning pixels per ground-truth class; box = the class it covers most.
 
-    overlap (K atoms, K classes) from ``slrnet.factors.atom_class_overlap`` (summed over images). Atom k
+    overlap (K atoms, K classes) from ``slrnet.analysis.factors.atom_class_overlap`` (summed over images). Atom k
     started from class k, so a boxed diagonal means every atom kept its class.
     """
-    plt = _plt()
+    plt = pyplot()
     overlap = np.asarray(overlap, dtype=np.float64)
     if ax is None:
         fig, ax = plt.subplots(figsize=(0.45 * overlap.shape[1] + 2.5, 0.4 * overlap.shape[0] + 1.5),
@@ -212,7 +197,7 @@ def plot_atom_class_assignment(overlap, class_names: Sequence[str] | None = None
 # ----------------------------------------------------------------------------- rank and objective
 def plot_singular_spectra(factors: dict, ax=None):
     """Singular values (relative to X''s largest) of X' = W1 X and of the reconstruction R = Zᵀ D."""
-    plt = _plt()
+    plt = pyplot()
     if ax is None:
         fig, ax = plt.subplots(figsize=(5, 3.2), layout="constrained")
     else:
@@ -238,7 +223,7 @@ def plot_objective(factors: dict | Sequence[dict], names: Sequence[str] | None =
 
     ``trained_iters`` marks the number of iterations the network was trained with.
     """
-    plt = _plt()
+    plt = pyplot()
     many = [factors] if isinstance(factors, dict) else list(factors)
     if ax is None:
         fig, ax = plt.subplots(figsize=(5, 3.2), layout="constrained")
@@ -268,7 +253,7 @@ def plot_factor_view(factors: dict, atom: int = 0, view: str = "view 1", iterati
     k = codes.shape[0]
     if not 0 <= int(atom) < k:
         raise ValueError(f"atom must be in 0..{k - 1}, got {atom!r}")
-    fig, axes = _axes(axes, 1, 3, size=(2.6, 2.6))
+    fig, axes = axes_grid(axes, 1, 3, size=(2.6, 2.6))
     axes[0, 0].imshow(to_rgb(factors["view2"] if view == "view 2" else factors["image"]))
     axes[0, 0].set_title(view if view == "view 2" else "image", fontsize=8)
     lo, hi = float(codes.min()), float(codes.max())       # one range for all atoms, as plot_atom_codes
@@ -278,7 +263,7 @@ def plot_factor_view(factors: dict, atom: int = 0, view: str = "view 1", iterati
     axes[0, 2].imshow(colorize(winning_atoms(codes)))
     axes[0, 2].set_title("winning atom", fontsize=8)
     for ax in axes.ravel():
-        _bare(ax)
+        bare(ax)
     t = factors["num_iters"] if iteration is None else iteration
     fig.suptitle(f"iteration {t} of {factors['num_iters']}", fontsize=9)
     return fig
@@ -294,7 +279,7 @@ def factor_explorer(factors: Sequence[dict], names: Sequence[str] | None = None,
         raise ValueError("factor_explorer: got no factors")
     names = list(names) if names is not None else [f"image {i}" for i in range(len(factors))]
     k, t = factors[0]["codes1"].shape[0], factors[0]["num_iters"]
-    plt = _plt()
+    plt = pyplot()
 
     def show(image: int = 0, atom: int = 0, view: str = VIEWS[0], iteration: int = t):
         fig = plot_factor_view(factors[image], atom, view, iteration, class_names)

@@ -1,0 +1,54 @@
+"""Datasets from a config's ``dataset`` section: the one place that turns config keys into a dataset.
+
+    >>> from slrnet.data.build import build_dataset
+    >>> train = build_dataset({"name": "shapes", "root": None, "crop_size": 96, "scale": [0.9, 1.0]}, "train", train=True)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from slrnet.data.files import DatasetError
+from slrnet.data.synthetic import ensure_default_dataset
+from slrnet.data.transforms import TrainTransform, ValTransform
+from slrnet.data.voc import VOCSegmentation
+
+
+def resolve_data_root(root) -> Path:
+    """A config root: absolute as is; relative, the CWD if it exists there, else ``data/...`` under
+    ``slrnet.utils.default_data_root()`` ($SLRNET_DATA) and anything else under the checkout."""
+    from slrnet.utils import default_data_root, repo_root
+
+    path = Path(root).expanduser()
+    if path.is_absolute() or path.exists():
+        return path
+    if path.parts and path.parts[0] == "data":
+        return default_data_root().joinpath(*path.parts[1:])
+    return repo_root() / path
+
+
+def build_dataset(cfg_dataset: dict, split: str, train: bool) -> VOCSegmentation:
+    """Dataset from a config's ``dataset`` section (keys as in the original YAML configs).
+
+    Keys: ``name`` ("shapes" generates the embedded dataset on first use, with ``generate`` options;
+    any other name is a VOC-layout root), ``root``, ``crop_size``, ``scale`` [lo, hi]; optional
+    ``list`` (or ``<split>_list``), ``mask_dir`` (None = auto), ``classes``. ``train=True`` gives the
+    training transform, else full images.
+    """
+    cfg = dict(cfg_dataset)
+    name = str(cfg.get("name", "voc")).lower()
+    if name == "shapes":
+        root = ensure_default_dataset(resolve_data_root(cfg["root"]) if cfg.get("root") else None,
+                                      **(cfg.get("generate") or {}))
+    else:
+        if not cfg.get("root"):
+            raise DatasetError(f"dataset.root: expected the folder of the '{name}' dataset, got {cfg.get('root')!r}")
+        root = resolve_data_root(cfg["root"])
+    list_file = cfg.get("list") or cfg.get(f"{split}_list")
+    if list_file is None and split == "train" and (root / "ImageSets/Segmentation/train_aug.txt").is_file():
+        list_file = root / "ImageSets/Segmentation/train_aug.txt"      # the SBD-augmented training list
+    if train:
+        transform = TrainTransform(crop_size=int(cfg.get("crop_size", 321)), scale=tuple(cfg.get("scale", (0.9, 1.0))))
+    else:
+        transform = ValTransform()
+    return VOCSegmentation(root, split=split, list_file=list_file, mask_dir=cfg.get("mask_dir"),
+                           transform=transform, classes=cfg.get("classes"))
