@@ -22,6 +22,8 @@ from typing import Any, Iterable
 
 import yaml
 
+from slrnet.variants import VARIANTS
+
 # Defaults follow experiments/slrnet_voc_wss_v100x2.yaml and METHOD.md. ``None`` means "any type".
 DEFAULTS: dict[str, dict[str, Any]] = {
     "misc": {
@@ -210,12 +212,13 @@ def _check_ranges(out: dict, source: str) -> None:
          "0 with train.decay_rate 1: step decay is not part of the schedule (polynomial decay, power 0.9)")
     need(x["visualize_samples"] in ("", None), "misc.visualize_samples",
          "'' (it has no effect; misc.num_snapshots sets the images of each epoch's snapshot)")
-    if m["name"] in ("slrnet", "single_stage", "slrnet_semi"):
+    need(m["name"] in VARIANTS, "model.name", f"one of {sorted(VARIANTS)}")
+    if not VARIANTS[m["name"]].reads_cutoffs:
         # these variants threshold with the released Net's fixed values (losses.pseudo_labels defaults)
+        readers = sorted(v.name for v in VARIANTS.values() if v.reads_cutoffs)
         need(m["cutoff_top"] == 0.6 and m["cutoff_low"] == 0.2, "model.cutoff_top",
              f"0.6 with model.cutoff_low 0.2 (got cutoff_low {m['cutoff_low']!r}): the {m['name']} variant uses "
-             f"the released network's fixed pseudo-label thresholds; only slrnet_semi_wo_cls, slrnet_coco_pseudo "
-             f"and slrnet_lid_wide read these keys")
+             f"the released network's fixed pseudo-label thresholds; only {', '.join(readers)} read these keys")
     need(t["lr_multipliers"] is None or len(t["lr_multipliers"]) == 4, "train.lr_multipliers",
          "4 numbers [backbone weights, backbone biases, new weights, new biases]")
     need(len(d["scale"]) == 2 and 0 < d["scale"][0] <= d["scale"][1] <= 1, "dataset.scale",

@@ -37,6 +37,7 @@ from slrnet.models import build_model
 from slrnet.pretrain import resolve_pretrained
 from slrnet.run_folder import RunFolder
 from slrnet.utils import progress, resolve_device, seed_everything, write_json
+from slrnet.variants import variant
 
 
 def lr_multipliers(cfg: dict) -> list[float]:
@@ -110,7 +111,7 @@ def build_datasets(cfg: dict, train_set=None, val_set=None):
     dataset is generated on first use."""
     from slrnet.data import build_dataset, build_semi_dataset
 
-    if train_set is None and cfg["model"]["name"] in ("slrnet_semi", "slrnet_semi_wo_cls"):
+    if train_set is None and variant(cfg["model"]["name"]).semi_supervised:
         train_set = build_semi_dataset(cfg["dataset"], cfg["model"]["name"], seed=int(cfg["misc"]["seed"]))
     if train_set is None:
         train_set = build_dataset(cfg["dataset"], "train", train=True)

@@ -110,3 +110,29 @@ def test_cutoffs_are_refused_where_the_variant_does_not_read_them(name):
 def test_cutoffs_are_accepted_where_the_variant_reads_them(name):
     out = validate({"model": {"name": name, "cutoff_top": 0.5, "cutoff_low": 0.1}})
     assert (out["model"]["cutoff_top"], out["model"]["cutoff_low"]) == (0.5, 0.1)
+
+
+def test_one_variant_spec_drives_the_checks_the_model_and_the_split():
+    from slrnet.data.splits import build_semi_dataset
+    from slrnet.models import build_model
+    from slrnet.variants import VARIANTS, variant
+
+    with pytest.raises(ConfigError, match="model.name"):
+        validate({"model": {"name": "slrnet_v2"}})
+    with pytest.raises(ValueError, match="unknown model 'slrnet_v2'"):
+        variant("slrnet_v2")
+    tiny = {"backbone": "tiny", "num_classes": 3, "decoder_channels": 8, "backbone_kwargs": {"width": 4},
+            "aspp_dilations": [1, 2, 3, 4]}
+    for name, spec in VARIANTS.items():
+        if spec.network == "lid":
+            continue                                   # its wide head is built in tests/test_lid_variant.py
+        net = build_model({**tiny, "name": name})
+        assert net.variant == spec.network and net.use_cvlr == spec.use_cvlr, name
+        cutoffs = {"model": {"name": name, "cutoff_top": 0.7}}
+        if spec.reads_cutoffs:
+            assert validate(cutoffs)["model"]["cutoff_top"] == 0.7
+        else:
+            with pytest.raises(ConfigError, match="cutoff_top"):
+                validate(cutoffs)
+    with pytest.raises(ValueError, match="not a semi-supervised model"):
+        build_semi_dataset({"name": "shapes"}, "slrnet", seed=0)

@@ -30,9 +30,9 @@ from torch.utils.data import Dataset
 
 from slrnet.data.build import build_dataset
 from slrnet.data.files import IMAGE_EXTENSIONS, VOID, DatasetError, DatasetFileNotFoundError
+from slrnet.variants import VARIANTS, variant
 
 UNLABELLED_MODES = ("image_labels", "hidden", "drop")
-MODEL_MODES = {"slrnet_semi": "image_labels", "slrnet_semi_wo_cls": "hidden"}   # model.name -> unlabelled part
 
 
 def read_name_list(list_file, root=None) -> list[str]:
@@ -184,10 +184,11 @@ def build_semi_dataset(cfg_dataset: dict, model_name: str, seed: int, unlabelled
     labels kept; ``slrnet_semi_wo_cls``: hidden) unless ``unlabelled`` says otherwise ("drop": labelled only).
     """
     if unlabelled is None:
-        if model_name not in MODEL_MODES:
-            raise ValueError(f"model.name: {model_name!r} is not a semi-supervised model; expected one of "
-                             f"{sorted(MODEL_MODES)}")
-        unlabelled = MODEL_MODES[model_name]
+        spec = variant(model_name)
+        if not spec.semi_supervised:
+            semi = sorted(v.name for v in VARIANTS.values() if v.semi_supervised)
+            raise ValueError(f"model.name: {model_name!r} is not a semi-supervised model; expected one of {semi}")
+        unlabelled = spec.unlabelled
     base = build_dataset(cfg_dataset, split, train=train)
     labelled = select_labelled(base, cfg_dataset.get("labelled_list"), cfg_dataset.get("labelled_ratio"), seed)
     return SemiSupervisedSplit(base, labelled, unlabelled=unlabelled,

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from slrnet import losses as L
 from slrnet.data.transforms import MEAN, STD    # the images were normalised with these
 from slrnet.models.backbones import build_backbone
+from slrnet.variants import variant
 from slrnet.models.mods import (ASPP, GCI, PAMR, DictionaryInitialization, Dropout,
                                 FactorizationReconstruction, StochasticGate, run_pamr)
 
@@ -415,12 +416,8 @@ def _drop_absent(maps: torch.Tensor, labels: torch.Tensor | None) -> torch.Tenso
 def build_model(cfg_model: dict) -> SLRNet:
     """Factory from a config's ``model`` section (original keys; see slrnet.config.DEFAULTS)."""
     cfg = dict(cfg_model)
-    name = cfg.pop("name", "slrnet")
-    variants = {"slrnet": "wss", "slrnet_semi": "semi", "slrnet_semi_wo_cls": "semi_wo_cls",
-                "slrnet_coco_pseudo": "coco", "slrnet_lid_wide": "lid", "single_stage": "wss"}
-    if name not in variants:
-        raise ValueError(f"model.name: unknown model {name!r}; expected one of {sorted(variants)}")
-    if name == "single_stage":
+    spec = variant(cfg.pop("name", "slrnet"))
+    if not spec.use_cvlr:
         cfg["use_cvlr"] = False
     known = {"backbone", "num_classes", "pretrained", "scale_factor", "use_flip", "pamr_iter", "pamr_dilations",
              "cutoff_top", "cutoff_low", "temperature", "num_iters", "use_cvlr", "decoder_channels",
@@ -428,7 +425,7 @@ def build_model(cfg_model: dict) -> SLRNet:
     unknown = set(cfg) - known
     if unknown:
         raise ValueError(f"model: unknown keys {sorted(unknown)}")
-    return SLRNet(variant=variants[name], **cfg)
+    return SLRNet(variant=spec.network, **cfg)
 
 
 def build_trained_model(cfg_model: dict, state, source: str = "checkpoint",
