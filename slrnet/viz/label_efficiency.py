@@ -88,12 +88,11 @@ def predict_index_map(run: StudyRun, image: torch.Tensor, device="cpu") -> np.nd
 def plot_setting_predictions(runs: dict, dataset, indices, device="cpu", axes=None):
     """Val predictions of several trained runs side by side: image | ground truth | one column per run.
 
-    ``runs`` maps a column title to a StudyRun with a model (runs read from metrics files are skipped);
+    ``runs`` maps a column title to a StudyRun with a model (runs without one are skipped);
     ``axes``: optional (len(indices), 2 + len(runs)) axes to draw into.
     """
     import matplotlib.pyplot as plt
 
-    
     runs = {k: r for k, r in runs.items() if r.model is not None}
     indices = list(indices)
     if not runs or not indices:

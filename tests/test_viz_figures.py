@@ -1,0 +1,126 @@
+"""The evaluation and factorisation figures draw the data they are given (the arrays in the axes, the bar
+heights, the lines), into the axes they are given."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from slrnet import cmf  # noqa: E402
+from slrnet.viz import evaluation as E  # noqa: E402
+from slrnet.viz import factorization as V  # noqa: E402
+from slrnet.viz.common import colorize, to_rgb  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def arrays(ax) -> list[np.ndarray]:
+    return [np.asarray(im.get_array()) for im in ax.get_images()]
+
+
+def test_per_class_iou_bars_are_the_values():
+    iou = {"background": 0.9, "circle": 0.5, "square": None}
+    fig = E.plot_per_class_iou(iou)
+    bars = fig.axes[0].patches
+    assert [b.get_width() for b in bars] == pytest.approx([0.9, 0.5, 0.0])
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ["0.90", "0.50", "absent"] and "mean 0.700" in fig.axes[0].get_title()
+    fig = E.plot_per_class_iou(iou, reference={"background": 0.8, "circle": 0.2, "square": 0.1})
+    widths = [b.get_width() for b in fig.axes[0].patches]
+    assert widths == pytest.approx([0.9, 0.5, 0.0, 0.8, 0.2, 0.1])
+
+
+def test_confusion_matrix_is_row_normalised():
+    matrix = np.array([[8, 2], [1, 3]])
+    fig, ax = plt.subplots()
+    assert E.plot_confusion_matrix(matrix, ["bg", "x"], ax=ax) is fig
+    np.testing.assert_allclose(arrays(ax)[0], [[0.8, 0.2], [0.25, 0.75]])
+    assert [t.get_text() for t in ax.texts] == ["0.80", "0.20", "0.25", "0.75"]
+    np.testing.assert_allclose(arrays(E.plot_confusion_matrix(matrix, ["bg", "x"], normalize=False).axes[0])[0], matrix)
+
+
+def test_prediction_rows_and_pseudo_label_evolution():
+    gen = torch.Generator().manual_seed(0)
+    gt, pred = torch.randint(0, 4, (6, 5), generator=gen).numpy(), torch.randint(0, 4, (6, 5), generator=gen).numpy()
+    rgb = np.full((6, 5, 3), 100, np.uint8)
+    fig = E.plot_prediction_rows([(rgb, gt, pred, "a"), (rgb, pred, gt, "b")])
+    panels = [arrays(ax)[0] for ax in fig.axes]
+    np.testing.assert_array_equal(panels[0], rgb)
+    np.testing.assert_array_equal(panels[1], colorize(gt))
+    np.testing.assert_array_equal(panels[2], colorize(pred))
+    np.testing.assert_array_equal(panels[4], colorize(pred))
+    assert fig.axes[3].get_ylabel() == "b"
+    images = torch.randn(2, 3, 6, 5, generator=gen)
+    history = [(e, torch.randint(0, 4, (2, 6, 5), generator=gen)) for e in range(10)]
+    fig = E.plot_pseudo_label_evolution(images, history, max_epochs=3)
+    titles = [ax.get_title() for ax in fig.axes[:4]]
+    assert titles == ["image", "epoch 1", "epoch 5", "epoch 10"]     # first, middle (4.5 rounds to even), last
+    np.testing.assert_array_equal(arrays(fig.axes[4])[0], to_rgb(images[1]))
+    np.testing.assert_array_equal(arrays(fig.axes[7])[0], colorize(history[9][1][1]))
+    with pytest.raises(ValueError, match="empty"):
+        E.plot_pseudo_label_evolution(images, [])
+
+
+def test_predictions_come_from_the_predictor():
+    class Fixed:
+        def predict(self, image, labels=None):
+            return torch.full(image.shape[-2:], 2, dtype=torch.long)
+
+    samples = [{"image": torch.zeros(3, 4, 4), "mask": torch.ones(4, 4, dtype=torch.long), "name": f"s{i}"}
+               for i in range(2)]
+    fig = E.plot_predictions(Fixed(), samples, [1])
+    np.testing.assert_array_equal(arrays(fig.axes[2])[0], colorize(np.full((4, 4), 2)))
+    assert fig.axes[0].get_ylabel() == "s1"
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return cmf.planted_views(num_atoms=3, channels=6, shapes=((8, 8), (4, 4)), noise=0.02, seed=0)
+
+
+def test_code_maps_draw_each_atom_and_the_argmax(planted):
+    codes = [z[0] for z in planted.codes]
+    fig = V.plot_code_maps(codes, planted.shapes)
+    assert len(fig.axes) == 2 * 4
+    for v, (z, hw) in enumerate(zip(codes, planted.shapes)):
+        maps = z.reshape(3, *hw).numpy()
+        row = fig.axes[4 * v: 4 * v + 4]
+        np.testing.assert_array_equal(arrays(row[0])[0], maps.argmax(0))
+        for k in range(3):
+            np.testing.assert_allclose(arrays(row[1 + k])[0], maps[k])
+
+
+def test_objectives_error_vs_rank_and_sweep_draw_their_numbers(planted):
+    res = cmf.cvlr_factorize(planted.views, 3, num_iters=4, temperature=0.05)
+    svd = cmf.svd_reconstruct(planted.views, 3)
+    fig = V.plot_objectives({"CVLR": res}, svd=svd)
+    line, optimum = fig.axes[0].get_lines()
+    np.testing.assert_allclose(line.get_ydata(), res.relative_error[:, 0].numpy())
+    assert list(line.get_xdata()) == [1, 2, 3, 4]
+    assert optimum.get_ydata()[0] == pytest.approx(float(svd.relative_error[-1, 0]))
+    fig = V.plot_error_vs_rank([1, 2], {"CVLR": [0.5, 0.2], "SVD": [0.4, 0.1]})
+    assert [list(line.get_ydata()) for line in fig.axes[0].get_lines()] == [[0.5, 0.2], [0.4, 0.1]]
+    fig = V.plot_sweep([[0.1, 0.2], [0.3, 0.4]], [1, 5], [0.1, 1.0], "T", "tau", "error")
+    np.testing.assert_allclose(arrays(fig.axes[0])[0], [[0.1, 0.2], [0.3, 0.4]])
+    assert [t.get_text() for t in fig.axes[0].texts] == ["0.100", "0.200", "0.300", "0.400"]
+    fig = V.plot_atoms({"planted": planted.atoms[0]})
+    np.testing.assert_allclose(arrays(fig.axes[0])[0], planted.atoms[0].numpy())
+
+
+def test_cross_view_agreement_panels(planted):
+    z1, z2 = (z[0].reshape(3, *hw) for z, hw in zip(planted.codes, planted.shapes))
+    fig = V.plot_cross_view_agreement(z1, z2)
+    a1, a2, agree = (arrays(ax)[0] for ax in fig.axes)
+    np.testing.assert_array_equal(a1, z1.argmax(0).numpy())
+    np.testing.assert_array_equal(agree, a1 == a2)
+    share = float(cmf.cross_view_agreement(z1[None], z2[None]))
+    assert fig.axes[2].get_title() == f"agree: {share:.1%}" and share == pytest.approx((a1 == a2).mean())
