@@ -44,7 +44,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "num_epochs": 30,
         "pretrain_epochs": 5,            # the segmentation loss is on for epoch index > pretrain_epochs
         "num_warmup_steps": 0,           # the authors' keys, accepted at the released recipes' values only:
-        "num_decay_steps": 0,            #   no warm-up, no step decay (the schedule is polynomial decay)
+        "num_decay_steps": 0,            #   no warm-up, no step decay (lr_policy sets the schedule)
         "decay_rate": 1.0,
         "batch_size": 16,
         "num_samples": 0,                # >0: draw this many images per epoch, class-balanced (the COCO recipe)
@@ -53,6 +53,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "loss_coeff": [1.0, 4.0, 4.0, 1.0],   # cls, mask consistency, code consistency, seg
         "lr_multipliers": None,          # [bb weight, bb bias, new weight, new bias]; None = by backbone
         "momentum": 0.9,
+        "lr_policy": "cosine",           # cosine: constant through pretraining, then cosine (SLRNet) | poly: (1-t)^0.9
         "max_steps_per_epoch": 0,        # 0 = whole epoch; >0 caps steps (smoke runs)
         "val_every": 1,                  # epochs between val mIoU evaluations (0 = only at the end)
         "val_max_images": 0,             # 0 = all val images
@@ -67,12 +68,14 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "train_list": None,              # default: ImageSets/Segmentation/train_aug.txt or train.txt
         "val_list": None,                # default: ImageSets/Segmentation/val.txt
         "mask_dir": None,                # default: SegmentationClassAug if present, else SegmentationClass
+        "val_root": None,                # another root for val (the second stage: pseudo labels in root, val here)
         "labelled_list": None,           # semi-supervised: images with pixel labels
         "labelled_ratio": None,          # ... or a fraction of the train list, drawn with misc.seed
         "generate": None,                # options for the synthetic "shapes" dataset (name: shapes)
     },
     "model": {
         # slrnet | slrnet_semi | slrnet_semi_wo_cls | slrnet_coco_pseudo | slrnet_lid_wide | single_stage
+        # | deeplabv3plus (the second stage, slrnet.models.deeplab)
         "name": "slrnet",
         "backbone": "resnet38",          # resnet38 | resnet101 | tiny
         "pretrained": "",                # ImageNet weights for the backbone ('' = none)
@@ -207,18 +210,26 @@ def _check_ranges(out: dict, source: str) -> None:
     # keys of the authors' configs that no recipe of theirs sets: accepted at their inert values only, so a
     # value that would be silently ignored is refused instead
     need(t["num_warmup_steps"] == 0, "train.num_warmup_steps",
-         "0: the schedule is the authors' polynomial decay, without warm-up")
+         "0: the schedule (train.lr_policy) has no warm-up")
     need(t["num_decay_steps"] == 0 and t["decay_rate"] == 1, "train.num_decay_steps",
-         "0 with train.decay_rate 1: step decay is not part of the schedule (polynomial decay, power 0.9)")
+         "0 with train.decay_rate 1: step decay is not part of the schedule (train.lr_policy)")
     need(x["visualize_samples"] in ("", None), "misc.visualize_samples",
          "'' (it has no effect; misc.num_snapshots sets the images of each epoch's snapshot)")
     need(m["name"] in VARIANTS, "model.name", f"one of {sorted(VARIANTS)}")
+    read = VARIANTS[m["name"]].model_keys
+    for key in DEFAULTS["model"] if read is not None else ():
+        # a key this model does not read is accepted at its default only, so no setting is silently ignored
+        if key not in read and m[key] != DEFAULTS["model"][key]:
+            need(False, f"model.{key}", f"{DEFAULTS['model'][key]!r} (the default): {m['name']} does not read it")
     if not VARIANTS[m["name"]].reads_cutoffs:
         # these variants threshold with the released Net's fixed values (losses.pseudo_labels defaults)
         readers = sorted(v.name for v in VARIANTS.values() if v.reads_cutoffs)
         need(m["cutoff_top"] == 0.6 and m["cutoff_low"] == 0.2, "model.cutoff_top",
              f"0.6 with model.cutoff_low 0.2 (got cutoff_low {m['cutoff_low']!r}): the {m['name']} variant uses "
              f"the released network's fixed pseudo-label thresholds; only {', '.join(readers)} read these keys")
+    need(t["lr_policy"] in ("cosine", "poly"), "train.lr_policy",
+         "cosine (SLRNet's: constant through the pretraining epochs, then cosine) or poly ((1 - step/steps)^0.9 "
+         "over all steps, mmsegmentation's)")
     need(t["lr_multipliers"] is None or len(t["lr_multipliers"]) == 4, "train.lr_multipliers",
          "4 numbers [backbone weights, backbone biases, new weights, new biases]")
     need(len(d["scale"]) == 2 and 0 < d["scale"][0] <= d["scale"][1] <= 1, "dataset.scale",

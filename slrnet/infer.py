@@ -490,8 +490,8 @@ def build_split(cfg_dataset: dict, data_root=None, data_list=None, default_split
     from slrnet.data.build import build_dataset
 
     cfg = dict(cfg_dataset)
-    if data_root:
-        cfg["root"], cfg["name"] = str(data_root), "voc"
+    if data_root:   # the given root holds every split (a config's val_root no longer applies)
+        cfg["root"], cfg["name"], cfg["val_root"] = str(data_root), "voc", None
     split = default_split
     if data_list:
         split = "train" if is_training_name(Path(data_list).stem) else "val"

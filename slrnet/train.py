@@ -60,8 +60,13 @@ def build_optimizer(model, cfg: dict) -> torch.optim.SGD:
 
 
 def lr_factor(epoch: int, step_in_epoch: int, steps_per_epoch: int, cfg: dict) -> float:
-    """Constant during pretraining; cosine over the post-pretraining steps (as CosineAnnealingLR there)."""
+    """``train.lr_policy``: "cosine" (SLRNet's) is constant during pretraining, then a cosine over the
+    post-pretraining steps (as CosineAnnealingLR there); "poly" (mmsegmentation's, the second stage's) is
+    (1 - step / steps)^0.9 over every step."""
     t = cfg["train"]
+    if t["lr_policy"] == "poly":
+        total = max(1, t["num_epochs"] * steps_per_epoch)
+        return (1.0 - min(epoch * steps_per_epoch + step_in_epoch, total) / total) ** 0.9
     if epoch <= t["pretrain_epochs"]:
         return 1.0
     total = max(1, (t["num_epochs"] - t["pretrain_epochs"]) * steps_per_epoch)
@@ -186,6 +191,9 @@ class Trainer:
         check_class_counts(cfg, train_set, val_set)
         self.train_set, self.val_set = train_set, val_set
         self.model = model.to(self.device)
+        if self.world > 1 and self.device.type == "cuda" and getattr(self.model, "sync_batchnorm", False):
+            # a model that trains its BatchNorms (the second stage) normalises over every GPU's batch
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.optimizer = build_optimizer(self.model, cfg)
         self.amp = bool(cfg["misc"]["amp"]) and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
@@ -427,7 +435,7 @@ class Trainer:
     @torch.no_grad()
     def snapshot(self, epoch: int) -> Path | None:
         """PNG grid of image | mask | refined mask | pseudo label for fixed training images."""
-        if self._snapshot_batch is None:
+        if self._snapshot_batch is None or not getattr(self.model, "makes_pseudo_labels", True):
             return None
         from slrnet.viz.training import plot_training_snapshot, pseudo_to_index
 

@@ -3,7 +3,7 @@
 Every place that behaves differently per variant reads this table: the config check (which keys a variant
 reads), the model factory (which SLRNet variant to build), the trainer and the semi-supervised split (what the
 images without pixel labels keep). The authors ship a model file per variant (``models/slrnet*.py``); here one
-``SLRNet`` class builds them all.
+``SLRNet`` class builds them all, and ``DeepLabV3Plus`` the fully supervised second stage.
 
     >>> from slrnet.variants import variant
     >>> variant("slrnet_semi_wo_cls").unlabelled        # what the images without pixel labels keep
@@ -21,6 +21,7 @@ class Variant:
     use_cvlr: bool = True        # False: the predecessor single-stage network, one view, no CVLR
     unlabelled: str | None = None   # semi-supervised: the unlabelled images keep "image_labels" / nothing ("hidden")
     reads_cutoffs: bool = False  # model.cutoff_top / cutoff_low set its pseudo-label thresholds (else fixed 0.6 / 0.2)
+    model_keys: tuple[str, ...] | None = None   # the model-section keys it reads (None: all of them)
 
     @property
     def semi_supervised(self) -> bool:
@@ -34,6 +35,10 @@ VARIANTS = {v.name: v for v in (
     Variant("slrnet_semi_wo_cls", "semi_wo_cls", unlabelled="hidden", reads_cutoffs=True),
     Variant("slrnet_coco_pseudo", "coco", reads_cutoffs=True),
     Variant("slrnet_lid_wide", "lid", reads_cutoffs=True),
+    # the fully supervised second stage of the two-stage recipe, trained on exported pseudo labels
+    Variant("deeplabv3plus", "deeplabv3plus", use_cvlr=False,
+            model_keys=("name", "backbone", "pretrained", "num_classes", "decoder_channels", "aspp_dilations",
+                        "backbone_kwargs")),
 )}
 
 

@@ -124,3 +124,20 @@ def test_cross_view_agreement_panels(planted):
     np.testing.assert_array_equal(agree, a1 == a2)
     share = float(cmf.cross_view_agreement(z1[None], z2[None]))
     assert fig.axes[2].get_title() == f"agree: {share:.1%}" and share == pytest.approx((a1 == a2).mean())
+
+
+def test_label_columns_and_miou_bars():
+    gen = torch.Generator().manual_seed(1)
+    rgb = [np.full((4, 5, 3), v, np.uint8) for v in (10, 200)]
+    gt = [torch.randint(0, 3, (4, 5), generator=gen).numpy() for _ in range(2)]
+    pseudo = [np.where(g == 1, 255, g) for g in gt]
+    fig = E.plot_label_columns(rgb, {"ground truth": gt, "pseudo label": pseudo}, captions=["a", "b"])
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["image", "ground truth", "pseudo label"]
+    np.testing.assert_array_equal(arrays(fig.axes[3])[0], rgb[1])
+    np.testing.assert_array_equal(arrays(fig.axes[5])[0], colorize(pseudo[1]))
+    assert fig.axes[3].get_ylabel() == "b"
+    with pytest.raises(ValueError, match="one map per image"):
+        E.plot_label_columns(rgb, {"x": gt[:1]})
+    fig = E.plot_miou_bars({"single stage": 0.5, "+ CRF": 0.55, "second stage": 0.6})
+    assert [b.get_height() for b in fig.axes[0].patches] == pytest.approx([0.5, 0.55, 0.6])
+    assert [t.get_text() for t in fig.axes[0].texts] == ["0.500", "0.550", "0.600"]

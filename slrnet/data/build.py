@@ -31,12 +31,17 @@ def build_dataset(cfg_dataset: dict, split: str, train: bool) -> VOCSegmentation
 
     Keys: ``name`` ("shapes" generates the embedded dataset on first use, with ``generate`` options;
     any other name is a VOC-layout root), ``root``, ``crop_size``, ``scale`` [lo, hi]; optional
-    ``list`` (or ``<split>_list``), ``mask_dir`` (None = auto), ``classes``. ``train=True`` gives the
-    training transform, else full images.
+    ``list`` (or ``<split>_list``), ``mask_dir`` (None = auto), ``classes``; ``val_root``: another VOC-layout
+    root for every split but train (the second stage trains on exported pseudo labels and validates on the
+    original masks there, mask folder found automatically). ``train=True`` gives the training transform, else
+    full images.
     """
     cfg = dict(cfg_dataset)
     name = str(cfg.get("name", "voc")).lower()
-    if name == "shapes":
+    mask_dir = cfg.get("mask_dir")
+    if split != "train" and cfg.get("val_root"):
+        root, mask_dir = resolve_data_root(cfg["val_root"]), None
+    elif name == "shapes":
         root = ensure_default_dataset(resolve_data_root(cfg["root"]) if cfg.get("root") else None,
                                       **(cfg.get("generate") or {}))
     else:
@@ -50,5 +55,5 @@ def build_dataset(cfg_dataset: dict, split: str, train: bool) -> VOCSegmentation
         transform = TrainTransform(crop_size=int(cfg.get("crop_size", 321)), scale=tuple(cfg.get("scale", (0.9, 1.0))))
     else:
         transform = ValTransform()
-    return VOCSegmentation(root, split=split, list_file=list_file, mask_dir=cfg.get("mask_dir"),
+    return VOCSegmentation(root, split=split, list_file=list_file, mask_dir=mask_dir,
                            transform=transform, classes=cfg.get("classes"))

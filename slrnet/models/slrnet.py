@@ -413,10 +413,15 @@ def _drop_absent(maps: torch.Tensor, labels: torch.Tensor | None) -> torch.Tenso
     return torch.cat([maps[:, :1], maps[:, 1:] * keep], dim=1)
 
 
-def build_model(cfg_model: dict) -> SLRNet:
-    """Factory from a config's ``model`` section (original keys; see slrnet.config.DEFAULTS)."""
+def build_model(cfg_model: dict) -> nn.Module:
+    """Factory from a config's ``model`` section (original keys; see slrnet.config.DEFAULTS): an ``SLRNet``
+    variant, or the second stage's ``DeepLabV3Plus`` (``model.name: deeplabv3plus``)."""
     cfg = dict(cfg_model)
     spec = variant(cfg.pop("name", "slrnet"))
+    if spec.network == "deeplabv3plus":
+        from slrnet.models.deeplab import DeepLabV3Plus
+
+        return DeepLabV3Plus(**{k: cfg[k] for k in spec.model_keys if k in cfg and k != "name"})
     if not spec.use_cvlr:
         cfg["use_cvlr"] = False
     known = {"backbone", "num_classes", "pretrained", "scale_factor", "use_flip", "pamr_iter", "pamr_dilations",
@@ -429,7 +434,7 @@ def build_model(cfg_model: dict) -> SLRNet:
 
 
 def build_trained_model(cfg_model: dict, state, source: str = "checkpoint",
-                        dtype: torch.dtype | None = None) -> SLRNet:
+                        dtype: torch.dtype | None = None) -> nn.Module:
     """A trained model: :func:`build_model` without reading ``model.pretrained`` (every weight, the backbone's
     included, comes from ``state``), then ``state`` loaded strictly. ``state`` may be a bare state_dict or one
     wrapped in ``{'state_dict': ...}`` / ``{'model': ...}``; ``source`` names it in errors. ``dtype`` (e.g.
@@ -442,7 +447,8 @@ def build_trained_model(cfg_model: dict, state, source: str = "checkpoint",
     try:
         load_state_dict_strict(model, state, source=source)
     except StateDictMismatchError as err:
-        classifier = f"last_conv.{len(model.last_conv) - 1}.weight"       # the class head's 1x1 conv
+        # the class head's 1x1 conv
+        classifier = f"last_conv.{len(model.last_conv) - 1}.weight" if hasattr(model, "last_conv") else "classifier.weight"
         head = {k: (a, b) for k, a, b in err.report.mismatched if k == classifier}
         if head:
             file_out, model_out = head[classifier][0][0], head[classifier][1][0]

@@ -14,7 +14,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
-from slrnet.viz.common import bare, class_colors, colorize, pyplot, to_rgb
+from slrnet.viz.common import axes_grid, bare, class_colors, colorize, pyplot, to_rgb
 
 
 
@@ -260,3 +260,41 @@ def prediction_explorer(dataset, predictions: Mapping[str, Sequence[np.ndarray]]
 
     return widgets.interactive(show, index=widgets.Dropdown(options=[(n, i) for i, n in enumerate(names)], value=0,
                                                             description="image"))
+
+
+def plot_label_columns(images: Sequence[np.ndarray], columns: Mapping[str, Sequence[np.ndarray]],
+                       captions: Sequence[str] | None = None, axes=None):
+    """One row per image: the image (uint8 (H, W, 3)), then one label map per column (``{title: [map per
+    image]}``, e.g. ground truth, pseudo label, pseudo label + CRF), in the VOC palette (void white-grey)."""
+    images = list(images)
+    if not images or any(len(maps) != len(images) for maps in columns.values()):
+        raise ValueError("plot_label_columns: every column needs one map per image, and there must be an image")
+    ncols = 1 + len(columns)
+    fig, axes = axes_grid(axes, len(images), ncols, size=(1.9, 1.9))
+    for i, rgb in enumerate(images):
+        axes[i, 0].imshow(rgb)
+        for j, maps in enumerate(columns.values(), start=1):
+            axes[i, j].imshow(colorize(maps[i]))
+        for ax in axes[i]:
+            bare(ax)
+        if captions is not None:
+            axes[i, 0].set_ylabel(captions[i], fontsize=8)
+    for j, title in enumerate(["image", *columns]):
+        axes[0, j].set_title(title, fontsize=9)
+    return fig
+
+
+def plot_miou_bars(values: Mapping[str, float], ax=None, title: str = "val mIoU"):
+    """One bar per setting (``{label: mIoU}``), its value written on it."""
+    fig, ax = (pyplot().subplots(figsize=(1.6 * len(values) + 1.5, 3.2)) if ax is None else (ax.figure, ax))
+    labels = list(values)
+    heights = [float(values[k]) for k in labels]
+    bars = ax.bar(range(len(labels)), heights, color=[f"C{i}" for i in range(len(labels))])
+    for bar, h in zip(bars, heights):
+        ax.text(bar.get_x() + bar.get_width() / 2, h + 0.01, f"{h:.3f}", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("mIoU")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
