@@ -230,8 +230,27 @@ class Trainer:
             save_config(cfg, self.run_dir / "config.yaml")
 
     # ------------------------------------------------------------------ checkpoints
+    def check_learning(self) -> dict:
+        """Did this run learn (``slrnet.learning_check``)? Compares the last epoch with the label prior's
+        classification loss and with predicting background everywhere on val; prints the paragraph when it did
+        not (or with ``misc.verbose``) and writes it to ``<run>/learning_check.json``."""
+        from slrnet.learning_check import background_only_miou, check_learning, label_prior_loss
+
+        prior = None
+        labels = getattr(self.train_set, "image_labels", None)
+        terms = getattr(self.model, "classification_terms", lambda: None)()
+        if labels is not None and terms is not None:
+            prior = label_prior_loss(labels(), terms=terms)
+        limit = self.cfg["train"]["val_max_images"] or None
+        report = check_learning(self.history, prior, background_only_miou(self.val_set, self.model.num_classes, limit))
+        if not report["learned"] or self.cfg["misc"]["verbose"]:
+            print(report["message"], flush=True)
+        write_json(self.run_dir / "learning_check.json", report)
+        return report
+
     def _state(self, epoch: int) -> dict:
         return {"state_dict": self.model.state_dict(), "epoch": epoch,
+                "learning_check": getattr(self, "learning_check", None),
                 "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
                 "global_step": self.global_step, "best_miou": self.best_miou,
                 "best_by": self.best_by, "best_value": self.best_value,
@@ -316,6 +335,8 @@ class Trainer:
                 record.update(self.validate())
                 self.snapshot(epoch)
             self.history.append(record)
+            if self.is_main and last:
+                self.learning_check = self.check_learning()
             if self.is_main:
                 self._log(record)
                 self.best_miou = max(self.best_miou, record.get("val_miou", -1.0))
@@ -384,6 +405,9 @@ class Trainer:
             self.scaler.update()
             self.global_step += 1
             values = {"loss": loss.item(), **{k: v.item() for k, v in losses.items()}}
+            pseudo = out.get("maps", {}).get("pseudo_gt")
+            if seg_on and pseudo is not None:     # images whose pseudo label holds no foreground pixel at all
+                values["pseudo_empty"] = float((pseudo[:, 1:].flatten(1).sum(1) == 0).float().mean())
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
             bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()})

@@ -179,3 +179,4 @@ def test_a_short_training_learns_well_beyond_the_background_only_prediction(tmp_
     assert background_only.miou() < 0.2
     assert history[-1]["val_miou"] > background_only.miou() + 0.1, (history[-1]["val_miou"], background_only.miou())
     assert history[-1]["train_seg_labelled"] < history[0]["train_seg_labelled"]
+    assert trainer.learning_check["learned"], trainer.learning_check["message"]

@@ -125,7 +125,8 @@ def test_load_or_train_picks_the_published_model_then_a_given_checkpoint(tiny, t
         NM.load_or_train(None, out, profile="tiny")
     save_checkpoint(NM.published_model(out), notebook_02_state(model, cfg))
     loaded, loaded_cfg, info = NM.load_or_train(None, out, profile="smoke", device="cpu")
-    assert info == {"source": "checkpoint", "checkpoint": str(NM.published_model(out)), "train_seconds": 0.0}
+    assert info == {"source": "checkpoint", "checkpoint": str(NM.published_model(out)), "train_seconds": 0.0,
+                    "learning_check": None}
     assert loaded_cfg == cfg and not loaded.training
     assert_same_model(model, loaded)
     assert not (out / "train_run").exists()                   # nothing trained

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from slrnet.checkpoint import save_checkpoint
+from slrnet.checkpoint import load_checkpoint, save_checkpoint
 from slrnet.models.loading import load_trained_model
 from slrnet.profiles import check_profile, training_config
 
@@ -46,7 +46,8 @@ def train_small_model(output_dir, profile: str = "quick", seed: int = 0, device=
     """Train ``config`` (see ``slrnet.profiles.resolve_config_path``) with ``profile``'s short run into
     ``<output_dir>/train_run``; ``data_root``: any VOC-layout folder instead of the config's dataset.
 
-    Returns (model in eval mode, config, info {"source": "trained here", "checkpoint", "train_seconds"}).
+    Returns (model in eval mode, config, info {"source": "trained here", "checkpoint", "train_seconds",
+    "learning_check"}).
     """
     from slrnet.train import Trainer
 
@@ -59,7 +60,7 @@ def train_small_model(output_dir, profile: str = "quick", seed: int = 0, device=
     trainer.fit()
     seconds = time.perf_counter() - start
     return trainer.model.eval(), cfg, {"source": "trained here", "checkpoint": str(trainer.ckpt_dir / "last.pth"),
-                                       "train_seconds": round(seconds, 2)}
+                                       "train_seconds": round(seconds, 2), "learning_check": trainer.learning_check}
 
 
 def load_or_train(checkpoint, output_dir, profile: str = "quick", seed: int = 0, device="auto", config=None,
@@ -69,7 +70,9 @@ def load_or_train(checkpoint, output_dir, profile: str = "quick", seed: int = 0,
     data_root)``.
 
     Returns (model in eval mode, config, info) with info {"source": "checkpoint" / "trained here",
-    "checkpoint": the weights' file, "train_seconds"}.
+    "checkpoint": the weights' file, "train_seconds", "learning_check": the trainer's verdict on the run or None}.
+    When the run that made the model did not learn (``slrnet.learning_check``), its paragraph is printed first:
+    what follows analyses an untrained network.
     """
     check_profile(profile)
     if checkpoint is not None and not Path(checkpoint).expanduser().is_file():
@@ -78,8 +81,17 @@ def load_or_train(checkpoint, output_dir, profile: str = "quick", seed: int = 0,
     path = Path(checkpoint).expanduser() if checkpoint is not None else published_model(output_dir)
     if path.is_file():
         model, cfg = load_trained_model(path, device=device)
-        return model, cfg, {"source": "checkpoint", "checkpoint": str(path), "train_seconds": 0.0}
-    return train_small_model(output_dir, profile, seed, device, config=config, data_root=data_root)
+        saved = load_checkpoint(path, map_location="cpu")
+        verdict = saved.get("learning_check") if isinstance(saved, dict) else None
+        model_info = {"source": "checkpoint", "checkpoint": str(path), "train_seconds": 0.0,
+                      "learning_check": verdict}
+    else:
+        model, cfg, model_info = train_small_model(output_dir, profile, seed, device, config=config,
+                                                   data_root=data_root)
+    verdict = model_info["learning_check"]
+    if verdict is not None and not verdict["learned"]:
+        print(f"warning: {verdict['message']}", flush=True)
+    return model, cfg, model_info
 
 
 def evaluation_set(cfg: dict, data_root=None, split: str = "val", num_classes: int | None = None):

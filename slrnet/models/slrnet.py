@@ -182,6 +182,14 @@ class SLRNet(nn.Module):
             groups[(0 if name.startswith("backbone.") else 2) + int(is_bias)].append(p)
         return groups
 
+    def classification_terms(self) -> float | None:
+        """How many multi-label soft-margin terms ``losses["cls"]`` sums (view 1, view 2, the auxiliary head at its
+        weight), so a caller can compare it with the label prior's loss; None when the loss is not that sum (the
+        semi variants replace it for pixel-labelled images, the COCO / L2ID ones weigh their BCE)."""
+        if self.variant != "wss":
+            return None
+        return 2.0 + self.aux_cls_weight if self.use_cvlr else 1.0
+
     # ------------------------------------------------------------------ pieces
     def denormalize(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised images -> [0, 1] RGB, the input PAMR's affinities are computed from."""
