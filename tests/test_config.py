@@ -85,7 +85,7 @@ def test_full_profile_keeps_each_recipe_schedule(tmp_path):
 
 
 @pytest.mark.parametrize("section, key, value, message", [
-    ("train", "num_warmup_steps", 100, "without warm-up"),
+    ("train", "num_warmup_steps", 100, "has no warm-up"),
     ("train", "num_decay_steps", 1000, "step decay is not part of the schedule"),
     ("train", "decay_rate", 0.1, "step decay is not part of the schedule"),
     ("misc", "visualize_samples", "samples.txt", "it has no effect"),
@@ -127,7 +127,11 @@ def test_one_variant_spec_drives_the_checks_the_model_and_the_split():
         if spec.network == "lid":
             continue                                   # its wide head is built in tests/test_lid_variant.py
         net = build_model({**tiny, "name": name})
-        assert net.variant == spec.network and net.use_cvlr == spec.use_cvlr, name
+        if spec.network == "deeplabv3plus":
+            from slrnet.models.deeplab import DeepLabV3Plus
+            assert isinstance(net, DeepLabV3Plus)
+        else:
+            assert net.variant == spec.network and net.use_cvlr == spec.use_cvlr, name
         cutoffs = {"model": {"name": name, "cutoff_top": 0.7}}
         if spec.reads_cutoffs:
             assert validate(cutoffs)["model"]["cutoff_top"] == 0.7

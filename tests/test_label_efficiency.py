@@ -61,10 +61,10 @@ def test_study_configs_per_setting(profile, tmp_path, tiny_root):
     assert len(set(batches.values())) == 1
     images = {"smoke": 48, "quick": 20, "full": 20}[profile]          # quick and full read the tiny dataset
     batch = cfgs["weak"]["train"]["batch_size"]
-    steps = {"smoke": min(images // batch, 3), "quick": min(images // batch, 36), "full": images // batch}[profile]
+    steps = {"smoke": min(images // batch, 3), "quick": min(images // batch, 24), "full": images // batch}[profile]
     assert cfgs["weak"]["train"]["max_steps_per_epoch"] == steps
     epochs = (cfgs["weak"]["train"]["num_epochs"], cfgs["weak"]["train"]["pretrain_epochs"])
-    assert epochs == {"smoke": (2, 0), "quick": (12, 2), "full": (30, 5)}[profile]
+    assert epochs == {"smoke": (2, 0), "quick": (6, 1), "full": (30, 5)}[profile]
     # the baseline: each step as many pixel-labelled images as the wo_cls variant's batches hold on average
     wo = S.study_train_set(cfgs["semi_wo_cls"], "semi_wo_cls")
     batch = cfgs["semi_wo_cls"]["train"]["batch_size"]
