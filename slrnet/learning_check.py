@@ -56,12 +56,14 @@ def background_only_miou(dataset, num_classes: int, max_images: int | None = Non
 
 
 def check_learning(history: list[dict], prior_cls_loss: float | None = None,
-                   background_only_miou: float | None = None) -> dict:
+                   background_only_miou: float | None = None, judge_pseudo_labels: bool = True) -> dict:
     """{"learned": bool, "findings": [...], "message": one paragraph, and the numbers compared}.
 
     Reads the last epoch of ``history`` (the trainer's records): ``train_cls`` against ``prior_cls_loss``,
     ``train_pseudo_empty`` (share of images whose pseudo label has no foreground pixel, after the pretraining
-    epochs), and the last ``val_miou`` against ``background_only_miou``. A number that is missing is not judged.
+    epochs), and the last ``val_miou`` against ``background_only_miou``. A number that is missing is not judged;
+    ``judge_pseudo_labels=False`` leaves the pseudo labels out (semi-supervised runs learn from their pixel labels,
+    and their strict thresholds leave many unlabelled images without foreground while they do).
     """
     if not history:
         raise ValueError("check_learning: the history is empty (nothing was trained)")
@@ -73,7 +75,7 @@ def check_learning(history: list[dict], prior_cls_loss: float | None = None,
                         f"every image with the label frequencies scores ({prior_cls_loss:.3f}): the network did not "
                         f"learn to tell the images apart")
     empty = last.get("train_pseudo_empty")
-    if empty is not None and empty > EMPTY_PSEUDO_SHARE:
+    if judge_pseudo_labels and empty is not None and empty > EMPTY_PSEUDO_SHARE:
         findings.append(f"the pseudo labels of {empty:.0%} of the training images in the last epoch had no "
                         f"foreground pixel, so the segmentation loss had almost nothing to learn from")
     vals = [h["val_miou"] for h in history if h.get("val_miou") is not None]

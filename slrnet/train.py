@@ -233,7 +233,7 @@ class Trainer:
     def check_learning(self) -> dict:
         """Did this run learn (``slrnet.learning_check``)? Compares the last epoch with the label prior's
         classification loss and with predicting background everywhere on val; prints the paragraph when it did
-        not (or with ``misc.verbose``) and writes it to ``<run>/learning_check.json``."""
+        not and writes it to ``<run>/learning_check.json``."""
         from slrnet.learning_check import background_only_miou, check_learning, label_prior_loss
 
         prior = None
@@ -242,8 +242,10 @@ class Trainer:
         if labels is not None and terms is not None:
             prior = label_prior_loss(labels(), terms=terms)
         limit = self.cfg["train"]["val_max_images"] or None
-        report = check_learning(self.history, prior, background_only_miou(self.val_set, self.model.num_classes, limit))
-        if not report["learned"] or self.cfg["misc"]["verbose"]:
+        weakly = getattr(self.model, "variant", None) in ("wss", "coco", "lid")    # pseudo labels are all it has
+        report = check_learning(self.history, prior, background_only_miou(self.val_set, self.model.num_classes, limit),
+                                judge_pseudo_labels=weakly)
+        if not report["learned"]:
             print(report["message"], flush=True)
         write_json(self.run_dir / "learning_check.json", report)
         return report

@@ -71,3 +71,9 @@ def test_a_run_that_does_not_learn_is_reported(tmp_path, capsys):
     assert "train_pseudo_empty" in history[-1]
     saved = torch.load(tmp_path / "run" / "checkpoints" / "last.pth", weights_only=True)
     assert saved["learning_check"]["learned"] is False
+
+
+def test_semi_supervised_runs_are_not_judged_by_their_pseudo_labels():
+    history = [{"epoch": 0, "train_pseudo_empty": 0.9, "val_miou": 0.5}]
+    assert not check_learning(history)["learned"]
+    assert check_learning(history, judge_pseudo_labels=False)["learned"]

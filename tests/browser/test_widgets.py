@@ -40,6 +40,7 @@ EXPLORERS = {
     "03_train_semi_supervised": "prediction explorer",
     "04_visualize_low_rank_factors": "factor explorer",
     "05_evaluate": "prediction explorer",
+    "06_two_stage": "prediction explorer",
 }
 NOTEBOOK_TIMEOUT_S = 600          # one notebook's run-all, smoke profile
 REDRAW_TIMEOUT_S = 60
