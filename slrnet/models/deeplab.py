@@ -21,23 +21,15 @@ test-time code (``slrnet.infer.Predictor``) as SLRNet: ``model.name: deeplabv3pl
 """
 from __future__ import annotations
 
-from functools import partial
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from slrnet.models.backbones import build_backbone
 from slrnet.models.mods import ASPP
+from slrnet.models.common import _BatchNorm, parameter_groups, resize
 
 IGNORE_INDEX = 255
-_BatchNorm = partial(nn.BatchNorm2d, eps=1e-5, momentum=0.05)
-
-
-def _up(x: torch.Tensor, size) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
 
 
 class DeepLabV3Plus(nn.Module):
@@ -73,19 +65,15 @@ class DeepLabV3Plus(nn.Module):
 
     def parameter_groups(self) -> list[list[nn.Parameter]]:
         """[backbone weights, backbone biases, new weights, new biases] (trainable, each once)."""
-        groups: list[list[nn.Parameter]] = [[], [], [], []]
-        for name, p in self.named_parameters():
-            if p.requires_grad:
-                groups[(0 if name.startswith("backbone.") else 2) + int(name.endswith(".bias"))].append(p)
-        return groups
+        return parameter_groups(self)
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised -> class logits (B, K, H, W)."""
         feats = self.backbone(images)
         skip = self.skip(feats["shallow"])                                      # (B, 48, H/4, W/4)
-        x = _up(self.aspp(feats["deep"]), skip.shape[-2:])                      # (B, C, H/4, W/4)
+        x = resize(self.aspp(feats["deep"]), skip.shape[-2:])                      # (B, C, H/4, W/4)
         x = self.decoder(torch.cat([x, skip], dim=1))                           # (B, C, H/4, W/4)
-        return _up(self.classifier(x), images.shape[-2:])                       # (B, K, H, W)
+        return resize(self.classifier(x), images.shape[-2:])                       # (B, K, H, W)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None,
                 pixel_labels: torch.Tensor | None = None, has_mask: torch.Tensor | None = None) -> dict:

@@ -27,28 +27,16 @@ released checkpoints load with strict key matching (see ``tests/fixtures/resnet3
 """
 from __future__ import annotations
 
-from functools import partial
-
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from slrnet import losses as L
 from slrnet.data.transforms import MEAN, STD    # the images were normalised with these
 from slrnet.models.backbones import build_backbone
+from slrnet.models.common import _BatchNorm, parameter_groups, resize
 from slrnet.variants import variant
 from slrnet.models.mods import (ASPP, GCI, PAMR, DictionaryInitialization, Dropout,
                                 FactorizationReconstruction, StochasticGate, run_pamr)
-
-BN_EPS, BN_MOMENTUM = 1e-5, 0.05
-_BatchNorm = partial(nn.BatchNorm2d, eps=BN_EPS, momentum=BN_MOMENTUM)
-
-
-def resize(x: torch.Tensor, size) -> torch.Tensor:
-    """Bilinear resize with align_corners=True, as every resize in the method."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
 
 
 class SLRNet(nn.Module):
@@ -172,15 +160,7 @@ class SLRNet(nn.Module):
 
     def parameter_groups(self) -> list[list[nn.Parameter]]:
         """[backbone weights, backbone biases, new weights, new biases] (trainable, each once)."""
-        groups: list[list[nn.Parameter]] = [[], [], [], []]
-        seen = set()
-        for name, p in self.named_parameters():   # named_parameters de-duplicates aliases
-            if not p.requires_grad or id(p) in seen:
-                continue
-            seen.add(id(p))
-            is_bias = name.endswith(".bias")
-            groups[(0 if name.startswith("backbone.") else 2) + int(is_bias)].append(p)
-        return groups
+        return parameter_groups(self)
 
     def classification_terms(self) -> float | None:
         """How many multi-label soft-margin terms ``losses["cls"]`` sums (view 1, view 2, the auxiliary head at its
