@@ -71,7 +71,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "val_root": None,                # another root for val (the second stage: pseudo labels in root, val here)
         "labelled_list": None,           # semi-supervised: images with pixel labels
         "labelled_ratio": None,          # ... or a fraction of the train list, drawn with misc.seed
-        "generate": None,                # options for the synthetic "shapes" dataset (name: shapes)
+        "generate": None,                # options of an embedded dataset's generator (name: shapes | photos)
     },
     "model": {
         # slrnet | slrnet_semi | slrnet_semi_wo_cls | slrnet_coco_pseudo | slrnet_lid_wide | single_stage

@@ -42,6 +42,7 @@ DEFAULT_OPTIONS = {
     "batch_size": 16,
     "lr": 0.05,            # SGD Nesterov, momentum 0.9, weight decay 5e-4, cosine decay to 0
     "seed": 0,
+    "stream": "shapes",    # which generator draws the images: shapes | photos | mixed (see STREAMS)
 }
 
 
@@ -52,6 +53,10 @@ def full_options(**options) -> dict:
         raise ValueError(f"pretrain: unknown option(s) {unknown}; expected some of {sorted(DEFAULT_OPTIONS)}")
     opts = {**DEFAULT_OPTIONS, **options}
     for key, value in opts.items():
+        if key == "stream":
+            if value not in STREAMS:
+                raise ValueError(f"pretrain: option stream must be one of {STREAMS}, got {value!r}")
+            continue
         if key == "lr":
             ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
         else:
@@ -63,20 +68,70 @@ def full_options(**options) -> dict:
     return opts
 
 
-def pretraining_images(num_images: int, image_size: int = 128, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Render ``num_images`` of the pretraining stream -> (uint8 (N, 3, S, S), float (N, C-1) multi-hot labels)."""
-    from slrnet.data.synthetic import PRETRAIN_SPLIT_CODE, SHAPES_CLASSES, render_sample
+STREAMS = ("shapes", "photos", "photo_scenes", "mixed")
+# photos: views of single photographs and composed scenes in turn; photo_scenes: composed scenes only;
+# mixed: shapes and photos in turn, one multi-hot vector over both
+
+
+def _generator(name: str):
+    if name == "shapes":
+        from slrnet.data.synthetic import SHAPES
+        return SHAPES
+    from slrnet.data.photos import PHOTOS
+    return PHOTOS
+
+
+def _drawers(stream: str, image_size: int, seed: int) -> list[tuple[callable, int, int]]:
+    """[(draw(index) -> (image, mask), label offset, number of classes)], used in turn by pretraining_images."""
+    from slrnet.data.generated import PRETRAIN_SPLIT_CODE
+
+    def composed(name):
+        gen = _generator(name)
+        return (lambda i: gen.sample(PRETRAIN_SPLIT_CODE, i, image_size=image_size, seed=seed)), len(gen.classes) - 1
+
+    def views(i):
+        from slrnet.data.photos import render_view
+        return render_view(np.random.default_rng([seed, PRETRAIN_SPLIT_CODE, i, 1]), image_size)
+
+    if stream == "shapes":
+        parts = [composed("shapes")]
+    elif stream == "photo_scenes":
+        parts = [composed("photos")]
+    elif stream == "photos":
+        draw, n = composed("photos")
+        return [(draw, 0, n), (views, 0, n)]
+    else:
+        parts = [composed("shapes"), composed("photos")]
+    offsets = np.cumsum([0] + [n for _, n in parts])
+    return [(draw, int(offset), n) for (draw, n), offset in zip(parts, offsets)]
+
+
+def pretraining_images(num_images: int, image_size: int = 128, seed: int = 0,
+                       stream: str = "shapes") -> tuple[torch.Tensor, torch.Tensor]:
+    """Render ``num_images`` of a pretraining stream -> (uint8 (N, 3, S, S), float (N, C) multi-hot labels).
+
+    ``stream`` (STREAMS): "shapes" (C = 6: composed shapes scenes); "photo_scenes" (C = 10: composed photos
+    scenes); "photos" (C = 10: composed photos scenes and, in turn, single views of one photograph each, an
+    object's or a scene's, the ImageNet-like part, ``slrnet.data.photos.render_view``); "mixed" (shapes and
+    photos scenes in turn, C = 16, the shapes classes first). Every image comes from its generator's
+    pretraining split code, never from the dataset's train or val stream.
+    """
     from slrnet.data.files import VOID
     from slrnet.utils import progress
 
+    if stream not in STREAMS:
+        raise ValueError(f"pretrain: stream must be one of {STREAMS}, got {stream!r}")
+    drawers = _drawers(stream, image_size, seed)
+    num_classes = max(offset + n for _, offset, n in drawers)
     images = np.empty((num_images, image_size, image_size, 3), dtype=np.uint8)
-    labels = np.zeros((num_images, len(SHAPES_CLASSES) - 1), dtype=np.float32)
+    labels = np.zeros((num_images, num_classes), dtype=np.float32)
     for i in progress(range(num_images), desc="pretraining images", leave=False):
-        image, mask, _ = render_sample(np.random.default_rng([seed, PRETRAIN_SPLIT_CODE, i]), image_size)
+        draw, offset, _ = drawers[i % len(drawers)]
+        image, mask = draw(i // len(drawers))      # each part's images are its own stream's first ones, in order
         images[i] = image
         present = np.unique(mask)
         present = present[(present > 0) & (present != VOID)]
-        labels[i, present - 1] = 1.0
+        labels[i, offset + present - 1] = 1.0
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels)
 
 
@@ -132,9 +187,9 @@ def _record_path(path: Path) -> Path:
 
 
 def _record(width: int, opts: dict) -> dict:
-    from slrnet.data.synthetic import GENERATOR_VERSION
-
-    return {"backbone": "tiny", "width": int(width), "generator_version": GENERATOR_VERSION, "options": opts}
+    parts = {"shapes": ("shapes",), "mixed": ("shapes", "photos")}.get(opts["stream"], ("photos",))
+    versions = {p: _generator(p).version for p in parts}
+    return {"backbone": "tiny", "width": int(width), "generator_versions": versions, "options": opts}
 
 
 def is_current(path, width: int, **options) -> bool:
@@ -173,7 +228,7 @@ def ensure_pretrained_backbone(path, width: int = 16, device: str | torch.device
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(opts["seed"])
         backbone = build_backbone("tiny", width=width)
-        images, labels = pretraining_images(opts["num_images"], opts["image_size"], opts["seed"])
+        images, labels = pretraining_images(opts["num_images"], opts["image_size"], opts["seed"], opts["stream"])
         history = train_classifier(backbone, images, labels, opts["steps"], opts["batch_size"], opts["lr"],
                                    opts["input_size"], opts["seed"], device)
     save_checkpoint(path, {k: v.detach().cpu() for k, v in backbone.state_dict().items()})
@@ -183,12 +238,21 @@ def ensure_pretrained_backbone(path, width: int = 16, device: str | torch.device
     return path
 
 
+def stream_of(path) -> str:
+    """The pretraining stream of a tiny-backbone file made here, from its name: ``tiny_w16_photos.pth`` -> "photos".
+
+    A name that does not end in ``_<stream>`` (one of STREAMS) is for the default stream, "shapes".
+    """
+    suffix = Path(path).stem.rsplit("_", 1)[-1]
+    return suffix if suffix in STREAMS else DEFAULT_OPTIONS["stream"]
+
+
 def resolve_pretrained(cfg_model: dict) -> str:
     """The config's ``model.pretrained`` as a path ('' stays '').
 
     For the tiny backbone, a missing file, or one made here for other options (its record differs: another
-    width, say), is (re)made by :func:`ensure_pretrained_backbone`; a file without a record is the user's own
-    and is used as it is.
+    width, say), is (re)made by :func:`ensure_pretrained_backbone` on the stream its name gives
+    (:func:`stream_of`); a file without a record is the user's own and is used as it is.
     """
     from slrnet.data.build import resolve_data_root
     from slrnet.models.backbones import tiny
@@ -198,5 +262,5 @@ def resolve_pretrained(cfg_model: dict) -> str:
     path = resolve_data_root(cfg_model["pretrained"])
     if cfg_model.get("backbone") == "tiny" and (not path.exists() or _record_path(path).is_file()):
         width = int((cfg_model.get("backbone_kwargs") or {}).get("width", tiny.DEFAULT_WIDTH))
-        ensure_pretrained_backbone(path, width=width)
+        ensure_pretrained_backbone(path, width=width, stream=stream_of(path))
     return str(path)

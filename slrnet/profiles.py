@@ -13,6 +13,12 @@ pass a config path and a profile name and get everything else from here.
     {'num_images': 4, 'objective_iters': 10}
     >>> dataset_root("smoke", "/tmp/nb00")      # the profile's dataset (generated on first use)
     PosixPath('/tmp/nb00/shapes_smoke')
+    >>> dataset_config("photos", "semi_w_cls_quick")   # the notebooks' `dataset` parameter picks the configs
+    PosixPath('.../configs/photos_semi_w_cls_quick.yaml')
+
+The embedded datasets (``EMBEDDED_DATASETS``: "shapes", "photos") have one config per experiment each,
+``configs/<dataset>_<experiment>.yaml``; the profile's ``dataset.root`` / ``dataset.generate`` overlay applies to
+them ("{dataset}" in it is the config's dataset name) and leaves any other dataset alone.
 """
 from __future__ import annotations
 
@@ -26,7 +32,8 @@ import yaml
 from slrnet.config import load_config, merge_overrides
 
 PROFILES = ("smoke", "quick", "full")
-SHAPES_ONLY_KEYS = ("dataset.root", "dataset.generate")
+EMBEDDED_DATASETS = ("shapes", "photos")
+EMBEDDED_ONLY_KEYS = ("dataset.root", "dataset.generate")
 PROFILE_KEYS = {"config", "config_by_model", "short_run", "analysis", "cell_timeout"}
 
 
@@ -74,29 +81,50 @@ def cell_timeout(profile: str) -> int:
     return int(profile_spec(profile)["cell_timeout"])
 
 
-def _overlay(values: dict, output_dir) -> dict:
-    """Fill "{output_dir}" into string values."""
+def check_dataset(dataset: str) -> str:
+    if dataset not in EMBEDDED_DATASETS:
+        raise ValueError(f"dataset: expected one of the embedded datasets {EMBEDDED_DATASETS}, got {dataset!r} "
+                         f"(any other VOC-layout folder: pass data_root)")
+    return dataset
+
+
+def dataset_config(dataset: str, experiment: str = "quick") -> Path:
+    """``<repo>/configs/<dataset>_<experiment>.yaml`` of an embedded dataset (it must exist)."""
+    from slrnet.utils import repo_root
+
+    path = repo_root() / "configs" / f"{check_dataset(dataset)}_{experiment}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"config: {path} not found; the {dataset} dataset has "
+                                f"{sorted(p.stem for p in path.parent.glob(dataset + '_*.yaml'))}")
+    return path
+
+
+def _overlay(values: dict, output_dir, dataset: str = "shapes") -> dict:
+    """Fill "{output_dir}" and "{dataset}" into string values."""
     out = {}
     for key, value in values.items():
         if isinstance(value, str) and "{output_dir}" in value:
             if output_dir is None:
                 raise ValueError(f"profile overlay {key}: needs an output folder ({value!r})")
             value = value.replace("{output_dir}", str(Path(output_dir).resolve()))
+        if isinstance(value, str):
+            value = value.replace("{dataset}", dataset)
         out[key] = value
     return out
 
 
-def dataset_root(profile: str, output_dir, data_root=None) -> Path:
+def dataset_root(profile: str, output_dir, data_root=None, dataset: str = "shapes") -> Path:
     """The folder a notebook shows when it trains nothing: ``data_root`` when given, else the profile's
-    shapes dataset (the one its training config would use), generated on first use."""
-    from slrnet.data.build import resolve_data_root
-    from slrnet.data.synthetic import ensure_default_dataset
+    copy of the embedded ``dataset`` (the one its training configs would use), generated on first use."""
+    from slrnet.data.build import EMBEDDED, resolve_data_root
 
     if data_root is not None:
         return Path(data_root).expanduser()
-    overlay = _overlay(profile_spec(profile)["config"], output_dir)
-    root = overlay.get("dataset.root")
-    return ensure_default_dataset(resolve_data_root(root) if root else None, **(overlay.get("dataset.generate") or {}))
+    cfg = load_config(dataset_config(dataset))
+    overlay = _overlay(profile_spec(profile)["config"], output_dir, dataset)
+    root = overlay.get("dataset.root", cfg["dataset"]["root"])
+    return EMBEDDED[dataset](resolve_data_root(root) if root else None,
+                             **(overlay.get("dataset.generate", cfg["dataset"]["generate"]) or {}))
 
 
 def resolve_config_path(config=None) -> Path:
@@ -130,15 +158,16 @@ def training_config(config: str | os.PathLike | None, profile: str, output_dir: 
     spec = profile_spec(profile)
     cfg = load_config(resolve_config_path(config))
     overlay = spec["config"]
-    if cfg["dataset"]["name"] != "shapes":
-        # the profile's generated dataset stands in for the shapes dataset only; other datasets keep theirs
-        overlay = {k: v for k, v in overlay.items() if k not in SHAPES_ONLY_KEYS}
-    cfg = merge_overrides(cfg, _overlay(overlay, output_dir))
+    name = cfg["dataset"]["name"]
+    if name not in EMBEDDED_DATASETS:
+        # the profile's generated dataset stands in for an embedded dataset only; other datasets keep theirs
+        overlay = {k: v for k, v in overlay.items() if k not in EMBEDDED_ONLY_KEYS}
+    cfg = merge_overrides(cfg, _overlay(overlay, output_dir, name))
     by_model = (spec.get("config_by_model") or {}).get(cfg["model"]["name"])
     if by_model:
-        cfg = merge_overrides(cfg, _overlay(by_model, output_dir))
+        cfg = merge_overrides(cfg, _overlay(by_model, output_dir, name))
     if short_run:
-        cfg = merge_overrides(cfg, _overlay(spec.get("short_run") or {}, output_dir))
+        cfg = merge_overrides(cfg, _overlay(spec.get("short_run") or {}, output_dir, name))
     if data_root is not None:
         from slrnet.data import VOCSegmentation
 

@@ -25,10 +25,11 @@ def test_every_profile_applies_to_every_config(profile, config, tmp_path):
     own = load_config(config)
     for key, value in spec["config"].items():
         section, name = key.split(".")
-        if own["dataset"]["name"] != "shapes" and key in P.SHAPES_ONLY_KEYS:
+        if own["dataset"]["name"] not in P.EMBEDDED_DATASETS and key in P.EMBEDDED_ONLY_KEYS:
             assert cfg[section][name] == own[section][name]          # a real dataset keeps its folder
         elif isinstance(value, str) and "{output_dir}" in value:
-            assert cfg[section][name] == value.replace("{output_dir}", str(tmp_path.resolve()))
+            assert cfg[section][name] == value.replace("{output_dir}", str(tmp_path.resolve())).replace(
+                "{dataset}", own["dataset"]["name"])
         elif key not in (spec.get("config_by_model") or {}).get(own["model"]["name"], {}):
             assert cfg[section][name] == value, key
     for key, value in (spec.get("short_run") or {}).items():

@@ -5,7 +5,7 @@ the profile's ``analysis.label_efficiency.config`` overlay on the variant with i
 single-scale val mIoU, for several fractions of pixel-labelled training images (the same images, drawn with
 ``misc.seed``, in every setting of a fraction):
 
-* ``weak``          — SLRNet from image labels only (``configs/shapes_quick.yaml``); pixel labels unused,
+* ``weak``          — SLRNet from image labels only (``configs/<dataset>_quick.yaml``); pixel labels unused,
                       so it does not depend on the fraction;
 * ``semi_w_cls``    — pixel labels on the fraction, image labels on the rest (``slrnet_semi``);
 * ``semi_wo_cls``   — pixel labels on the fraction, the rest unlabelled (``slrnet_semi_wo_cls``);
@@ -41,8 +41,7 @@ import torch
 
 from slrnet.data import SemiSupervisedSplit, build_dataset, build_semi_dataset
 from slrnet.data.files import VOID, load_mask
-from slrnet.profiles import analysis_settings, training_config
-from slrnet.utils import repo_root
+from slrnet.profiles import analysis_settings, dataset_config, training_config
 
 SETTINGS = ("weak", "semi_w_cls", "semi_wo_cls", "labelled_only")
 SETTING_LABELS = {"weak": "weakly supervised (image labels only)",
@@ -51,8 +50,9 @@ SETTING_LABELS = {"weak": "weakly supervised (image labels only)",
                   "labelled_only": "fully supervised on the labelled part alone"}
 SETTING_SHORT = {"weak": "weak", "semi_w_cls": "semi + image labels", "semi_wo_cls": "semi, no image labels",
                  "labelled_only": "labelled only"}
-SETTING_CONFIGS = {"weak": "shapes_quick.yaml", "semi_w_cls": "shapes_semi_w_cls_quick.yaml",
-                   "semi_wo_cls": "shapes_semi_wo_cls_quick.yaml", "labelled_only": "shapes_semi_w_cls_quick.yaml"}
+# each setting's config, configs/<dataset>_<experiment>.yaml (slrnet.profiles.dataset_config)
+SETTING_EXPERIMENTS = {"weak": "quick", "semi_w_cls": "semi_w_cls_quick", "semi_wo_cls": "semi_wo_cls_quick",
+                       "labelled_only": "semi_w_cls_quick"}
 # the settings share this config's schedule (after the profile and the study's overlay)
 SCHEDULE_FROM = "semi_w_cls"
 SCHEDULE_KEYS = ("num_epochs", "pretrain_epochs", "max_steps_per_epoch", "batch_size", "val_every", "val_max_images")
@@ -88,7 +88,7 @@ def run_name(setting: str, fraction: float | None) -> str:
     return setting if fraction is None else f"{setting}_{fraction:g}"
 
 
-def study_config(setting: str, fraction: float | None, profile: str, output_dir, configs_dir=None,
+def study_config(setting: str, fraction: float | None, profile: str, output_dir, dataset: str = "shapes",
                  data_root=None, device: str = "auto", seed: int = 0, overrides: dict | None = None) -> dict:
     """The training config of one setting at one pixel-label fraction (see the module docstring).
 
@@ -99,18 +99,20 @@ def study_config(setting: str, fraction: float | None, profile: str, output_dir,
     """
     _check_setting(setting)
     fraction = _check_fraction(setting, fraction)
-    configs = Path(configs_dir) if configs_dir is not None else repo_root() / "configs"
     study = analysis_settings(profile, "label_efficiency").get("config") or {}
     common = {"misc.seed": int(seed), "misc.device": device, **study, **(overrides or {})}
-    lenders = {name: training_config(configs / SETTING_CONFIGS[name], profile, output_dir, data_root, common)
+    lenders = {name: training_config(dataset_config(dataset, SETTING_EXPERIMENTS[name]), profile, output_dir,
+                                     data_root, common)
                for name in {SCHEDULE_FROM, LOSS_WEIGHTS_FROM[setting], LABELLED_ONLY_FOLLOWS}}
     borrowed = {f"train.{k}": lenders[SCHEDULE_FROM]["train"][k] for k in SCHEDULE_KEYS}
     borrowed["train.loss_coeff"] = list(lenders[LOSS_WEIGHTS_FROM[setting]]["train"]["loss_coeff"])
-    cfg = training_config(configs / SETTING_CONFIGS[setting], profile, output_dir, data_root, {**common, **borrowed})
+    cfg = training_config(dataset_config(dataset, SETTING_EXPERIMENTS[setting]), profile, output_dir, data_root,
+                          {**common, **borrowed})
     if setting == "weak":
         cfg["dataset"]["labelled_ratio"] = cfg["dataset"]["labelled_list"] = None   # pixel labels never used
         if cfg["model"]["name"] != "slrnet":
-            raise ValueError(f"label-efficiency study: {SETTING_CONFIGS['weak']} must train model.name 'slrnet', "
+            raise ValueError(f"label-efficiency study: {dataset_config(dataset, SETTING_EXPERIMENTS['weak']).name} "
+                             f"must train model.name 'slrnet', "
                              f"got {cfg['model']['name']!r}")
     else:
         cfg["dataset"]["labelled_ratio"], cfg["dataset"]["labelled_list"] = fraction, None
@@ -226,12 +228,12 @@ def _row(setting: str, fraction: float | None, cfg: dict, train_set, trainer, se
             "threads": torch.get_num_threads(), "source": "trained"}
 
 
-def train_setting(setting: str, fraction: float | None, profile: str, output_dir, configs_dir=None,
+def train_setting(setting: str, fraction: float | None, profile: str, output_dir, dataset: str = "shapes",
                   data_root=None, device: str = "auto", seed: int = 0, overrides: dict | None = None) -> StudyRun:
     """Train one setting into ``<output_dir>/runs/<setting>_<fraction>`` and evaluate single-scale val mIoU."""
     from slrnet.train import Trainer
 
-    cfg = study_config(setting, fraction, profile, output_dir, configs_dir, data_root, device, seed, overrides)
+    cfg = study_config(setting, fraction, profile, output_dir, dataset, data_root, device, seed, overrides)
     fraction = _check_fraction(setting, fraction)
     train_set = study_train_set(cfg, setting)
     # the study owns its output folder: a rerun replaces its runs
@@ -297,7 +299,7 @@ def default_workers(pending: int, device="auto") -> int:
     return max(1, min(int(pending), threads + 1))
 
 
-def run_study(fractions, settings=SETTINGS, *, profile: str, output_dir, configs_dir=None, data_root=None,
+def run_study(fractions, settings=SETTINGS, *, profile: str, output_dir, dataset: str = "shapes", data_root=None,
               device: str = "auto", seed: int = 0, overrides: dict | None = None, done: dict | None = None,
               workers="auto") -> dict:
     """Train every (setting, fraction) not already in ``done``; returns ``{(setting, fraction): StudyRun}``.
@@ -319,7 +321,7 @@ def run_study(fractions, settings=SETTINGS, *, profile: str, output_dir, configs
         workers = default_workers(len(pending), device)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"run_study: workers must be 'auto' or an integer >= 1, got {workers!r}")
-    options = dict(profile=profile, output_dir=output_dir, configs_dir=configs_dir, data_root=data_root,
+    options = dict(profile=profile, output_dir=output_dir, dataset=dataset, data_root=data_root,
                    device=device, seed=seed, overrides=overrides)
     if workers == 1 or len(pending) <= 1:
         for setting, fraction in pending:

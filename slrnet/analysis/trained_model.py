@@ -2,10 +2,11 @@
 
 Notebooks 04 (low-rank factors) and 05 (evaluation) look at a trained SLRNet. The notebook that trains the
 weakly supervised model (02) publishes it with :func:`publish_model` under the output root, in
-``<output root>/models/weakly_supervised.pth``; the analyses read it from there (:func:`published_model`). A
-``checkpoint`` parameter names any other file, and when there is none they train the profile's short run of
-``configs/shapes_quick.yaml`` first (``short_run`` in ``configs/profiles.yaml``), so every notebook also runs
-alone.
+``<output root>/models/weakly_supervised.pth`` (``weakly_supervised_photos.pth`` for the photos dataset: one
+published model per embedded dataset, :func:`published_name`); the analyses read it from there
+(:func:`published_model`). A ``checkpoint`` parameter names any other file, and when there is none they train the
+profile's short run of ``configs/<dataset>_quick.yaml`` first (``short_run`` in ``configs/profiles.yaml``), so
+every notebook also runs alone.
 
     >>> from slrnet.analysis.trained_model import evaluation_set, load_or_train
     >>> model, cfg, info = load_or_train(None, "outputs/05_evaluate", profile="quick")
@@ -21,9 +22,15 @@ from pathlib import Path
 
 from slrnet.checkpoint import load_checkpoint, save_checkpoint
 from slrnet.models.loading import load_trained_model
-from slrnet.profiles import check_profile, training_config
+from slrnet.profiles import check_dataset, check_profile, dataset_config, training_config
 
 WEAKLY_SUPERVISED = "weakly_supervised"
+
+
+def published_name(dataset: str = "shapes") -> str:
+    """The published weakly supervised model of an embedded dataset: "weakly_supervised" (shapes),
+    "weakly_supervised_photos", ..."""
+    return WEAKLY_SUPERVISED if check_dataset(dataset) == "shapes" else f"{WEAKLY_SUPERVISED}_{dataset}"
 
 
 def published_model(output_dir, name: str = WEAKLY_SUPERVISED) -> Path:
@@ -42,9 +49,10 @@ def publish_model(state: dict, output_dir, name: str = WEAKLY_SUPERVISED) -> Pat
 
 
 def train_small_model(output_dir, profile: str = "quick", seed: int = 0, device="auto", config=None,
-                      data_root=None):
-    """Train ``config`` (see ``slrnet.profiles.resolve_config_path``) with ``profile``'s short run into
-    ``<output_dir>/train_run``; ``data_root``: any VOC-layout folder instead of the config's dataset.
+                      data_root=None, dataset: str = "shapes"):
+    """Train ``config`` (see ``slrnet.profiles.resolve_config_path``; None: ``configs/<dataset>_quick.yaml``)
+    with ``profile``'s short run into ``<output_dir>/train_run``; ``data_root``: any VOC-layout folder instead
+    of the config's dataset.
 
     Returns (model in eval mode, config, info {"source": "trained here", "checkpoint", "train_seconds",
     "learning_check"}).
@@ -53,6 +61,7 @@ def train_small_model(output_dir, profile: str = "quick", seed: int = 0, device=
 
     check_profile(profile)
     out = Path(output_dir).resolve()
+    config = dataset_config(dataset) if config is None else config
     cfg = training_config(config, profile, out, data_root=data_root, short_run=True,
                           overrides={"misc.seed": int(seed), "misc.device": str(device)})
     start = time.perf_counter()
@@ -64,10 +73,10 @@ def train_small_model(output_dir, profile: str = "quick", seed: int = 0, device=
 
 
 def load_or_train(checkpoint, output_dir, profile: str = "quick", seed: int = 0, device="auto", config=None,
-                  data_root=None):
+                  data_root=None, dataset: str = "shapes"):
     """The notebook's model: ``checkpoint`` if given (it must exist); else the published weakly supervised
-    model of ``output_dir``'s root if present; else ``train_small_model(output_dir, profile, seed, device, config,
-    data_root)``.
+    model of ``dataset`` in ``output_dir``'s root if present; else ``train_small_model(output_dir, profile, seed,
+    device, config, data_root, dataset)``.
 
     Returns (model in eval mode, config, info) with info {"source": "checkpoint" / "trained here",
     "checkpoint": the weights' file, "train_seconds", "learning_check": the trainer's verdict on the run or None}.
@@ -77,8 +86,9 @@ def load_or_train(checkpoint, output_dir, profile: str = "quick", seed: int = 0,
     check_profile(profile)
     if checkpoint is not None and not Path(checkpoint).expanduser().is_file():
         raise FileNotFoundError(f"checkpoint: {checkpoint} does not exist (None uses the published weakly supervised "
-                                f"model, {published_model(output_dir)}, or trains one)")
-    path = Path(checkpoint).expanduser() if checkpoint is not None else published_model(output_dir)
+                                f"model, {published_model(output_dir, published_name(dataset))}, or trains one)")
+    path = (Path(checkpoint).expanduser() if checkpoint is not None
+            else published_model(output_dir, published_name(dataset)))
     if path.is_file():
         model, cfg = load_trained_model(path, device=device)
         saved = load_checkpoint(path, map_location="cpu")
@@ -87,7 +97,7 @@ def load_or_train(checkpoint, output_dir, profile: str = "quick", seed: int = 0,
                       "learning_check": verdict}
     else:
         model, cfg, model_info = train_small_model(output_dir, profile, seed, device, config=config,
-                                                   data_root=data_root)
+                                                   data_root=data_root, dataset=dataset)
     verdict = model_info["learning_check"]
     if verdict is not None and not verdict["learned"]:
         print(f"warning: {verdict['message']}", flush=True)

@@ -8,9 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from slrnet.data.files import DatasetError
+from slrnet.data.photos import ensure_photos_dataset
 from slrnet.data.synthetic import ensure_default_dataset
 from slrnet.data.transforms import TrainTransform, ValTransform
 from slrnet.data.voc import VOCSegmentation
+
+
+# the embedded datasets, generated on first use from dataset.generate options: name -> ensure(root, **options)
+EMBEDDED = {"shapes": ensure_default_dataset, "photos": ensure_photos_dataset}
 
 
 def resolve_data_root(root) -> Path:
@@ -29,7 +34,7 @@ def resolve_data_root(root) -> Path:
 def build_dataset(cfg_dataset: dict, split: str, train: bool) -> VOCSegmentation:
     """Dataset from a config's ``dataset`` section (keys as in the original YAML configs).
 
-    Keys: ``name`` ("shapes" generates the embedded dataset on first use, with ``generate`` options;
+    Keys: ``name`` ("shapes" and "photos" generate an embedded dataset on first use, with ``generate`` options;
     any other name is a VOC-layout root), ``root``, ``crop_size``, ``scale`` [lo, hi]; optional
     ``list`` (or ``<split>_list``), ``mask_dir`` (None = auto), ``classes``; ``val_root``: another VOC-layout
     root for every split but train (the second stage trains on exported pseudo labels and validates on the
@@ -41,9 +46,9 @@ def build_dataset(cfg_dataset: dict, split: str, train: bool) -> VOCSegmentation
     mask_dir = cfg.get("mask_dir")
     if split != "train" and cfg.get("val_root"):
         root, mask_dir = resolve_data_root(cfg["val_root"]), None
-    elif name == "shapes":
-        root = ensure_default_dataset(resolve_data_root(cfg["root"]) if cfg.get("root") else None,
-                                      **(cfg.get("generate") or {}))
+    elif name in EMBEDDED:
+        root = EMBEDDED[name](resolve_data_root(cfg["root"]) if cfg.get("root") else None,
+                              **(cfg.get("generate") or {}))
     else:
         if not cfg.get("root"):
             raise DatasetError(f"dataset.root: expected the folder of the '{name}' dataset, got {cfg.get('root')!r}")

@@ -19,19 +19,15 @@ byte-identical files (and images do not change when only the counts change). Loa
 from __future__ import annotations
 
 import colorsys
-import json
 import math
-import os
-import shutil
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import PIL
 from PIL import Image, ImageDraw
 
-from slrnet.data.files import VOID, save_palette_png
+from slrnet.data.generated import (PRETRAIN_SPLIT_CODE, DatasetGenerator, ensure_generated, generate,  # noqa: F401
+                                   void_band)
 
 SHAPES_CLASSES = ("background", "circle", "square", "triangle", "star", "cross", "crescent")
 GENERATOR_VERSION = 2
@@ -44,33 +40,13 @@ DEFAULT_OPTIONS = {
     "jpeg_quality": 90,
     "void_width": 1,       # void band reaches this many pixels to each side of a label border
 }
-_SPLIT_CODES = {"train": 0, "val": 1}
-# Images of the backbone's classification pretraining (slrnet.pretrain) come from their own stream,
-# so they never coincide with a train or val image.
-PRETRAIN_SPLIT_CODE = 2
 MIN_VISIBLE = 0.6          # fraction of an instance's area that must stay unoccluded
 RADIUS_RANGE = (0.12, 0.25)  # instance radius as a fraction of the image size
 
 
 def full_options(**options) -> dict:
     """Defaults filled in and checked; unknown keys are errors naming the key."""
-    unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
-    if unknown:
-        raise ValueError(f"shapes dataset: unknown option(s) {unknown}; expected some of {sorted(DEFAULT_OPTIONS)}")
-    opts = {**DEFAULT_OPTIONS, **options}
-    for key, value in opts.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise ValueError(f"shapes dataset: option {key} must be an integer, got {value!r}")
-        opts[key] = int(value)
-    if opts["image_size"] < 32:
-        raise ValueError(f"shapes dataset: image_size must be >= 32, got {opts['image_size']}")
-    if opts["num_train"] < 1 or opts["num_val"] < 1:
-        raise ValueError("shapes dataset: num_train and num_val must be >= 1")
-    if not 1 <= opts["max_instances"] <= 6:
-        raise ValueError(f"shapes dataset: max_instances must be in 1..6, got {opts['max_instances']}")
-    if not 1 <= opts["jpeg_quality"] <= 100 or opts["void_width"] < 0:
-        raise ValueError("shapes dataset: jpeg_quality must be in 1..100 and void_width >= 0")
-    return opts
+    return SHAPES.options(**options)
 
 
 # -- drawing ---------------------------------------------------------------------------------------
@@ -169,22 +145,6 @@ def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
     return c0 + (c1 - c0) * t[..., None]
 
 
-def void_band(label: np.ndarray, width: int) -> np.ndarray:
-    """Set to 255 every pixel within ``width`` (Chebyshev) of a pixel with a different label."""
-    if width <= 0:
-        return label.copy()
-    h, w = label.shape
-    padded = np.pad(label, width, mode="edge")
-    border = np.zeros(label.shape, dtype=bool)
-    for dy in range(-width, width + 1):
-        for dx in range(-width, width + 1):
-            if dy or dx:
-                border |= padded[width + dy:width + dy + h, width + dx:width + dx + w] != label
-    out = label.copy()
-    out[border] = VOID
-    return out
-
-
 def render_sample(rng: np.random.Generator, size: int = 128, max_instances: int = 3,
                   void_width: int = 1) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """One image: (uint8 (S, S, 3) image, uint8 (S, S) mask with void band, list of instance dicts)."""
@@ -223,108 +183,29 @@ def render_sample(rng: np.random.Generator, size: int = 128, max_instances: int 
     return np.clip(image + 0.5, 0, 255).astype(np.uint8), void_band(label, void_width), instances
 
 
-# -- writing ---------------------------------------------------------------------------------------
+# -- writing (slrnet.data.generated) -------------------------------------------------------------
 
-def _write_split(root: Path, split: str, opts: dict) -> list[str]:
-    from slrnet.utils import progress
-
-    count = opts[f"num_{split}"]
-    names = [f"{split}_{i:06d}" for i in range(count)]
-    for i in progress(range(count), desc=f"shapes {split}", leave=False):
-        rng = np.random.default_rng([opts["seed"], _SPLIT_CODES[split], i])
-        image, mask, _ = render_sample(rng, opts["image_size"], opts["max_instances"], opts["void_width"])
-        Image.fromarray(image, "RGB").save(root / "JPEGImages" / f"{names[i]}.jpg", format="JPEG",
-                                           quality=opts["jpeg_quality"])
-        save_palette_png(mask, root / "SegmentationClass" / f"{names[i]}.png")
-    return names
+def _render(rng: np.random.Generator, opts: dict) -> tuple[np.ndarray, np.ndarray]:
+    image, mask, _ = render_sample(rng, opts["image_size"], opts["max_instances"], opts["void_width"])
+    return image, mask
 
 
-def _meta(opts: dict) -> dict:
-    return {"dataset": "shapes", "generator": "slrnet.data.synthetic", "version": GENERATOR_VERSION,
-            "seed": opts["seed"], "options": opts, "classes": list(SHAPES_CLASSES),
-            "libraries": {"numpy": np.__version__, "pillow": PIL.__version__}}
+SHAPES = DatasetGenerator(name="shapes", module="slrnet.data.synthetic", classes=SHAPES_CLASSES,
+                          version=GENERATOR_VERSION, defaults=DEFAULT_OPTIONS, render=_render)
 
 
 def generate_dataset(root, **options) -> Path:
     """Write the shapes dataset into ``root`` (which must not exist or be empty). Returns ``root``."""
-    opts = full_options(**options)
-    root = Path(root)
-    if root.exists() and any(root.iterdir()):
-        raise FileExistsError(f"generate_dataset: {root} is not empty; use ensure_default_dataset to (re)generate")
-    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    for split in ("train", "val"):
-        names = _write_split(root, split, opts)
-        (root / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(names) + "\n")
-    (root / "classes.txt").write_text("\n".join(SHAPES_CLASSES) + "\n")
-    (root / "meta.json").write_text(json.dumps(_meta(opts), indent=2, sort_keys=True) + "\n")  # written last
-    return root
-
-
-def _is_complete(root: Path, opts: dict) -> bool:
-    """True when ``root`` holds a finished generation with exactly these options."""
-    try:
-        meta = json.loads((root / "meta.json").read_text())
-    except (OSError, ValueError):
-        return False
-    if meta.get("version") != GENERATOR_VERSION or meta.get("options") != opts:
-        return False
-    for split in ("train", "val"):
-        listed = root / "ImageSets" / "Segmentation" / f"{split}.txt"
-        names = listed.read_text().split() if listed.is_file() else []
-        if len(names) != opts[f"num_{split}"]:
-            return False
-        if not all((root / "JPEGImages" / f"{n}.jpg").is_file() and (root / "SegmentationClass" / f"{n}.png").is_file()
-                   for n in names):
-            return False
-    return True
-
-
-def _written_by_us(root: Path) -> bool:
-    try:
-        return json.loads((root / "meta.json").read_text()).get("generator") == "slrnet.data.synthetic"
-    except (OSError, ValueError, AttributeError):
-        return False
+    return generate(SHAPES, root, **options)
 
 
 def ensure_default_dataset(root=None, **options) -> Path:
     """Return a folder holding the shapes dataset for ``options``, generating it when needed.
 
     ``root`` defaults to ``<slrnet.utils.default_data_root()>/shapes``. A cached copy is reused when its
-    ``meta.json`` matches the options; otherwise the dataset is generated into a temporary sibling
-    folder and swapped in by renames, so an interrupted run never leaves a half-written dataset. A
-    non-empty folder that was not written by this generator is never touched (an error instead).
+    ``meta.json`` matches the options; otherwise it is generated atomically (``slrnet.data.generated``).
+    A non-empty folder that was not written by this generator is never touched (an error instead).
     """
     from slrnet.utils import default_data_root
 
-    opts = full_options(**options)
-    root = Path(root).expanduser() if root is not None else default_data_root() / "shapes"
-    if _is_complete(root, opts):
-        return root
-    if root.exists() and not root.is_dir():
-        raise FileExistsError(f"shapes dataset root {root} exists and is not a folder")
-    if root.is_dir() and any(root.iterdir()) and not _written_by_us(root):
-        raise FileExistsError(f"{root} is not empty and has no meta.json from the shapes generator; refusing to "
-                              f"overwrite it. Pass another root or remove the folder.")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    try:
-        generate_dataset(tmp, **opts)
-        if _is_complete(root, opts):        # another process finished first: keep theirs
-            return root
-        old = None
-        if root.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
-            os.replace(root, old / "dataset")
-        try:
-            os.replace(tmp, root)
-        except OSError:
-            if _is_complete(root, opts):    # lost a race to another process that wrote the same dataset
-                return root
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return root
+    return ensure_generated(SHAPES, Path(root) if root is not None else default_data_root() / "shapes", **options)

@@ -1,0 +1,61 @@
+"""Weak vs. full supervision on both embedded datasets: six runs, one budget (``slrnet.analysis.supervision_gap``).
+
+For each dataset (shapes, photos) it trains weakly supervised SLRNet, its no-CVLR ablation and the fully
+supervised model with the same backbone, pretrained weights and schedule, and writes every run's row, the
+per-dataset summary and the command that made it. Notebook 02 shows the file when it exists.
+
+    python experiments/supervision_gap.py --profile quick
+    python experiments/supervision_gap.py --datasets photos --settings weak full --output /tmp/gap.json
+
+On 2 CPU cores each quick run takes about as long as notebook 02's training.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from slrnet.analysis import supervision_gap as gap
+from slrnet.profiles import EMBEDDED_DATASETS
+from slrnet.utils import repo_root, write_json
+
+
+def default_output(profile: str) -> Path:
+    return repo_root() / "experiments" / "results" / f"supervision_gap_{profile}.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=list(EMBEDDED_DATASETS), choices=EMBEDDED_DATASETS)
+    parser.add_argument("--settings", nargs="+", default=list(gap.SETTINGS), choices=gap.SETTINGS)
+    parser.add_argument("--profile", default="quick", choices=("smoke", "quick", "full"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--output", type=Path, default=None, help="results file (default experiments/results/...)")
+    args = parser.parse_args(argv)
+    output = args.output or default_output(args.profile)
+    script = Path(__file__).resolve().relative_to(repo_root())
+    given = sys.argv[1:] if argv is None else argv
+    results = {"command": " ".join(shlex.quote(str(a)) for a in ["python", script, *given]),
+               "profile": args.profile, "seed": args.seed, "rows": [], "summary": [], "seconds": None}
+    start = time.time()
+
+    def save(rows):
+        results["rows"], results["summary"] = rows, gap.gap_summary(rows)
+        results["seconds"] = round(time.time() - start, 1)
+        write_json(output, results)                   # after every run: an interrupted study keeps its rows
+        row = rows[-1]
+        print(f"{row['dataset']:>7} {row['setting']:>8}: val mIoU {row['val_miou']:.3f} "
+              f"({row['train_seconds']:.0f} s) -> {output}", flush=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        gap.run_comparison(args.datasets, args.settings, profile=args.profile, output_dir=tmp, seed=args.seed,
+                           device=args.device, on_row=save)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

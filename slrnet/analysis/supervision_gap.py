@@ -1,0 +1,102 @@
+"""How far image labels get: weakly supervised SLRNet, its no-CVLR ablation and full supervision, one budget.
+
+The paper's headline comparison on VOC val (METHOD.md; Pan et al., IJCV 2022, tables 2 and 6): SLRNet from
+image labels reaches 67.2 mIoU against 80.8 for the same network trained on every pixel label, 83 % of full
+supervision, and CVLR adds +4.5 over the single-stage baseline without it. This module measures the same
+three numbers on an embedded dataset with the teaching model, each run with the same backbone, the same
+pretrained weights and the same schedule:
+
+* ``weak``    — ``configs/<dataset>_quick.yaml``: SLRNet from image labels;
+* ``no_cvlr`` — the same with ``model.use_cvlr=false`` (one view, no low-rank reconstruction);
+* ``full``    — ``configs/<dataset>_semi_w_cls_quick.yaml`` with every training image pixel-labelled
+  (``dataset.labelled_ratio=1.0``, no oversampling), trained on the weak run's schedule: the upper bound.
+
+Val mIoU is measured the same way for all three (the trainer's single-scale validation after the last epoch).
+
+    >>> from slrnet.analysis.supervision_gap import run_comparison, gap_summary
+    >>> rows = run_comparison(["shapes"], profile="smoke", output_dir="/tmp/gap")
+    >>> gap_summary(rows)          # per dataset: weak / full, CVLR's gain, ...
+
+``experiments/supervision_gap.py`` runs it for both datasets and writes the results file notebook 02 shows.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from slrnet.profiles import dataset_config, training_config
+
+SETTINGS = ("weak", "no_cvlr", "full")
+SETTING_LABELS = {"weak": "SLRNet, image labels", "no_cvlr": "without CVLR, image labels",
+                  "full": "fully supervised, every pixel label"}
+SCHEDULE_KEYS = ("lr", "num_epochs", "pretrain_epochs", "max_steps_per_epoch", "batch_size", "val_every",
+                 "val_max_images", "lr_policy")
+PAPER_VOC = {"weak": 67.2, "full": 80.8, "cvlr_gain": 4.5}    # VOC 2012 val mIoU (%), the paper
+
+
+def comparison_config(dataset: str, setting: str, profile: str, output_dir, seed: int = 0, device: str = "auto",
+                      overrides: dict | None = None) -> dict:
+    """The training config of one setting on one embedded dataset (see the module docstring)."""
+    if setting not in SETTINGS:
+        raise ValueError(f"setting: expected one of {SETTINGS}, got {setting!r}")
+    common = {"misc.seed": int(seed), "misc.device": device, "misc.verbose": 0, **(overrides or {})}
+    weak = training_config(dataset_config(dataset, "quick"), profile, output_dir, overrides=common)
+    if setting == "weak":
+        return weak
+    if setting == "no_cvlr":
+        return training_config(dataset_config(dataset, "quick"), profile, output_dir,
+                               overrides={**common, "model.use_cvlr": False})
+    schedule = {f"train.{k}": weak["train"][k] for k in SCHEDULE_KEYS}
+    full = training_config(dataset_config(dataset, "semi_w_cls_quick"), profile, output_dir,
+                           overrides={**common, **schedule, "dataset.labelled_ratio": 1.0,
+                                      "dataset.labelled_list": None, "dataset.oversample_rate": 1})
+    return full
+
+
+def train_comparison(dataset: str, setting: str, profile: str, output_dir, seed: int = 0, device: str = "auto",
+                     overrides: dict | None = None) -> dict:
+    """Train one setting into ``<output_dir>/runs/<dataset>_<setting>``; returns its row."""
+    from slrnet.train import Trainer
+
+    cfg = comparison_config(dataset, setting, profile, output_dir, seed, device, overrides)
+    trainer = Trainer.build(cfg, Path(output_dir).resolve() / "runs" / f"{dataset}_{setting}", device=device,
+                            overwrite=True)
+    start = time.time()
+    trainer.fit()
+    seconds = time.time() - start
+    final, check = trainer.history[-1], trainer.learning_check or {}
+    best = max((h["val_miou"] for h in trainer.history if "val_miou" in h), default=float("nan"))
+    return {"dataset": dataset, "setting": setting, "label": SETTING_LABELS[setting],
+            "val_miou": float(final["val_miou"]), "best_val_miou": float(best),
+            "background_only_miou": check.get("background_only_miou"), "learned": check.get("learned"),
+            "epochs": cfg["train"]["num_epochs"], "steps": trainer.global_step,
+            "batch_size": cfg["train"]["batch_size"], "train_seconds": round(seconds, 1),
+            "seconds_per_step": round(seconds / max(1, trainer.global_step), 4), "threads": torch.get_num_threads()}
+
+
+def run_comparison(datasets, settings=SETTINGS, *, profile: str, output_dir, seed: int = 0, device: str = "auto",
+                   overrides: dict | None = None, on_row=None) -> list[dict]:
+    """Every (dataset, setting), one after the other; ``on_row(rows)`` after each (to save partial results)."""
+    rows = []
+    for dataset in datasets:
+        for setting in settings:
+            rows.append(train_comparison(dataset, setting, profile, output_dir, seed, device, overrides))
+            if on_row is not None:
+                on_row(rows)
+    return rows
+
+
+def gap_summary(rows: list[dict]) -> list[dict]:
+    """Per dataset: the three val mIoUs, weak / full and CVLR's gain (weak - no_cvlr), with the paper's VOC row."""
+    out = []
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        miou = {r["setting"]: r["val_miou"] for r in rows if r["dataset"] == dataset}
+        out.append({"dataset": dataset, **{s: miou.get(s) for s in SETTINGS},
+                    "weak_over_full": miou["weak"] / miou["full"] if {"weak", "full"} <= set(miou) and miou["full"] else None,
+                    "cvlr_gain": miou["weak"] - miou["no_cvlr"] if {"weak", "no_cvlr"} <= set(miou) else None})
+    out.append({"dataset": "VOC 2012 (paper, %)", "weak": PAPER_VOC["weak"], "no_cvlr": PAPER_VOC["weak"] - PAPER_VOC["cvlr_gain"],
+                "full": PAPER_VOC["full"], "weak_over_full": PAPER_VOC["weak"] / PAPER_VOC["full"],
+                "cvlr_gain": PAPER_VOC["cvlr_gain"]})
+    return out
