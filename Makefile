@@ -6,11 +6,13 @@
 # TORCH_SPEC overrides the PyTorch requirement, e.g. for a CUDA build:
 #   make run TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124"
 # Without it, the CPU wheel torch==2.13.0 is installed unless a torch is importable already.
+# DATASET=photos runs the notebooks on the embedded photos dataset instead of shapes (make run DATASET=photos).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?=
 PROFILE ?= quick
+DATASET ?=
 STAMP := $(VENV)/.slrnet-installed
 
 .PHONY: run test test-browser install clean-outputs
@@ -32,7 +34,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m slrnet suite --profile $(PROFILE)
+	$(PY) -m slrnet suite --profile $(PROFILE) $(if $(DATASET),-p dataset $(DATASET))
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -4,7 +4,7 @@ For each dataset (shapes, photos) it trains weakly supervised SLRNet, its no-CVL
 supervised model with the same backbone, pretrained weights and schedule, and writes every run's row, the
 per-dataset summary and the command that made it. Notebook 02 shows the file when it exists.
 
-    python experiments/supervision_gap.py --profile quick
+    python experiments/supervision_gap.py --profile quick --workers 2
     python experiments/supervision_gap.py --datasets photos --settings weak full --output /tmp/gap.json
 
 On 2 CPU cores each quick run takes about as long as notebook 02's training.
@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="quick", choices=("smoke", "quick", "full"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--workers", type=int, default=1, help="runs trained at once (CPU: e.g. 2 on 2 cores)")
     parser.add_argument("--output", type=Path, default=None, help="results file (default experiments/results/...)")
     args = parser.parse_args(argv)
     output = args.output or default_output(args.profile)
@@ -43,17 +44,16 @@ def main(argv: list[str] | None = None) -> int:
                "profile": args.profile, "seed": args.seed, "rows": [], "summary": [], "seconds": None}
     start = time.time()
 
-    def save(rows):
+    def save(rows, row):
         results["rows"], results["summary"] = rows, gap.gap_summary(rows)
         results["seconds"] = round(time.time() - start, 1)
         write_json(output, results)                   # after every run: an interrupted study keeps its rows
-        row = rows[-1]
         print(f"{row['dataset']:>7} {row['setting']:>8}: val mIoU {row['val_miou']:.3f} "
               f"({row['train_seconds']:.0f} s) -> {output}", flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         gap.run_comparison(args.datasets, args.settings, profile=args.profile, output_dir=tmp, seed=args.seed,
-                           device=args.device, on_row=save)
+                           device=args.device, workers=args.workers, on_row=save)
     return 0
 
 

@@ -264,3 +264,18 @@ def test_notebook_runs_with_smoke_profile(path: Path, output_root: Path):
     assert pngs, f"{path.name}: no PNG figure in {out}"
     for png in pngs:
         assert png.read_bytes()[:8] == PNG_SIGNATURE, f"{png} is not a PNG"
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_notebooks_run_on_the_photos_dataset(output_root: Path):
+    """`dataset = "photos"`: 00 tours it, 02 trains on it and publishes its model, 05 evaluates that model."""
+    results = suite.run_suite(profile="smoke", only=["00_dataset_tour", "02_train_weakly_supervised", "05_evaluate"],
+                              output_root=output_root, notebooks_dir=NOTEBOOKS_DIR, parameters={"dataset": "photos"})
+    assert [r["status"] for r in results] == ["ok"] * 3, [r["error"] for r in results]
+    tour = json.loads((output_root / "00_dataset_tour" / "metrics.json").read_text())
+    assert tour["num_classes"] == 11 and Path(tour["root"]).name == "photos_smoke", tour
+    assert (output_root / "models" / "weakly_supervised_photos.pth").is_file()
+    assert not (output_root / "models" / "weakly_supervised.pth").exists()
+    evaluation = json.loads((output_root / "05_evaluate" / "metrics.json").read_text())
+    assert evaluation["model_source"] == "checkpoint", evaluation

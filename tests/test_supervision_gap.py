@@ -46,7 +46,8 @@ def test_the_script_trains_and_writes_its_results_file(tmp_path):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     out = tmp_path / "gap.json"
-    assert script.main(["--datasets", "photos", "--settings", "weak", "full", "--profile", "smoke", "--output", str(out)]) == 0
+    assert script.main(["--datasets", "photos", "--settings", "weak", "full", "--profile", "smoke", "--output", str(out),
+                        "--workers", "2"]) == 0
     results = json.loads(out.read_text())
     assert [r["setting"] for r in results["rows"]] == ["weak", "full"]
     assert all(0 <= r["val_miou"] <= 1 and r["steps"] > 0 for r in results["rows"])
