@@ -119,3 +119,29 @@ def test_missing_weights_of_other_backbones_are_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="absent.pth"):
         build_model({"backbone": "resnet101", "num_classes": 3, "pretrained": str(tmp_path / "absent.pth"),
                      "decoder_channels": 256})
+
+
+def test_the_photos_stream_alternates_composed_scenes_and_single_views():
+    from slrnet.data.generated import PRETRAIN_SPLIT_CODE
+    from slrnet.data.photos import PHOTOS, render_view
+
+    images, labels = P.pretraining_images(4, image_size=48, seed=0, stream="photos")
+    assert images.shape == (4, 3, 48, 48) and labels.shape == (4, 10)
+    composed, mask = PHOTOS.sample(PRETRAIN_SPLIT_CODE, 1, image_size=48)          # image 2 is the second scene
+    assert torch.equal(images[2], torch.from_numpy(composed).permute(2, 0, 1))
+    view, view_mask = render_view(np.random.default_rng([0, PRETRAIN_SPLIT_CODE, 0, 1]), 48)   # image 1: a view
+    assert torch.equal(images[1], torch.from_numpy(view).permute(2, 0, 1))
+    assert labels[1].sum() == (1 if view_mask.max() > 0 else 0)                    # one object, or a scene: none
+    mixed_images, mixed = P.pretraining_images(2, image_size=48, seed=0, stream="mixed")
+    assert mixed.shape == (2, 16) and mixed[0, 6:].sum() == 0 and mixed[1, :6].sum() == 0   # shapes first
+    with pytest.raises(ValueError, match="stream must be one of"):
+        P.pretraining_images(2, stream="imagenet")
+
+
+def test_streams_have_their_own_defaults_and_come_from_the_file_name():
+    assert P.full_options()["steps"] == P.DEFAULT_OPTIONS["steps"]
+    assert P.full_options(stream="photos")["steps"] == P.STREAM_DEFAULTS["photos"]["steps"]
+    assert P.full_options(stream="photos", steps=5)["steps"] == 5
+    assert P.stream_of("data/pretrained/tiny_w16_photos.pth") == "photos"
+    assert P.stream_of("data/pretrained/tiny_w16_shapes.pth") == "shapes"
+    assert P.stream_of("/tmp/my_weights.pth") == "shapes"        # no stream in the name: the default

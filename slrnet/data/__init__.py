@@ -8,8 +8,9 @@
 Modules: ``files`` (image and palette-PNG label files, the dataset errors), ``voc`` (the loader, label
 derivation, validation), ``transforms`` (train / val transforms, the ImageNet mean and std), ``generated``
 (writing a generated dataset once, atomically), ``synthetic`` (the shapes generator), ``photo_sources`` and
-``photos`` (real photographs shipped in installed packages, composed into the photos dataset), ``build`` (a dataset from a config's ``dataset`` section), ``splits`` (semi-supervised
-labelled / unlabelled splits), ``sampling`` (class-balanced epochs), ``convert_*`` (SBD, COCO, L2ID -> VOC layout).
+``photos`` (real photographs shipped in installed packages, composed into the photos dataset), ``build`` (a
+dataset from a config's ``dataset`` section), ``splits`` (semi-supervised labelled / unlabelled splits),
+``sampling`` (class-balanced epochs), ``convert_*`` (SBD, COCO, L2ID -> VOC layout).
 """
 from slrnet.data.synthetic import SHAPES_CLASSES, ensure_default_dataset, generate_dataset
 from slrnet.data.photos import PHOTOS_CLASSES, ensure_photos_dataset
@@ -23,6 +24,7 @@ from slrnet.data.splits import SemiSupervisedSplit, build_semi_dataset, select_l
 __all__ = [
     "MEAN", "STD", "PHOTOS_CLASSES", "SHAPES_CLASSES", "VOC_CLASSES", "DatasetError", "DatasetFileNotFoundError",
     "SemiSupervisedSplit", "TrainTransform", "ValTransform", "VOCSegmentation", "build_dataset", "build_semi_dataset",
-    "denormalize", "ensure_default_dataset", "ensure_photos_dataset", "generate_dataset", "load_image", "load_mask", "save_palette_png",
+    "denormalize", "ensure_default_dataset", "ensure_photos_dataset", "generate_dataset", "load_image", "load_mask",
+    "save_palette_png",
     "select_labelled", "voc_colormap",
 ]

@@ -30,6 +30,16 @@ from PIL import Image
 from slrnet.data.files import VOID, save_palette_png
 
 SPLIT_CODES = {"train": 0, "val": 1}
+# the options every generator takes (its DatasetGenerator.defaults may add or change some)
+GENERATED_OPTIONS = {
+    "image_size": 128,     # square images, pixels
+    "num_train": 2000,
+    "num_val": 300,
+    "seed": 0,
+    "max_instances": 3,    # 1..max_instances objects per image
+    "jpeg_quality": 90,
+    "void_width": 1,       # void band reaches this many pixels to each side of a label border
+}
 # Images of the backbone's classification pretraining (slrnet.pretrain) come from their own stream,
 # so they never coincide with a train or val image.
 PRETRAIN_SPLIT_CODE = 2

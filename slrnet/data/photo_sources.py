@@ -41,7 +41,8 @@ class Source:
         spec = importlib.util.find_spec(self.package)
         if spec is None or not spec.submodule_search_locations:
             raise SourceMissing(f"photos dataset: the package {self.package!r} is not installed; it ships "
-                                f"{self.path}. Install slrnet's dependencies (pip install -e .), e.g. with `make install`.")
+                                f"{self.path}. Install slrnet's dependencies (pip install -e .), e.g. with "
+                                f"`make install`.")
         return Path(list(spec.submodule_search_locations)[0]) / self.path
 
 

@@ -29,22 +29,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from slrnet.data.generated import DatasetGenerator, ensure_generated, generate, void_band
+from slrnet.data.generated import GENERATED_OPTIONS, DatasetGenerator, ensure_generated, generate, void_band
 from slrnet.data.photo_sources import OBJECT_SOURCES, SCENE_SOURCES, load_sources, source_digests
 
 PHOTOS_CLASSES = ("background",) + tuple(s.name for s in OBJECT_SOURCES)
 SCENES = tuple(s.name for s in SCENE_SOURCES)
 MATERIALS = frozenset({"coins", "brick", "grass", "gravel", "tissue"})   # no up or down: any quarter turn
 GENERATOR_VERSION = 1
-DEFAULT_OPTIONS = {
-    "image_size": 128,     # square images, pixels
-    "num_train": 2000,
-    "num_val": 300,
-    "seed": 0,
-    "max_instances": 3,    # 1..max_instances objects per image
-    "jpeg_quality": 90,
-    "void_width": 1,       # void band reaches this many pixels to each side of a label border
-}
+DEFAULT_OPTIONS = dict(GENERATED_OPTIONS)   # slrnet.data.generated: size, counts, seed, instances, JPEG, void
 AREA_RANGE = (0.02, 0.30)    # an instance's area as a fraction of the image, drawn log-uniform
 ASPECT_RANGE = (1.0, 3.0)    # silhouette elongation, log-uniform
 MIN_VISIBLE = 0.6            # fraction of an instance's area that must stay unoccluded

@@ -26,20 +26,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from slrnet.data.generated import (PRETRAIN_SPLIT_CODE, DatasetGenerator, ensure_generated, generate,  # noqa: F401
-                                   void_band)
+from slrnet.data.generated import (GENERATED_OPTIONS, PRETRAIN_SPLIT_CODE,  # noqa: F401 (PRETRAIN_SPLIT_CODE:
+                                   DatasetGenerator, ensure_generated, generate, void_band)  # re-exported)
 
 SHAPES_CLASSES = ("background", "circle", "square", "triangle", "star", "cross", "crescent")
 GENERATOR_VERSION = 2
-DEFAULT_OPTIONS = {
-    "image_size": 128,     # square images, pixels
-    "num_train": 2000,
-    "num_val": 300,
-    "seed": 0,
-    "max_instances": 3,    # 1..max_instances objects per image
-    "jpeg_quality": 90,
-    "void_width": 1,       # void band reaches this many pixels to each side of a label border
-}
+DEFAULT_OPTIONS = dict(GENERATED_OPTIONS)   # slrnet.data.generated: size, counts, seed, instances, JPEG, void
 MIN_VISIBLE = 0.6          # fraction of an instance's area that must stay unoccluded
 RADIUS_RANGE = (0.12, 0.25)  # instance radius as a fraction of the image size
 
