@@ -10,8 +10,8 @@ stream has its own split code in the generator's seed sequence (``slrnet.data.ge
 so no train or val image of the dataset is ever seen, just as ImageNet holds none of VOC's images (but many of
 its classes). For the photos dataset the stream alternates composed scenes with single views of one photograph
 (an object's or a scene's): the ImageNet-like, one-object-per-image part, which is what makes its features
-useful (measured in the issue notes: full supervision on photos reached 0.20 val mIoU after 4 quick epochs from
-composed scenes alone, 0.36 with the views). Only image-level class names are used; the classifier is thrown away.
+useful (full supervision on photos, val mIoU after 4 quick epochs: 0.20 from composed scenes alone, 0.36 with the
+views; README, "The two embedded datasets"). Only image-level class names are used; the classifier is thrown away.
 
     >>> from slrnet.pretrain import ensure_pretrained_backbone
     >>> path = ensure_pretrained_backbone("data/pretrained/tiny_w16_shapes.pth", width=16)  # ~40 s once

@@ -80,3 +80,18 @@ def test_a_broken_profiles_file_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(P, "profiles_file", lambda: bad)
     with pytest.raises(ValueError, match="profiles.yaml: expected the profiles"):
         P.profile_spec("smoke")
+
+
+def test_every_embedded_dataset_has_its_generator_and_configs(tmp_path):
+    from slrnet.data.build import EMBEDDED
+
+    assert set(P.EMBEDDED_DATASETS) == set(EMBEDDED)
+    for dataset in P.EMBEDDED_DATASETS:
+        for experiment in ("quick", "semi_w_cls_quick", "semi_wo_cls_quick", "two_stage_quick"):
+            assert P.dataset_config(dataset, experiment).is_file()
+        cfg = P.training_config(P.dataset_config(dataset), "smoke", tmp_path)
+        assert cfg["dataset"]["name"] == dataset and cfg["dataset"]["root"] == str(tmp_path.resolve() / f"{dataset}_smoke")
+    with pytest.raises(ValueError, match="expected one of the embedded datasets"):
+        P.dataset_config("voc")
+    with pytest.raises(FileNotFoundError, match="photos_nothing.yaml not found"):
+        P.dataset_config("photos", "nothing")
