@@ -4,7 +4,7 @@ Self-supervised Low-Rank Network for single-stage weakly and semi-supervised sem
 The core is the method and its machinery; ``slrnet.analysis`` and ``slrnet.viz`` serve the notebooks:
 
     slrnet.cmf          collective matrix factorisation solvers (CVLR, NMF, SVD)
-    slrnet.data         VOC-layout datasets, transforms, the synthetic "shapes" dataset, converters
+    slrnet.data         VOC-layout datasets, transforms, the embedded "shapes" and "photos" datasets, converters
     slrnet.models       backbones, modules (ASPP, GCI, SG, PAMR, CVLR), the SLRNet model, its loader
     slrnet.losses       class scores, pseudo labels, balanced CE, cross-view consistency
     slrnet.config       YAML configs with the authors' keys; slrnet.profiles: smoke / quick / full
