@@ -34,6 +34,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -85,14 +86,12 @@ STREAMS = ("shapes", "photos", "photo_scenes", "mixed")
 
 
 def _generator(name: str):
-    if name == "shapes":
-        from slrnet.data.synthetic import SHAPES
-        return SHAPES
-    from slrnet.data.photos import PHOTOS
-    return PHOTOS
+    from slrnet.data.build import GENERATORS
+
+    return GENERATORS[name]
 
 
-def _drawers(stream: str, image_size: int, seed: int) -> list[tuple[callable, int, int]]:
+def _drawers(stream: str, image_size: int, seed: int) -> list[tuple[Callable, int, int]]:
     """[(draw(index) -> (image, mask), label offset, number of classes)], used in turn by pretraining_images."""
     from slrnet.data.generated import PRETRAIN_SPLIT_CODE
 

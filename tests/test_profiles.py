@@ -83,9 +83,9 @@ def test_a_broken_profiles_file_is_named(tmp_path, monkeypatch):
 
 
 def test_every_embedded_dataset_has_its_generator_and_configs(tmp_path):
-    from slrnet.data.build import EMBEDDED
+    from slrnet.data.build import EMBEDDED, GENERATORS
 
-    assert set(P.EMBEDDED_DATASETS) == set(EMBEDDED)
+    assert set(P.EMBEDDED_DATASETS) == set(EMBEDDED) == set(GENERATORS)
     for dataset in P.EMBEDDED_DATASETS:
         for experiment in ("quick", "semi_w_cls_quick", "semi_wo_cls_quick", "two_stage_quick"):
             assert P.dataset_config(dataset, experiment).is_file()

@@ -8,13 +8,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from slrnet.data.files import DatasetError
-from slrnet.data.photos import ensure_photos_dataset
-from slrnet.data.synthetic import ensure_default_dataset
+from slrnet.data.photos import PHOTOS, ensure_photos_dataset
+from slrnet.data.synthetic import SHAPES, ensure_default_dataset
 from slrnet.data.transforms import TrainTransform, ValTransform
 from slrnet.data.voc import VOCSegmentation
 
 
-# the embedded datasets, generated on first use from dataset.generate options: name -> ensure(root, **options)
+# the embedded datasets: name -> their generator (slrnet.data.generated), and -> ensure(root, **options), which
+# generates one on first use from dataset.generate options (root None: data/<name>)
+GENERATORS = {"shapes": SHAPES, "photos": PHOTOS}
 EMBEDDED = {"shapes": ensure_default_dataset, "photos": ensure_photos_dataset}
 
 

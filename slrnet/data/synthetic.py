@@ -26,8 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from slrnet.data.generated import (GENERATED_OPTIONS, PRETRAIN_SPLIT_CODE,  # noqa: F401 (PRETRAIN_SPLIT_CODE:
-                                   DatasetGenerator, ensure_generated, generate, void_band)  # re-exported)
+from slrnet.data.generated import GENERATED_OPTIONS, DatasetGenerator, ensure_generated, generate, void_band
 
 SHAPES_CLASSES = ("background", "circle", "square", "triangle", "star", "cross", "crescent")
 GENERATOR_VERSION = 2
