@@ -1,4 +1,4 @@
-"""Command line: ``python -m slrnet train | infer | eval | export | suite | convert`` (also the ``slrnet`` script).
+"""Command line: ``python -m slrnet train | infer | eval | export | suite | convert | pretrain`` (also the ``slrnet`` script).
 
     python -m slrnet --help
     python -m slrnet train --config configs/shapes_quick.yaml --run demo
@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("slrnet.export", "export pseudo labels for two-stage training"),
     "suite": ("slrnet.suite", "run the notebook suite with papermill (profiles smoke/quick/full)"),
     "convert": ("slrnet.convert", "convert downloads (SBD, COCO, L2ID) into the VOC layout the configs read"),
+    "pretrain": ("slrnet.pretrain", "classification pretraining of the tiny backbone (the stand-in for ImageNet)"),
 }
 USER_ERRORS = (ValueError, KeyError, OSError, UserError)
 EXIT_USER_ERROR = 2

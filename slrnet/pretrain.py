@@ -14,22 +14,25 @@ useful (full supervision on photos, val mIoU after 4 quick epochs: 0.20 from com
 views; README, "The two embedded datasets"). Only image-level class names are used; the classifier is thrown away.
 
     >>> from slrnet.pretrain import ensure_pretrained_backbone
-    >>> path = ensure_pretrained_backbone("data/pretrained/tiny_w16_shapes.pth", width=16)  # ~40 s once
-    >>> path = ensure_pretrained_backbone("data/pretrained/tiny_w16_photos.pth", width=16, stream="photos")
+    >>> path = ensure_pretrained_backbone("weights/tiny_w16_shapes.pth", width=16)   # shipped: returns at once
     >>> path = ensure_pretrained_backbone("/tmp/t.pth", width=8, steps=20, num_images=64)    # a tiny run
 
+    python -m slrnet pretrain --output weights/tiny_w16_photos.pth --force    # make a shipped file again
+
 The file is a plain backbone ``state_dict`` (``Backbone.load_pretrained`` reads it with
-``weights_only=True``), written atomically; a ``<file>.json`` beside it records the options, the
-generator version and the final training accuracy, and a file whose record does not match the options
-asked for is made again. Training a model whose config names a missing tiny-backbone file (as
-``configs/shapes_*.yaml`` and ``configs/photos_*.yaml`` do) calls this first (``slrnet.train.Trainer``), on the
-stream the file's name ends with (:func:`stream_of`), like the datasets are generated on first use. On 2 CPU
-cores the shapes default (width 16, 4000 images, 2000 steps of 16) takes about 40 s and reaches ~0.75
-exact-match accuracy (all six labels right) on its training stream; the photos default (``STREAM_DEFAULTS``)
-trains longer.
+``weights_only=True``), written atomically; a ``<file>.json`` beside it records the options, the generator
+versions, the file's SHA-256 and the final training accuracy, and a file whose record does not match the
+options asked for (or whose bytes no longer match the record) is made again. The quick configs'
+(``configs/shapes_*.yaml``, ``configs/photos_*.yaml``) ship in ``weights/``, as a VOC run starts from downloaded
+ImageNet weights; training a model whose config names a missing or stale tiny-backbone file calls this first
+(``slrnet.train.Trainer``), on the stream the file's name ends with (:func:`stream_of`), like the datasets are
+generated on first use. On 2 CPU cores the shapes default (width 16, 4000 images, 2000 steps of 16) takes
+about 50 s and reaches ~0.75 exact-match accuracy (all six labels right) on its training stream; the photos
+default (``STREAM_DEFAULTS``, 8000 steps) about 4 min.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -202,18 +205,34 @@ def _record(width: int, opts: dict) -> dict:
     return {"backbone": "tiny", "width": int(width), "generator_versions": versions, "options": opts}
 
 
-def is_current(path, width: int, **options) -> bool:
-    """True when ``path`` exists and its record matches ``width``, ``options`` and the generator version."""
-    path = Path(path)
-    record = _record_path(path)
-    if not (path.is_file() and record.is_file()):
-        return False
+def file_sha256(path) -> str:
+    """SHA-256 of a file's bytes (the record holds the weights file's, so a replaced file is noticed)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_record(path) -> dict | None:
+    """The ``<file>.json`` record beside a weights file made here, or None (absent or unreadable)."""
     try:
-        saved = json.loads(record.read_text())
+        return json.loads(_record_path(Path(path)).read_text())
     except (OSError, ValueError):
+        return None
+
+
+def is_current(path, width: int, **options) -> bool:
+    """True when ``path`` exists and its record matches ``width``, ``options``, the generator version and, when
+    the record holds one, the file's SHA-256."""
+    path = Path(path)
+    saved = read_record(path) if path.is_file() else None
+    if saved is None:
         return False
     expected = _record(width, full_options(**options))
-    return all(saved.get(k) == v for k, v in expected.items())
+    if any(saved.get(k) != v for k, v in expected.items()):
+        return False
+    return "sha256" not in saved or saved["sha256"] == file_sha256(path)
 
 
 def ensure_pretrained_backbone(path, width: int = 16, device: str | torch.device = "auto", **options) -> Path:
@@ -242,8 +261,9 @@ def ensure_pretrained_backbone(path, width: int = 16, device: str | torch.device
         history = train_classifier(backbone, images, labels, opts["steps"], opts["batch_size"], opts["lr"],
                                    opts["input_size"], opts["seed"], device)
     save_checkpoint(path, {k: v.detach().cpu() for k, v in backbone.state_dict().items()})
-    record = {**_record(width, opts), "final_accuracy": history[-1]["accuracy"], "final_loss": history[-1]["loss"],
-              "seconds": round(time.perf_counter() - start, 1), "history": history}
+    record = {**_record(width, opts), "sha256": file_sha256(path), "final_accuracy": history[-1]["accuracy"],
+              "final_loss": history[-1]["loss"], "seconds": round(time.perf_counter() - start, 1),
+              "threads": torch.get_num_threads(), "torch": torch.__version__, "history": history}
     atomic_write_bytes(_record_path(path), (json.dumps(record, indent=1) + "\n").encode())
     return path
 
@@ -274,3 +294,36 @@ def resolve_pretrained(cfg_model: dict) -> str:
         width = int((cfg_model.get("backbone_kwargs") or {}).get("width", tiny.DEFAULT_WIDTH))
         ensure_pretrained_backbone(path, width=width, stream=stream_of(path))
     return str(path)
+
+
+def add_cli_arguments(parser) -> None:
+    parser.add_argument("--output", required=True,
+                        help="weights file to write, e.g. weights/tiny_w16_photos.pth (its record goes to <file>.json)")
+    parser.add_argument("--stream", choices=STREAMS, default=None,
+                        help="pretraining stream (default: the one the file name ends with, else shapes)")
+    parser.add_argument("--width", type=int, default=16, help="tiny-backbone width (default 16, the quick configs')")
+    for key in ("num_images", "steps", "batch_size", "input_size", "image_size", "seed"):
+        parser.add_argument(f"--{key.replace('_', '-')}", dest=key, type=int, default=None,
+                            help=f"default: the stream's ({DEFAULT_OPTIONS[key]} for shapes)")
+    parser.add_argument("--lr", type=float, default=None, help=f"default {DEFAULT_OPTIONS['lr']}")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
+    parser.add_argument("--force", action="store_true",
+                        help="make the file again even when its record says it is current (a file made here only)")
+
+
+def cli_run(args) -> int:
+    path = Path(args.output)
+    options = {k: getattr(args, k) for k in DEFAULT_OPTIONS if k != "stream" and getattr(args, k) is not None}
+    options["stream"] = args.stream or stream_of(path)
+    if args.force and path.exists():
+        if not _record_path(path).is_file():
+            raise FileExistsError(f"pretrain: {path} has no {_record_path(path).name} record from slrnet.pretrain; "
+                                  f"--force only replaces files made here")
+        path.unlink()
+    made = not is_current(path, args.width, **options)
+    ensure_pretrained_backbone(path, width=args.width, device=args.device, **options)
+    record = read_record(path) or {}
+    state = "made" if made else "current, kept"
+    print(f"{path}: {state}; stream {options['stream']}, width {args.width}, final exact-match accuracy "
+          f"{record.get('final_accuracy', float('nan')):.3f}, {record.get('seconds', float('nan'))} s to make")
+    return 0

@@ -127,7 +127,7 @@ def test_makefile_honours_torch_spec(tmp_path):
 
 def test_console_script_points_at_cli_main():
     assert _pyproject()["project"]["scripts"]["slrnet"] == "slrnet.cli:main"
-    assert set(cli.COMMANDS) == {"train", "infer", "eval", "export", "suite", "convert"}
+    assert set(cli.COMMANDS) == {"train", "infer", "eval", "export", "suite", "convert", "pretrain"}
 
 
 def test_top_level_help_imports_no_command_module():

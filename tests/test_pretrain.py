@@ -74,6 +74,41 @@ def test_ensure_makes_reuses_and_remakes(tmp_path):
     assert path.stat().st_mtime_ns == stamp                  # reused
     P.ensure_pretrained_backbone(path, width=4, device="cpu", **{**SMALL, "steps": 5})
     assert json.loads((tmp_path / "tiny.pth.json").read_text())["options"]["steps"] == 5   # made again
+    assert P.read_record(path)["sha256"] == P.file_sha256(path)
+    save_checkpoint(path, {k: v + 1 for k, v in torch.load(path, weights_only=True).items()})   # replaced, record kept
+    assert not P.is_current(path, 4, **{**SMALL, "steps": 5})
+
+
+def test_cli_makes_keeps_and_forces(tmp_path, capsys):
+    from slrnet.cli import main
+
+    path = tmp_path / "tiny_w4_photos.pth"
+    flags = ["pretrain", "--output", str(path), "--width", "4", "--device", "cpu", "--num-images", "16",
+             "--image-size", "48", "--input-size", "32", "--steps", "4", "--batch-size", "4"]
+    assert main(flags) == 0
+    assert "made; stream photos, width 4" in capsys.readouterr().out          # the stream from the file name
+    assert P.is_current(path, 4, **SMALL, stream="photos")
+    assert main(flags) == 0 and "current, kept" in capsys.readouterr().out
+    assert main(flags + ["--force"]) == 0 and ": made;" in capsys.readouterr().out
+    foreign = tmp_path / "own.pth"
+    save_checkpoint(foreign, {"w": torch.zeros(1)})
+    assert main(["pretrain", "--output", str(foreign), "--force"]) == 2
+    assert "own.pth has no own.pth.json record" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["tiny_w16_shapes.pth", "tiny_w16_photos.pth"])
+def test_shipped_weights_are_what_the_code_makes_now(name):
+    """weights/ ships the quick configs' starting weights; their records must match today's options, generator
+    versions and file bytes, or a config would silently remake them (and dirty the checkout) on first use."""
+    from slrnet.utils import repo_root
+
+    path = repo_root() / "weights" / name
+    record = P.read_record(path)
+    assert record is not None and path.is_file(), f"{path} or its record is missing"
+    assert P.is_current(path, 16, stream=P.stream_of(path)), record["options"]
+    assert record["final_accuracy"] > 0.5 and record["seconds"] > 0
+    report = build_backbone("tiny", width=16).load_pretrained(path)
+    assert not report.missing and not report.unexpected
 
 
 def test_ensure_never_overwrites_a_foreign_file(tmp_path):
@@ -145,3 +180,16 @@ def test_streams_have_their_own_defaults_and_come_from_the_file_name():
     assert P.stream_of("data/pretrained/tiny_w16_photos.pth") == "photos"
     assert P.stream_of("data/pretrained/tiny_w16_shapes.pth") == "shapes"
     assert P.stream_of("/tmp/my_weights.pth") == "shapes"        # no stream in the name: the default
+
+
+def test_every_embedded_dataset_config_starts_from_shipped_weights():
+    from slrnet.config import load_config
+    from slrnet.utils import repo_root
+
+    configs = sorted((repo_root() / "configs").glob("shapes_*.yaml")) + sorted((repo_root() / "configs").glob("photos_*.yaml"))
+    assert len(configs) >= 8
+    for path in configs:
+        model = load_config(path)["model"]
+        dataset = path.name.split("_", 1)[0]
+        assert model["pretrained"] == f"weights/tiny_w16_{dataset}.pth", path.name
+        assert P.stream_of(model["pretrained"]) == dataset

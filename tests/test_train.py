@@ -167,7 +167,7 @@ def test_a_short_training_learns_well_beyond_the_background_only_prediction(tmp_
         "dataset": {"name": "shapes", "root": str(root), "crop_size": 88, "generate": data, "labelled_ratio": 1.0},
         "model": {"name": "slrnet_semi", "backbone": "tiny", "num_classes": 7, "decoder_channels": 32,
                   "aspp_dilations": [1, 2, 4, 6], "backbone_kwargs": {"width": 16}, "scale_factor": 0.75,
-                  "pretrained": "data/pretrained/tiny_w16_shapes.pth"},
+                  "pretrained": "weights/tiny_w16_shapes.pth"},
         "test": {"scales": [1.0]},
     })
     trainer = Trainer.build(cfg, tmp_path / "run")
