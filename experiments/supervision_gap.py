@@ -27,6 +27,19 @@ def default_output(profile: str) -> Path:
     return repo_root() / "experiments" / "results" / f"supervision_gap_{profile}.json"
 
 
+def pretrained_weights(datasets) -> dict:
+    """{dataset: {"path", "sha256"}} of the starting weights every run of a dataset shares (its quick config's)."""
+    from slrnet.config import load_config
+    from slrnet.pretrain import read_record
+    from slrnet.profiles import dataset_config
+
+    weights = {}
+    for name in datasets:
+        path = load_config(dataset_config(name, "quick"))["model"]["pretrained"]
+        weights[name] = {"path": path, "sha256": (read_record(repo_root() / path) or {}).get("sha256")}
+    return weights
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(EMBEDDED_DATASETS), choices=EMBEDDED_DATASETS)
@@ -41,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     script = Path(__file__).resolve().relative_to(repo_root())
     given = sys.argv[1:] if argv is None else argv
     results = {"command": " ".join(shlex.quote(str(a)) for a in ["python", script, *given]),
-               "profile": args.profile, "seed": args.seed, "rows": [], "summary": [], "seconds": None}
+               "profile": args.profile, "seed": args.seed, "pretrained": pretrained_weights(args.datasets),
+               "rows": [], "summary": [], "seconds": None}
     start = time.time()
 
     def save(rows, row):

@@ -93,7 +93,7 @@ def test_cli_makes_keeps_and_forces(tmp_path, capsys):
     foreign = tmp_path / "own.pth"
     save_checkpoint(foreign, {"w": torch.zeros(1)})
     assert main(["pretrain", "--output", str(foreign), "--force"]) == 2
-    assert "own.pth has no own.pth.json record" in capsys.readouterr().err
+    assert "own.pth exists but has no own.pth.json record" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", ["tiny_w16_shapes.pth", "tiny_w16_photos.pth"])
