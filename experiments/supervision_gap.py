@@ -30,13 +30,14 @@ def default_output(profile: str) -> Path:
 def pretrained_weights(datasets) -> dict:
     """{dataset: {"path", "sha256"}} of the starting weights every run of a dataset shares (its quick config's)."""
     from slrnet.config import load_config
+    from slrnet.data.build import resolve_data_root
     from slrnet.pretrain import read_record
     from slrnet.profiles import dataset_config
 
     weights = {}
     for name in datasets:
         path = load_config(dataset_config(name, "quick"))["model"]["pretrained"]
-        weights[name] = {"path": path, "sha256": (read_record(repo_root() / path) or {}).get("sha256")}
+        weights[name] = {"path": path, "sha256": (read_record(resolve_data_root(path)) or {}).get("sha256")}
     return weights
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import time
 from pathlib import Path
 from typing import Callable
@@ -279,6 +280,14 @@ def stream_of(path) -> str:
     return suffix if suffix in STREAMS else DEFAULT_OPTIONS["stream"]
 
 
+def width_of(path) -> int:
+    """The tiny-backbone width a file's name gives, ``tiny_w16_photos.pth`` -> 16; else the model default."""
+    from slrnet.models.backbones import tiny
+
+    match = re.search(r"_w(\d+)(?:_|$)", Path(path).stem)
+    return int(match.group(1)) if match else tiny.DEFAULT_WIDTH
+
+
 def resolve_pretrained(cfg_model: dict) -> str:
     """The config's ``model.pretrained`` as a path ('' stays '').
 
@@ -303,7 +312,8 @@ def add_cli_arguments(parser) -> None:
                         help="weights file to write, e.g. weights/tiny_w16_photos.pth (its record goes to <file>.json)")
     parser.add_argument("--stream", choices=STREAMS, default=None,
                         help="pretraining stream (default: the one the file name ends with, else shapes)")
-    parser.add_argument("--width", type=int, default=16, help="tiny-backbone width (default 16, the quick configs')")
+    parser.add_argument("--width", type=int, default=None,
+                        help="tiny-backbone width (default: the file name's, tiny_w16_... -> 16, else the model default)")
     for key in ("num_images", "steps", "batch_size", "input_size", "image_size", "seed"):
         parser.add_argument(f"--{key.replace('_', '-')}", dest=key, type=int, default=None,
                             help=f"default: the stream's ({DEFAULT_OPTIONS[key]} for shapes)")
@@ -317,10 +327,11 @@ def cli_run(args) -> int:
     path = Path(args.output)
     options = {k: getattr(args, k) for k in DEFAULT_OPTIONS if k != "stream" and getattr(args, k) is not None}
     options["stream"] = args.stream or stream_of(path)
-    made = args.force or not is_current(path, args.width, **options)
-    ensure_pretrained_backbone(path, width=args.width, device=args.device, force=args.force, **options)
+    width = args.width or width_of(path)
+    made = args.force or not is_current(path, width, **options)
+    ensure_pretrained_backbone(path, width=width, device=args.device, force=args.force, **options)
     record = read_record(path) or {}
     state = "made" if made else "current, kept"
-    print(f"{path}: {state}; stream {options['stream']}, width {args.width}, final exact-match accuracy "
+    print(f"{path}: {state}; stream {options['stream']}, width {width}, final exact-match accuracy "
           f"{record.get('final_accuracy', float('nan')):.3f}, {record.get('seconds', float('nan'))} s to make")
     return 0

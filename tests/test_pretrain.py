@@ -83,10 +83,10 @@ def test_cli_makes_keeps_and_forces(tmp_path, capsys):
     from slrnet.cli import main
 
     path = tmp_path / "tiny_w4_photos.pth"
-    flags = ["pretrain", "--output", str(path), "--width", "4", "--device", "cpu", "--num-images", "16",
+    flags = ["pretrain", "--output", str(path), "--device", "cpu", "--num-images", "16",
              "--image-size", "48", "--input-size", "32", "--steps", "4", "--batch-size", "4"]
     assert main(flags) == 0
-    assert "made; stream photos, width 4" in capsys.readouterr().out          # the stream from the file name
+    assert "made; stream photos, width 4" in capsys.readouterr().out          # stream and width from the name
     assert P.is_current(path, 4, **SMALL, stream="photos")
     assert main(flags) == 0 and "current, kept" in capsys.readouterr().out
     assert main(flags + ["--force"]) == 0 and ": made;" in capsys.readouterr().out
@@ -180,6 +180,8 @@ def test_streams_have_their_own_defaults_and_come_from_the_file_name():
     assert P.stream_of("data/pretrained/tiny_w16_photos.pth") == "photos"
     assert P.stream_of("data/pretrained/tiny_w16_shapes.pth") == "shapes"
     assert P.stream_of("/tmp/my_weights.pth") == "shapes"        # no stream in the name: the default
+    assert P.width_of("weights/tiny_w16_photos.pth") == 16 and P.width_of("tiny_w8.pth") == 8
+    assert P.width_of("/tmp/my_weights.pth") == build_backbone("tiny").width   # no width in the name: the model's
 
 
 def test_every_embedded_dataset_config_starts_from_shipped_weights():
