@@ -72,6 +72,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "labelled_list": None,           # semi-supervised: images with pixel labels
         "labelled_ratio": None,          # ... or a fraction of the train list, drawn with misc.seed
         "generate": None,                # options of an embedded dataset's generator (name: shapes | photos)
+        "cache": False,                  # keep decoded images and masks in memory (small datasets, num_workers 0)
     },
     "model": {
         # slrnet | slrnet_semi | slrnet_semi_wo_cls | slrnet_coco_pseudo | slrnet_lid_wide | single_stage

@@ -445,13 +445,24 @@ class Trainer:
         cm = ConfusionMatrix(self.model.num_classes)
         cls_losses: list[float] = []
         limit = min(self.cfg["train"]["val_max_images"] or len(self.val_set), len(self.val_set))
+        batch: list[dict] = []    # consecutive images of one size go through the network together
+
+        def predict_batch():
+            for pred, s in zip(predictor.predict(torch.stack([s["image"] for s in batch])), batch):  # (B, H, W)
+                cm.update(pred, s["mask"])
+            batch.clear()
+
         for i in range(limit):
             sample = self.val_set[i]
-            cm.update(predictor.predict(sample["image"]), sample["mask"])
+            if batch and (len(batch) == self.batch_size or sample["image"].shape != batch[0]["image"].shape):
+                predict_batch()
+            batch.append(sample)
             if self.best_by == "val_cls_loss":
                 images, labels = sample["image"][None].to(self.device), sample["labels"][None].to(self.device)
                 with torch.autocast(self.device.type, enabled=self.amp):
                     cls_losses.append(float(self.model(images, labels)["losses"]["cls"]))
+        if batch:
+            predict_batch()
         self.model.train()
         out = {"val_miou": float(cm.miou()), "val_pixel_acc": float(cm.pixel_accuracy())}
         if cls_losses:

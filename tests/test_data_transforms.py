@@ -162,3 +162,19 @@ def test_dataloader_workers_draw_different_augmentations():
     Repeated.transform = TrainTransform(32, scale=(0.3, 1.0), generator=torch.Generator().manual_seed(0))
     crops = list(torch.utils.data.DataLoader(Repeated(), batch_size=1, num_workers=2))
     assert torch.equal(crops[0], crops[1])
+
+
+def test_normalisation_table_gives_the_float64_bits():
+    """The (3, 256) lookup equals (x / 255 - mean) / std computed in float64 and rounded once, bit for bit."""
+    from slrnet.data.transforms import normalize_to_tensor
+
+    rgb = np.random.default_rng(3).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    rgb[0, :3] = [[0, 0, 0], [255, 255, 255], [1, 128, 254]]              # the extremes are in the image
+    x = torch.from_numpy(rgb.astype(np.float64)).permute(2, 0, 1) / 255.0
+    expected = ((x - torch.tensor(MEAN, dtype=torch.float64).view(3, 1, 1))
+                / torch.tensor(STD, dtype=torch.float64).view(3, 1, 1)).float()
+    got = normalize_to_tensor(Image.fromarray(rgb))
+    assert got.dtype == torch.float32 and got.shape == (3, 37, 53) and got.is_contiguous()
+    assert torch.equal(got, expected)
+    other = normalize_to_tensor(Image.fromarray(rgb), mean=(0.5, 0.5, 0.5), std=(0.25, 0.5, 1.0))
+    assert torch.equal(other, ((x - 0.5) / torch.tensor([0.25, 0.5, 1.0], dtype=torch.float64).view(3, 1, 1)).float())

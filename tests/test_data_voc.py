@@ -308,3 +308,31 @@ def test_tour_figures_draw_the_statistics(voc):
     fig = figs.plot_augmented_crops(ds, 0, TrainTransform(24, scale=(0.5, 1.0)), num_crops=2)
     assert len(fig.axes) == 6 and fig.axes[1].get_images()[0].get_array().shape[:2] == (24, 24)
     plt.close(fig)
+
+
+def test_cache_returns_the_same_samples_and_keeps_them_unchanged(voc):
+    """cache=True: the same bits as reading the files, the files read once, the cached pixels never modified."""
+    from slrnet.data.transforms import TrainTransform
+
+    root, _ = voc
+
+    def make(cache):
+        t = TrainTransform(crop_size=32, generator=torch.Generator().manual_seed(0))
+        return VOCSegmentation(root, "train_aug", mask_dir=None, transform=t, cache=cache)
+
+    plain, cached = make(False), make(True)
+    for _ in range(2):                                                   # the second pass reads the cache
+        for i in range(len(plain)):
+            a, b = plain[i], cached[i]
+            assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
+            assert torch.equal(a["labels"], b["labels"]) and a["has_mask"] == b["has_mask"]
+    assert sorted(cached._raw_cache) == list(range(len(cached)))
+    cached.load_raw = None                                               # no file is read again
+    before = {i: tuple(np.copy(v) if isinstance(v, np.ndarray) else v for v in raw)
+              for i, raw in cached._raw_cache.items()}
+    cached[0]["labels"].zero_()
+    cached[1]
+    for i, raw in cached._raw_cache.items():
+        assert all(np.array_equal(u, v) for u, v in zip(raw, before[i]))
+    built = build_dataset({"name": "voc", "root": str(root), "cache": True}, "val", train=False)
+    assert built.cache and not build_dataset({"name": "voc", "root": str(root)}, "val", train=False).cache

@@ -38,7 +38,8 @@ def build_dataset(cfg_dataset: dict, split: str, train: bool) -> VOCSegmentation
 
     Keys: ``name`` ("shapes" and "photos" generate an embedded dataset on first use, with ``generate`` options;
     any other name is a VOC-layout root), ``root``, ``crop_size``, ``scale`` [lo, hi]; optional
-    ``list`` (or ``<split>_list``), ``mask_dir`` (None = auto), ``classes``; ``val_root``: another VOC-layout
+    ``list`` (or ``<split>_list``), ``mask_dir`` (None = auto), ``classes``, ``cache`` (keep decoded samples in
+    memory, ``VOCSegmentation``'s ``cache``); ``val_root``: another VOC-layout
     root for every split but train (the second stage trains on exported pseudo labels and validates on the
     original masks there, mask folder found automatically). ``train=True`` gives the training transform, else
     full images.
@@ -63,4 +64,4 @@ def build_dataset(cfg_dataset: dict, split: str, train: bool) -> VOCSegmentation
     else:
         transform = ValTransform()
     return VOCSegmentation(root, split=split, list_file=list_file, mask_dir=mask_dir,
-                           transform=transform, classes=cfg.get("classes"))
+                           transform=transform, classes=cfg.get("classes"), cache=bool(cfg.get("cache", False)))
