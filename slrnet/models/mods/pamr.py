@@ -18,8 +18,8 @@ P = 8|D| neighbours, out-of-image neighbours clamped to the border):
 Implementation. The straightforward formulation materialises every shifted copy of the mask as a
 (B, K, P, H, W) tensor each iteration (P = 48: 48x the mask's memory, several times over). Here the
 affinity is a (B, P, H, W) tensor (no class axis) and propagation accumulates one neighbour at a
-time into a (B, K, H, W) buffer, reading each neighbour as a slice of a replicate-padded copy made
-once per dilation. sigma uses running sums over the same slices (two passes: mean, then squared
+time into a (B, K, H, W) buffer, reading each neighbour as a slice of one replicate-padded copy (padded
+by the largest dilation) per pass. sigma uses running sums over the same slices (two passes: mean, then squared
 deviations, for float32 accuracy). Peak extra memory is a few mask-sized tensors. The fixed +-1/0
 shift kernels of the original implementation are kept as buffers (``aff_x.kernel``,
 ``aff_m.kernel`` (8,1,3,3), ``aff_std.kernel`` (9,1,3,3)) so that, with the module registered as
@@ -60,14 +60,17 @@ class _ShiftKernel(nn.Module):
         self.register_buffer("kernel", kernel)
 
 
-def _neighbours(x: torch.Tensor, dilation: int, offsets=NEIGHBOUR_OFFSETS) -> Iterator[torch.Tensor]:
-    """Yield x shifted by each offset * dilation (views of one replicate-padded copy), (B, C, H, W)."""
+def _neighbours(x: torch.Tensor, dilations: Sequence[int], offsets=NEIGHBOUR_OFFSETS) -> Iterator[torch.Tensor]:
+    """Yield x shifted by each offset * d, dilation-major over ``dilations``, (B, C, H, W) views of one copy of x
+    replicate-padded by the largest d: clamping an out-of-image read to the border is the same for every
+    padding width that holds it, so one pad serves all dilations (one copy instead of one per dilation)."""
     H, W = x.shape[-2:]
-    d = dilation
-    padded = F.pad(x, (d, d, d, d), mode="replicate")    # (B, C, H + 2d, W + 2d); clamps out-of-image reads
-    for dy, dx in offsets:
-        top, left = d + dy * d, d + dx * d
-        yield padded[..., top:top + H, left:left + W]
+    m = max(dilations)
+    padded = F.pad(x, (m, m, m, m), mode="replicate")    # (B, C, H + 2m, W + 2m); clamps out-of-image reads
+    for d in dilations:
+        for dy, dx in offsets:
+            top, left = m + dy * d, m + dx * d
+            yield padded[..., top:top + H, left:left + W]
 
 
 class PAMR(nn.Module):
@@ -96,14 +99,12 @@ class PAMR(nn.Module):
         """Unbiased std of each channel over the dilated 3x3 windows of all dilations, (B, C, H, W)."""
         n = len(WINDOW_OFFSETS) * len(self.dilations)
         total = torch.zeros_like(image)
-        for d in self.dilations:
-            for sample in _neighbours(image, d, WINDOW_OFFSETS):
-                total += sample
+        for sample in _neighbours(image, self.dilations, WINDOW_OFFSETS):
+            total += sample
         mean = total / n
         squares = torch.zeros_like(image)          # second pass: sum of squared deviations (no cancellation)
-        for d in self.dilations:
-            for sample in _neighbours(image, d, WINDOW_OFFSETS):
-                squares += (sample - mean) ** 2
+        for sample in _neighbours(image, self.dilations, WINDOW_OFFSETS):
+            squares += (sample - mean) ** 2
         return (squares / (n - 1)).sqrt()
 
     def affinity_logits(self, image: torch.Tensor) -> torch.Tensor:
@@ -111,11 +112,8 @@ class PAMR(nn.Module):
         B, _, H, W = image.shape
         denom = 1e-8 + 0.1 * self.local_std(image)                       # (B, C, H, W)
         logits = image.new_empty(B, self.num_neighbours, H, W)
-        p = 0
-        for d in self.dilations:
-            for neighbour in _neighbours(image, d):
-                logits[:, p] = (-(image - neighbour).abs() / denom).mean(dim=1)
-                p += 1
+        for p, neighbour in enumerate(_neighbours(image, self.dilations)):
+            logits[:, p] = (-(image - neighbour).abs() / denom).mean(dim=1)
         return logits
 
     def affinity(self, image: torch.Tensor) -> torch.Tensor:
@@ -132,11 +130,8 @@ class PAMR(nn.Module):
                              f"{tuple(mask.shape)} with {self.num_neighbours} neighbours")
         for _ in range(self.num_iter):
             refined = torch.zeros_like(mask)                              # (B, K, H, W)
-            p = 0
-            for d in self.dilations:
-                for neighbour in _neighbours(mask, d):                    # (B, K, H, W) view
-                    refined.addcmul_(neighbour, alpha[:, p:p + 1])       # alpha broadcast over K
-                    p += 1
+            for p, neighbour in enumerate(_neighbours(mask, self.dilations)):   # (B, K, H, W) views
+                refined.addcmul_(neighbour, alpha[:, p:p + 1])           # alpha broadcast over K
             mask = refined
         return mask
 
