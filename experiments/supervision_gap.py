@@ -6,12 +6,18 @@ per-dataset summary and the command that made it. Notebook 02 shows the file whe
 
     python experiments/supervision_gap.py --profile quick --workers 2
     python experiments/supervision_gap.py --datasets photos --settings weak full --output /tmp/gap.json
+    python experiments/supervision_gap.py --datasets shapes --workers 2     # redo one dataset's rows
+
+Rows of datasets not run now are kept from an existing results file of the same profile and seed, with the
+command that made them (``commands``: dataset -> command); the datasets run now replace theirs. ``seconds`` is
+the wall time of the last command, ``train_seconds`` of each row its own training time.
 
 On 2 CPU cores each quick run takes about as long as notebook 02's training.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import tempfile
@@ -54,14 +60,26 @@ def main(argv: list[str] | None = None) -> int:
     output = args.output or default_output(args.profile)
     script = Path(__file__).resolve().relative_to(repo_root())
     given = sys.argv[1:] if argv is None else argv
-    results = {"command": " ".join(shlex.quote(str(a)) for a in ["python", script, *given]),
-               "profile": args.profile, "seed": args.seed, "pretrained": pretrained_weights(args.datasets),
-               "rows": [], "summary": [], "seconds": None}
+    command = " ".join(shlex.quote(str(a)) for a in ["python", script, *given])
+    kept_rows, commands, pretrained = [], {}, {}
+    if output.is_file():    # another dataset's rows of the same study stay, with the command that made them
+        old = json.loads(output.read_text())
+        if old.get("profile") == args.profile and old.get("seed") == args.seed:
+            kept_rows = [r for r in old.get("rows", []) if r["dataset"] not in args.datasets]
+            kept = {r["dataset"] for r in kept_rows}
+            commands = {d: c for d, c in (old.get("commands") or dict.fromkeys(kept, old.get("command"))).items()
+                        if d in kept}
+            pretrained = {d: w for d, w in (old.get("pretrained") or {}).items() if d in kept}
+    commands.update(dict.fromkeys(args.datasets, command))
+    results = {"command": command, "commands": commands, "profile": args.profile, "seed": args.seed,
+               "pretrained": {**pretrained, **pretrained_weights(args.datasets)}, "rows": [], "summary": [],
+               "seconds": None}
     start = time.time()
 
     def save(rows, row):
+        rows = kept_rows + rows
         results["rows"], results["summary"] = rows, gap.gap_summary(rows)
-        results["seconds"] = round(time.time() - start, 1)
+        results["seconds"] = round(time.time() - start, 1)          # this command's; each row has its own
         write_json(output, results)                   # after every run: an interrupted study keeps its rows
         print(f"{row['dataset']:>7} {row['setting']:>8}: val mIoU {row['val_miou']:.3f} "
               f"({row['train_seconds']:.0f} s) -> {output}", flush=True)
