@@ -67,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         if old.get("profile") == args.profile and old.get("seed") == args.seed:
             kept_rows = [r for r in old.get("rows", []) if r["dataset"] not in args.datasets]
             kept = {r["dataset"] for r in kept_rows}
-            commands = {d: c for d, c in (old.get("commands") or dict.fromkeys(kept, old.get("command"))).items()
-                        if d in kept}
+            commands = {d: (old.get("commands") or {}).get(d, old.get("command")) for d in kept}
             pretrained = {d: w for d, w in (old.get("pretrained") or {}).items() if d in kept}
     commands.update(dict.fromkeys(args.datasets, command))
     results = {"command": command, "commands": commands, "profile": args.profile, "seed": args.seed,
