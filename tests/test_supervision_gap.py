@@ -39,6 +39,16 @@ def test_summary_ratios_and_the_paper_row():
     assert partial["weak_over_full"] is None and partial["cvlr_gain"] is None
 
 
+def test_a_weak_model_at_or_above_full_supervision_is_flagged():
+    rows = [{"dataset": "a", "setting": "weak", "val_miou": 0.81},
+            {"dataset": "a", "setting": "full", "val_miou": 0.77, "val_miou_per_epoch": [None, 0.62, None, 0.74, 0.77]},
+            {"dataset": "b", "setting": "weak", "val_miou": 0.45}, {"dataset": "b", "setting": "full", "val_miou": 0.62}]
+    caveats = G.gap_caveats(rows)
+    assert len(caveats) == 1 and caveats[0].startswith("a:")
+    assert "0.810" in caveats[0] and "0.770" in caveats[0] and "0.620, 0.740, 0.770" in caveats[0]
+    assert G.gap_caveats(rows[2:]) == [] and G.gap_caveats(rows[:1]) == []
+
+
 @pytest.mark.slow
 def test_the_script_trains_and_writes_its_results_file(tmp_path):
     path = Path(__file__).resolve().parent.parent / "experiments" / "supervision_gap.py"
