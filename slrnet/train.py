@@ -386,7 +386,7 @@ class Trainer:
                 semi = {"pixel_labels": batch["mask"].to(self.device, non_blocking=True),
                         "has_mask": batch["has_mask"].to(self.device, non_blocking=True)}
             with torch.autocast(self.device.type, enabled=self.amp):
-                out = model(images, labels, **semi)
+                out = model(images, labels, **semi, seg_loss=seg_on)   # pretraining: no pseudo labels needed
             losses = {k: v.float() for k, v in out["losses"].items() if v.dim() == 0}
             loss = c[0] * losses["cls"] + c[1] * losses["mask"] + c[2] * losses["code"]
             if "seg_labelled" in losses:      # pixel-labelled images: segmentation loss on from the start

@@ -96,6 +96,28 @@ def test_forward_returns_every_loss_term_and_gradients_reach_all_trainable_param
     assert not (present & (labels == 0)).any()
 
 
+@pytest.mark.parametrize("use_cvlr", [True, False])
+def test_pretraining_steps_without_pseudo_labels_train_the_same_bits(tiny_batch, use_cvlr):
+    """The trainer's pretraining epochs skip PAMR and the seg loss they do not add: the same weights, BN
+    statistics and random state as computing them and leaving them out."""
+    images, labels = tiny_batch
+    states = []
+    for seg_loss in (True, False):
+        torch.manual_seed(1)
+        net = build_model({**TINY, "use_cvlr": use_cvlr})
+        opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+        for _ in range(3):
+            out = net(images, labels, seg_loss=seg_loss)
+            assert ("seg" in out["losses"]) == seg_loss and ("pseudo_gt" in out["maps"]) == seg_loss
+            loss = out["losses"]["cls"] + 4 * out["losses"]["mask"] + 4 * out["losses"]["code"]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        states.append(({k: v.clone() for k, v in net.state_dict().items()}, torch.get_rng_state()))
+    (with_seg, rng_a), (without, rng_b) = states
+    assert all(torch.equal(with_seg[k], without[k]) for k in with_seg) and torch.equal(rng_a, rng_b)
+
+
 def test_predict_single_and_multi_view(tiny_batch):
     images, _ = tiny_batch
     net = build_model(TINY).eval()

@@ -189,8 +189,8 @@ def test_trainer_feeds_pixel_labels_and_keeps_labelled_seg_on_during_pretraining
     seen = []
     forward = trainer.model.forward
 
-    def spy(images, labels, pixel_labels=None, has_mask=None):
-        out = forward(images, labels, pixel_labels=pixel_labels, has_mask=has_mask)
+    def spy(images, labels, pixel_labels=None, has_mask=None, seg_loss=True):
+        out = forward(images, labels, pixel_labels=pixel_labels, has_mask=has_mask, seg_loss=seg_loss)
         if pixel_labels is not None:                                        # training steps, not snapshots
             seen.append((pixel_labels, has_mask, {k: v.item() for k, v in out["losses"].items() if v.dim() == 0}))
         return out

@@ -76,9 +76,11 @@ class DeepLabV3Plus(nn.Module):
         return resize(self.classifier(x), images.shape[-2:])                       # (B, K, H, W)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None,
-                pixel_labels: torch.Tensor | None = None, has_mask: torch.Tensor | None = None) -> dict:
+                pixel_labels: torch.Tensor | None = None, has_mask: torch.Tensor | None = None,
+                seg_loss: bool = True) -> dict:
         """Training forward: ``losses["seg_labelled"]`` is the pixel cross-entropy (255 ignored) over the images
-        with pixel labels (``has_mask``; all of them when None); the SLRNet terms the trainer also weighs are 0."""
+        with pixel labels (``has_mask``; all of them when None); the SLRNet terms the trainer also weighs are 0
+        (``seg_loss``, SLRNet's switch for its pseudo-label loss, changes nothing here)."""
         logits = self.logits(images)
         zero = logits.new_zeros(())
         losses = {"cls": zero, "mask": zero, "code": zero, "seg": zero}

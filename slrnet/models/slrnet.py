@@ -242,7 +242,8 @@ class SLRNet(nn.Module):
 
     # ------------------------------------------------------------------ forward passes
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None,
-                pixel_labels: torch.Tensor | None = None, has_mask: torch.Tensor | None = None) -> dict:
+                pixel_labels: torch.Tensor | None = None, has_mask: torch.Tensor | None = None,
+                seg_loss: bool = True) -> dict:
         """Training forward: every loss term (unweighted) and the maps for figures.
 
         images (B, 3, H, W) normalised; labels (B, K-1) multi-hot image labels (None for the
@@ -250,9 +251,11 @@ class SLRNet(nn.Module):
         the semi-supervised variants. Returns {"losses": {...}, "maps": {...}, "scores": ...}.
         Semi variants also return ``losses["seg_labelled"]`` (seg loss of the pixel-labelled images,
         on from the first epoch) and put the seg loss in place of their classification loss.
+        ``seg_loss=False`` (the trainer's pretraining epochs, which do not add it) skips the pseudo labels (PAMR)
+        and the seg loss of a variant without pixel labels: the other losses and their gradients are unchanged.
         """
         if not self.use_cvlr:
-            return self._forward_single_stage(images, labels)
+            return self._forward_single_stage(images, labels, seg_loss)
         if self.predicts_background:
             labels = None   # wo_cls: image labels are unknown for most images, so none are used at all
         H, W = images.shape[-2:]
@@ -278,6 +281,9 @@ class SLRNet(nn.Module):
                                        + self.classification_loss(scores2, labels)
                                        + self.aux_cls_weight * self.classification_loss(scores_aux, labels))
             losses["cls"] = losses["cls_per_image"].mean()
+        if not seg_loss and self.variant not in ("semi", "semi_wo_cls"):
+            maps = {"masks": resize(masks1.detach(), (H, W)), "codes": z1.detach(), "codes2": z2_up.detach()}
+            return {"losses": losses, "maps": maps, "scores": scores, "dictionary": dictionary}
 
         with torch.no_grad():
             cam = (masks1.detach() + masks2_up.detach()) / 2
@@ -310,7 +316,7 @@ class SLRNet(nn.Module):
             pos_weight = self.class_weights.to(scores.dtype) * self.pos_weight
         return L.weighted_bce(scores, labels, pos_weight, reduction="none")
 
-    def _forward_single_stage(self, images, labels):
+    def _forward_single_stage(self, images, labels, seg_loss: bool = True):
         H, W = images.shape[-2:]
         x, s = self.features(images)
         logits, masks = self.head(x, s)
@@ -320,6 +326,9 @@ class SLRNet(nn.Module):
         losses["cls"] = losses["cls_per_image"].mean()
         zero = logits.sum() * 0
         losses["mask"], losses["code"] = zero, zero
+        if not seg_loss:
+            return {"losses": losses, "maps": {"masks": resize(masks.detach(), (H, W))}, "scores": scores,
+                    "dictionary": None}
         with torch.no_grad():
             maps = self._pseudo_labels(images, masks.detach(), labels, (H, W))
         losses["seg_per_image"] = L.balanced_ce(logits, maps["pseudo_gt"], labels)
