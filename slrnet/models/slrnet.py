@@ -281,9 +281,9 @@ class SLRNet(nn.Module):
                                        + self.classification_loss(scores2, labels)
                                        + self.aux_cls_weight * self.classification_loss(scores_aux, labels))
             losses["cls"] = losses["cls_per_image"].mean()
+        shown = {"masks": resize(masks1.detach(), (H, W)), "codes": z1.detach(), "codes2": z2_up.detach()}
         if not seg_loss and self.variant not in ("semi", "semi_wo_cls"):
-            maps = {"masks": resize(masks1.detach(), (H, W)), "codes": z1.detach(), "codes2": z2_up.detach()}
-            return {"losses": losses, "maps": maps, "scores": scores, "dictionary": dictionary}
+            return {"losses": losses, "maps": shown, "scores": scores, "dictionary": dictionary}
 
         with torch.no_grad():
             cam = (masks1.detach() + masks2_up.detach()) / 2
@@ -300,7 +300,7 @@ class SLRNet(nn.Module):
             losses["cls_per_image"], losses["seg_labelled"] = L.semi_supervised_terms(
                 losses.get("cls_per_image"), seg, labelled)
             losses["cls"] = losses["cls_per_image"].mean()
-        maps.update(masks=resize(masks1.detach(), (H, W)), codes=z1.detach(), codes2=z2_up.detach())
+        maps.update(shown)
         return {"losses": losses, "maps": maps, "scores": scores, "dictionary": dictionary}
 
     def scores(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
