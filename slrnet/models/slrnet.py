@@ -72,6 +72,7 @@ class SLRNet(nn.Module):
         self.num_classes = num_classes
         self.variant = variant
         self.predicts_background = variant == "semi_wo_cls"   # head outputs K channels incl. background
+        self.takes_pixel_labels = variant in ("semi", "semi_wo_cls")   # their labelled images' seg loss is always on
         self.scale_factor, self.use_flip, self.use_cvlr = scale_factor, use_flip, use_cvlr
         self.cutoff_top, self.cutoff_low, self.bg_pow = cutoff_top, cutoff_low, bg_pow
         C = decoder_channels
@@ -282,7 +283,7 @@ class SLRNet(nn.Module):
                                        + self.aux_cls_weight * self.classification_loss(scores_aux, labels))
             losses["cls"] = losses["cls_per_image"].mean()
         shown = {"masks": resize(masks1.detach(), (H, W)), "codes": z1.detach(), "codes2": z2_up.detach()}
-        if not seg_loss and self.variant not in ("semi", "semi_wo_cls"):
+        if not seg_loss and not self.takes_pixel_labels:
             return {"losses": losses, "maps": shown, "scores": scores, "dictionary": dictionary}
 
         with torch.no_grad():
@@ -295,7 +296,7 @@ class SLRNet(nn.Module):
                + 0.4 * L.balanced_ce(aux_logits, maps["pseudo_gt"], seg_labels, targets=targets))   # (B,)
         losses["seg_per_image"] = seg
         losses["seg"] = seg.mean()
-        if self.variant in ("semi", "semi_wo_cls"):
+        if self.takes_pixel_labels:
             labelled = has_mask if pixel_labels is not None else None
             losses["cls_per_image"], losses["seg_labelled"] = L.semi_supervised_terms(
                 losses.get("cls_per_image"), seg, labelled)
@@ -326,14 +327,12 @@ class SLRNet(nn.Module):
         losses["cls"] = losses["cls_per_image"].mean()
         zero = logits.sum() * 0
         losses["mask"], losses["code"] = zero, zero
-        if not seg_loss:
-            return {"losses": losses, "maps": {"masks": resize(masks.detach(), (H, W))}, "scores": scores,
-                    "dictionary": None}
-        with torch.no_grad():
-            maps = self._pseudo_labels(images, masks.detach(), labels, (H, W))
-        losses["seg_per_image"] = L.balanced_ce(logits, maps["pseudo_gt"], labels)
-        losses["seg"] = losses["seg_per_image"].mean()
-        maps["masks"] = resize(masks.detach(), (H, W))
+        maps = {"masks": resize(masks.detach(), (H, W))}
+        if seg_loss:
+            with torch.no_grad():
+                maps.update(self._pseudo_labels(images, masks.detach(), labels, (H, W)))
+            losses["seg_per_image"] = L.balanced_ce(logits, maps["pseudo_gt"], labels)
+            losses["seg"] = losses["seg_per_image"].mean()
         return {"losses": losses, "maps": maps, "scores": scores, "dictionary": None}
 
     def _pseudo_labels(self, images, cam, labels, size, pixel_labels=None, has_mask=None) -> dict:
