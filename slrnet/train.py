@@ -382,7 +382,7 @@ class Trainer:
             images = batch["image"].to(self.device, non_blocking=True)
             labels = batch["labels"].to(self.device, non_blocking=True)
             semi = {}
-            if self.model.variant != "wss":   # semi-supervised: pixel labels of the labelled part
+            if self.model.takes_pixel_labels:   # semi-supervised and second stage only: never a weak variant
                 semi = {"pixel_labels": batch["mask"].to(self.device, non_blocking=True),
                         "has_mask": batch["has_mask"].to(self.device, non_blocking=True)}
             with torch.autocast(self.device.type, enabled=self.amp):

@@ -37,6 +37,7 @@ class DeepLabV3Plus(nn.Module):
 
     variant = "supervised"            # the trainer hands it the pixel labels of every batch
     predicts_background = True        # K output channels, no class scores, no class filtering
+    takes_pixel_labels = True         # fully supervised: every batch's pixel labels
     makes_pseudo_labels = False       # no pseudo-label snapshots to draw
     sync_batchnorm = True             # its BatchNorms train: synchronised across GPUs under torchrun
 
