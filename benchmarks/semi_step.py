@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from slrnet import losses as L
 from slrnet.models import build_model
+from slrnet.variants import variant
 
 MODEL = {"backbone": "tiny", "num_classes": 7, "decoder_channels": 32, "aspp_dilations": [1, 2, 4, 6],
          "backbone_kwargs": {"width": 16}, "scale_factor": 0.75}
@@ -58,7 +59,7 @@ def inputs(name: str, labelled: int, seed: int = 0):
     net = build_model({**MODEL, "name": name}).eval()
     images = torch.randn(B, 3, SIDE, SIDE, generator=g)
     cam = torch.rand(B, K, MASK, MASK, generator=g).softmax(1)
-    labels = None if name == "slrnet_semi_wo_cls" else (torch.rand(B, K - 1, generator=g) < 0.4).float()
+    labels = None if not variant(name).uses_image_labels else (torch.rand(B, K - 1, generator=g) < 0.4).float()
     pixels = torch.randint(0, K, (B, SIDE, SIDE), generator=g)
     pixels[:, 40:44] = L.IGNORE_INDEX
     has_mask = torch.arange(B) < labelled

@@ -7,7 +7,7 @@
     python -m slrnet --debug eval ...             # full traceback instead of a one-line error
 
 Each subcommand lives in a library module exposing ``add_cli_arguments(parser)`` and
-``cli_run(args) -> int``. Modules are imported lazily and only for the subcommand used: the first
+``cli_run(args) -> int`` (``module:NAME`` names an object with the two; ``train`` is here, below). Modules are imported lazily and only for the subcommand used: the first
 positional word of argv is read before argparse runs, so the top-level ``--help`` never imports
 torch or a model, and still works when one of those modules is broken.
 
@@ -26,7 +26,7 @@ from slrnet.errors import UserError
 
 # subcommand -> (module, one-line help); the module is imported only when its subcommand runs.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("slrnet.train", "train SLRNet from a YAML config (single device or torchrun/DDP)"),
+    "train": ("slrnet.cli:TRAIN", "train SLRNet from a YAML config (single device or torchrun/DDP)"),
     "infer": ("slrnet.infer", "multi-scale + flip inference, palette PNG masks"),
     "eval": ("slrnet.evaluate", "mIoU of a folder of predicted masks (PNGs) against a VOC-layout root"),
     "export": ("slrnet.export", "export pseudo labels for two-stage training"),
@@ -73,7 +73,10 @@ def build_parser(command: str | None = None) -> tuple[argparse.ArgumentParser, o
         sp = sub.add_parser(name, help=summary, description=summary, conflict_handler="resolve")
         sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
         if name == command:
+            module_name, _, attribute = module_name.partition(":")
             module = importlib.import_module(module_name)  # may raise: the caller reports it
+            if attribute:
+                module = getattr(module, attribute)
             module.add_cli_arguments(sp)
     return parser, module
 
@@ -103,3 +106,53 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+# ---------------------------------------------------------------------- python -m slrnet train
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="experiment YAML (sections misc/train/dataset/model/test)")
+    # --run mirrors the original tool; under torchrun use --run_name (torchrun's own --run-path
+    # makes a bare --run ambiguous to its argument parser).
+    parser.add_argument("--run", "--run_name", dest="run", default="",
+                        help="run name; outputs go to <misc.log_dir>/<config name>/<run>")
+    parser.add_argument("--seed", type=int, default=None, help="overrides misc.seed")
+    parser.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (overrides misc.device)")
+    parser.add_argument("--resume", action="store_true", help="resume from the run's last checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete the results of a run already in the --run folder and start again")
+    parser.add_argument("--local_rank", type=int, default=-1, help=argparse.SUPPRESS)
+    parser.add_argument("opts", nargs="*", help="config overrides, e.g. train.num_epochs=2 model.use_cvlr=false")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train as the config says, with the per-epoch snapshots (misc.num_snapshots images) in <run>/snapshots/."""
+    import time
+    from pathlib import Path
+
+    import torch.distributed as dist
+
+    from slrnet.config import load_config, merge_overrides
+    from slrnet.train import Trainer
+    from slrnet.viz.training import TrainingSnapshots
+
+    cfg = load_config(args.config, args.opts)
+    if args.seed is not None:
+        cfg = merge_overrides(cfg, {"misc.seed": args.seed})
+    if args.device is not None:
+        cfg = merge_overrides(cfg, {"misc.device": args.device})
+    if args.resume:
+        cfg = merge_overrides(cfg, {"misc.resume": 1})
+    run = args.run or time.strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(cfg["misc"]["log_dir"]) / Path(args.config).stem / run
+    trainer = Trainer.build(cfg, run_dir, overwrite=bool(args.overwrite),
+                            callbacks=[TrainingSnapshots(cfg["misc"]["num_snapshots"])])
+    history = trainer.fit()
+    if trainer.is_main:
+        best = max((h.get("val_miou", -1) for h in history), default=-1)
+        print(f"run: {run_dir}\nbest val mIoU: {best:.4f}\ncheckpoints: {trainer.ckpt_dir}")
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return 0
+
+
+TRAIN = argparse.Namespace(add_cli_arguments=add_train_arguments, cli_run=run_train)

@@ -39,6 +39,8 @@ from typing import Sequence, Union
 import torch
 import torch.nn.functional as F
 
+from slrnet.ops import resize
+
 Views = Union[torch.Tensor, Sequence[torch.Tensor]]
 EPS = 1e-6   # the epsilon of SLRNet's CVLR (norm and code smoothing)
 
@@ -314,7 +316,7 @@ def cross_view_agreement(code1: torch.Tensor, code2: torch.Tensor) -> torch.Tens
     if code1.dim() != 4 or code2.dim() != 4 or code1.shape[:2] != code2.shape[:2]:
         raise ValueError(f"cross_view_agreement: expected (B, K, h1, w1) and (B, K, h2, w2), got "
                          f"{tuple(code1.shape)} and {tuple(code2.shape)}")
-    up = F.interpolate(code2, size=code1.shape[-2:], mode="bilinear", align_corners=True)
+    up = resize(code2, code1.shape[-2:])
     return (up.argmax(dim=1) == code1.argmax(dim=1)).float().mean(dim=(1, 2))
 
 

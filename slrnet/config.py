@@ -5,6 +5,13 @@ A config has five sections, as in the authors' ``experiments/*.yaml``: ``misc``,
 additions (``model.use_cvlr``, ``model.decoder_channels``, ``test.fp_cut``, ...) are documented in
 ``DEFAULTS`` below. Unknown or mistyped keys are errors that name the key (with a suggestion).
 
+A config may build on another: a top-level ``_base_: <file>`` (relative to the config's own folder) names its
+base, and the file then states only what differs. ``read_config_file`` resolves the chain (a base may have its
+own ``_base_``): section by section, a key the child sets replaces the base's value for that key, whole (a list
+or a mapping such as ``model.backbone_kwargs`` replaces the base's wholesale; ``null`` sets the key to null);
+the keys it does not set keep the base's values. ``_base_`` itself is dropped, so the resolved config, and the
+``config.yaml`` a run saves, is complete and standalone.
+
     >>> from slrnet.config import load_config, merge_overrides
     >>> cfg = load_config("configs/shapes_quick.yaml")
     >>> cfg = merge_overrides(cfg, ["train.num_epochs=2", "model.use_cvlr=false"])
@@ -112,6 +119,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 SECTIONS = tuple(DEFAULTS)
+BASE_KEY = "_base_"                  # a config's base file (read_config_file)
 
 
 class ConfigError(ValueError):
@@ -254,11 +262,8 @@ def _check_ranges(out: dict, source: str) -> None:
     need(x["num_snapshots"] >= 0, "misc.num_snapshots", "0 or more")
 
 
-def validate(cfg: dict, source: str = "config") -> dict:
-    """Fill defaults and check every key, type and range; returns a new dict."""
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"{source}: expected a mapping with sections {list(SECTIONS)}, got {type(cfg).__name__}")
-    out = copy.deepcopy(DEFAULTS)
+def _check_names(cfg: dict, source: str) -> None:
+    """Every section and key of ``cfg`` is known and every section is a mapping (or empty)."""
     for section, values in cfg.items():
         if section not in DEFAULTS:
             raise ConfigError(f"{source}: unknown section '{section}'{_suggest(section, SECTIONS)}; "
@@ -267,25 +272,86 @@ def validate(cfg: dict, source: str = "config") -> dict:
             continue
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: section '{section}' must be a mapping, got {values!r}")
-        for key, value in values.items():
+        for key in values:
             if key not in DEFAULTS[section]:
                 raise ConfigError(f"{source}: unknown key '{section}.{key}'"
                                   f"{_suggest(key, DEFAULTS[section])}")
+
+
+def validate(cfg: dict, source: str = "config") -> dict:
+    """Fill defaults and check every key, type and range; returns a new dict."""
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{source}: expected a mapping with sections {list(SECTIONS)}, got {type(cfg).__name__}")
+    if BASE_KEY in cfg:
+        raise ConfigError(f"{source}: '{BASE_KEY}' is resolved by read_config_file / load_config, not validate")
+    _check_names(cfg, source)
+    out = copy.deepcopy(DEFAULTS)
+    for section, values in cfg.items():
+        for key, value in (values or {}).items():
             out[section][key] = _check_type(f"{source}: {section}.{key}", DEFAULTS[section][key], value)
     _check_ranges(out, source)
     return out
 
 
-def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> dict:
-    """Read a YAML config, fill defaults, validate, apply ``section.key=value`` overrides."""
+def read_config_file(path: str | os.PathLike) -> dict:
+    """The config file's sections with its ``_base_`` chain resolved and ``_base_`` dropped: what the file
+    means, before defaults and validation (``load_config`` validates it). Every file of the chain is checked
+    for unknown sections and keys, so the error names the file that has the typo; a missing base or a cycle
+    is a one-line ``ConfigError`` naming the file that refers to it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
+    return _resolve(path, ())
+
+
+def _read_one(path: Path) -> dict:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
-    cfg = validate(raw, source=str(path))
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with sections {list(SECTIONS)}, got {type(raw).__name__}")
+    return raw
+
+
+def _resolve(path: Path, chain: tuple[Path, ...]) -> dict:
+    raw = _read_one(path)
+    has_base = BASE_KEY in raw
+    base = raw.pop(BASE_KEY, None)
+    _check_names(raw, str(path))
+    if not has_base:
+        return raw
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(f"{path}: {BASE_KEY} = {base!r}; expected the base config's file name, relative to "
+                          f"{path.parent}")
+    base_path = path.parent / base
+    here = chain + (path,)
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: {BASE_KEY} {base!r} not found (no file {base_path})")
+    seen = [p.resolve() for p in here]
+    if base_path.resolve() in seen:
+        loop = " -> ".join(p.name for p in here[seen.index(base_path.resolve()):]) + f" -> {base_path.name}"
+        raise ConfigError(f"{path}: {BASE_KEY} {base!r} makes a cycle: {loop}")
+    return _merge(_resolve(base_path, here), raw)
+
+
+def _merge(base: dict, child: dict) -> dict:
+    """``base`` with ``child``'s keys set, section by section; a key's value (list, mapping, null) is replaced
+    whole; an empty child section changes nothing."""
+    out = copy.deepcopy(base)
+    for section, values in child.items():
+        if values is None:
+            out.setdefault(section, None)
+        else:
+            out[section] = {**(out.get(section) or {}), **copy.deepcopy(values)}
+    return out
+
+
+def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> dict:
+    """Read a YAML config (its ``_base_`` chain resolved: ``read_config_file``), fill defaults, validate,
+    apply ``section.key=value`` overrides."""
+    path = Path(path)
+    cfg = validate(read_config_file(path), source=str(path))
     cfg = merge_overrides(cfg, overrides)
     cfg["_source"] = str(path)
     return cfg

@@ -6,8 +6,8 @@ METHOD.md section 5 (the authors' ``tools/infer_voc.py``):
    order) and also flipped horizontally; each view goes through ``model.predict`` (single view, eval mode).
    Each scale is made as the authors do (``resize="pil_bicubic"``): the decoded uint8 image is resized by
    PIL bicubic and then normalised; ``resize="tensor_bilinear"`` resizes the normalised tensor instead
-   (stays on the GPU; README "differences" gives its measured effect). Masks (softmax probabilities)
-   are un-flipped, resized back to the input size and averaged; class-score logits are averaged.
+   (stays on the GPU; docs/MEASUREMENTS.md, "Test-time resize", gives its measured effect). Masks (softmax
+   probabilities) are un-flipped, resized back to the input size and averaged; class-score logits are averaged.
 2. ``filter_classes``: foreground classes are kept either from the ground-truth image labels
    (``use_cls_label``; legitimate for pseudo-labelling the training set, a label leak on val/test)
    or when sigmoid(score) > ``fp_cut`` (0.3) and the class is among the ``top_k`` (6) scores. Dropped
@@ -37,18 +37,12 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from slrnet.models.inference import is_prepared, prepare_for_inference, to_model_layout
 from slrnet.models.loading import load_trained_model
+from slrnet import ops
 
 DEFAULT_SCALES = (1.0, 1.5, 2.0, 0.5, 0.75)
-
-
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
 
 
 RESIZE_MODES = ("pil_bicubic", "tensor_bilinear")
@@ -76,7 +70,7 @@ def scaled_views(x: torch.Tensor, s: float, resize: str = "pil_bicubic",
     H, W = x.shape[-2:]
     size = (max(1, round(H * s)), max(1, round(W * s)))                  # int(np.round(.)): half to even, too
     if resize == "tensor_bilinear":
-        return _resize(x, size)
+        return ops.resize(x, size)
     if resize != "pil_bicubic":
         raise ValueError(f"resize: expected one of {RESIZE_MODES}, got {resize!r}")
     if size == (H, W):
@@ -127,7 +121,7 @@ def predict_multiscale(model, image: torch.Tensor, scales: Sequence[float] = DEF
         if flip:
             masks = masks[:B] + masks[B:].flip(-1)
             scores = None if scores is None else (scores[:B] + scores[B:]) / 2.0
-        masks = _resize(masks, (H, W))                                     # (B, K, H, W)
+        masks = ops.resize(masks, (H, W))                                     # (B, K, H, W)
         probs_sum = masks if probs_sum is None else probs_sum + masks
         if scores is not None:
             scores_sum = scores if scores_sum is None else scores_sum + scores
@@ -287,6 +281,30 @@ class Predictor:
         return self.filtered(image, labels)[2].argmax(-3).cpu()
 
     __call__ = predict
+
+    def confusion_matrix(self, dataset, max_images: int | None = None, batch_size: int = 1):
+        """The :class:`slrnet.metrics.ConfusionMatrix` of this predictor's label maps against ``dataset``'s masks
+        (its first ``max_images``). Consecutive images of one size go through the network together, up to
+        ``batch_size`` at a time (validation during training; the class filter needs no image labels here)."""
+        from slrnet.metrics import ConfusionMatrix
+
+        cm = ConfusionMatrix(self.num_classes)
+        limit = min(max_images or len(dataset), len(dataset))
+        batch: list[dict] = []
+
+        def flush():
+            for pred, sample in zip(self.predict(torch.stack([s["image"] for s in batch])), batch):   # (B, H, W)
+                cm.update(pred, sample["mask"])
+            batch.clear()
+
+        for i in range(limit):
+            sample = dataset[i]
+            if batch and (len(batch) == batch_size or sample["image"].shape != batch[0]["image"].shape):
+                flush()
+            batch.append(sample)
+        if batch:
+            flush()
+        return cm
 
     def iter_dataset(self, dataset, *, max_images: int | None = None, keep_probs: bool = False,
                      num_workers: int | None = None, denormalize: Callable | None = None) -> Iterator[dict]:

@@ -1,7 +1,7 @@
 """SLRNet's losses and the pseudo-label machinery (METHOD.md sections 1.8, 2 and 4).
 
     >>> from slrnet import losses as L
-    >>> scores, masks, logits = L.class_scores(x_fg)                     # (B, K-1), (B, K, h, w), (B, K, h, w)
+    >>> scores = L.nGWP_scores(logits, logits.softmax(1))               # (B, K, h, w) -> (B, K-1)
     >>> loss_cls = L.multilabel_soft_margin(scores, labels)             # labels (B, K-1) multi-hot
     >>> pseudo = L.pseudo_labels(refined_masks)                         # {0, 1} (B, K, H, W), all-zero = ignore
     >>> loss_seg = L.balanced_ce(logits, pseudo, labels)                # (B,)
@@ -25,31 +25,14 @@ balanced CE); Pan et al., SLRNet, IJCV 2022 (cross-view consistency).
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
+from slrnet.ops import resize
+
 IGNORE_INDEX = 255
-
-
-# ----------------------------------------------------------------------------- resizing helpers
-def upsample_to(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Bilinear resize (align_corners=True, as every resize in the method); no-op at the same size."""
-    size = tuple(int(s) for s in size)
-    if tuple(x.shape[-2:]) == size:
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
-
-
-def split_views(coding: torch.Tensor, hw1: Sequence[int], hw2: Sequence[int]):
-    """(B, K, N1 + N2) -> view-1 map (B, K, h1, w1) and view-2 map (B, K, h2, w2) (pixels view-1 first)."""
-    (h1, w1), (h2, w2) = (int(v) for v in hw1), (int(v) for v in hw2)
-    if coding.dim() != 3 or coding.shape[-1] != h1 * w1 + h2 * w2:
-        raise ValueError(f"split_views: expected coding (B, K, {h1 * w1} + {h2 * w2}), got {tuple(coding.shape)}")
-    first, second = coding.split([h1 * w1, h2 * w2], dim=-1)
-    B, K = coding.shape[:2]
-    return first.reshape(B, K, h1, w1), second.reshape(B, K, h2, w2)
 
 
 # ----------------------------------------------------------------------------- classification
@@ -67,25 +50,6 @@ def nGWP_scores(logits: torch.Tensor, masks: torch.Tensor, focal_p: float = 3, f
     pooled = (x * m).sum(-1) / (1.0 + m.sum(-1))                     # (B, K)
     scores = pooled + focal_penalty(m.mean(-1), p=focal_p, c=focal_c)   # (B, K)
     return scores[:, 1:]                                             # background has no image label
-
-
-def class_scores(x_fg: torch.Tensor, background: str = "ones"):
-    """Foreground logits (B, K-1, h, w) -> (scores (B, K-1), masks (B, K, h, w), logits (B, K, h, w)).
-
-    ``background="ones"``: a constant background logit 1 (segmentation head);
-    ``"aux"``: background logit 1 - max over the foreground logits (auxiliary head).
-    """
-    if x_fg.dim() != 4:
-        raise ValueError(f"class_scores: expected x_fg (B, K-1, h, w), got {tuple(x_fg.shape)}")
-    if background == "ones":
-        bg = torch.ones_like(x_fg[:, :1])                             # (B, 1, h, w)
-    elif background == "aux":
-        bg = 1 - x_fg.max(dim=1, keepdim=True).values
-    else:
-        raise ValueError(f"class_scores: background must be 'ones' or 'aux', got {background!r}")
-    logits = torch.cat([bg, x_fg], dim=1)                            # (B, K, h, w)
-    masks = F.softmax(logits, dim=1)
-    return nGWP_scores(logits, masks), masks, logits
 
 
 def multilabel_soft_margin(scores: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -244,7 +208,7 @@ def balanced_ce(logits: torch.Tensor, pseudo_gt: torch.Tensor, labels: torch.Ten
         raise ValueError(f"balanced_ce: expected logits (B, K, h, w) and pseudo_gt (B, K, H, W), got "
                          f"{tuple(logits.shape)} and {tuple(pseudo_gt.shape)}")
     B, K, H, W = pseudo_gt.shape
-    logits = upsample_to(logits, (H, W))                              # (B, K, H, W)
+    logits = resize(logits, (H, W))                              # (B, K, H, W)
     if targets is None:
         targets = seg_targets(pseudo_gt, logits.dtype, ignore_index)
     elif targets.target.shape != (B, H, W):

@@ -11,7 +11,8 @@ so no train or val image of the dataset is ever seen, just as ImageNet holds non
 its classes). For the photos dataset the stream alternates composed scenes with single views of one photograph
 (an object's or a scene's): the ImageNet-like, one-object-per-image part, which is what makes its features
 useful (full supervision on photos, val mIoU after 4 quick epochs: 0.20 from composed scenes alone, 0.36 with the
-views; README, "The two embedded datasets"). Only image-level class names are used; the classifier is thrown away.
+views; docs/MEASUREMENTS.md, "Backbone pretraining on photos"). Only image-level class names are used; the
+classifier is thrown away.
 
     >>> from slrnet.pretrain import ensure_pretrained_backbone
     >>> path = ensure_pretrained_backbone("weights/tiny_w16_shapes.pth", width=16)   # shipped: returns at once

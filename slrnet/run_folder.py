@@ -105,3 +105,34 @@ class RunFolder:
         if self._held and self._owner() == (socket.gethostname(), os.getpid()):
             self.lock.unlink(missing_ok=True)
         self._held = False
+
+    # ------------------------------------------------------------------ the run's log
+    @property
+    def log_path(self) -> Path:
+        return self.path / "log.jsonl"
+
+    def append_log(self, record: dict) -> None:
+        """One JSON line in ``log.jsonl`` (floats rounded to 6 digits)."""
+        import json
+
+        with open(self.log_path, "a") as f:
+            f.write(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in record.items()}) + "\n")
+
+    def drop_log_records_after(self, epoch: int) -> None:
+        """Resuming after a kill: the run may have logged steps past its last checkpoint; they are trained again, so
+        their records go (and a half-written last line with them)."""
+        if not self.log_path.is_file():
+            return
+        import json
+
+        from slrnet.utils import atomic_write_bytes
+
+        kept = []
+        for line in self.log_path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:          # the half-written last line of a killed process
+                continue
+            if record.get("epoch", -1) <= epoch:
+                kept.append(line)
+        atomic_write_bytes(self.log_path, "".join(line + "\n" for line in kept).encode())

@@ -19,6 +19,14 @@ import numpy as np
 import torch
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "voc_wss_resnet38.yaml"   # the released network's
+
+
+def model_config() -> dict:
+    """The ``model`` section of the released VOC network's config."""
+    from slrnet.config import load_config
+
+    return load_config(CONFIG)["model"]
 NET_FORWARD = FIXTURES / "net_forward.npz"
 
 

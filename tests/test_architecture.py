@@ -67,7 +67,8 @@ def test_the_core_does_not_import_the_notebook_layer():
     for name in core:
         assert not {m for m in GRAPH[name] if m.startswith("slrnet.analysis")}, f"{name} imports slrnet.analysis"
         figures = {m for m in GRAPH[name] if m.startswith("slrnet.viz")}
-        assert figures <= {"slrnet.viz.training"}, f"{name} imports {figures}"
+        if name != "slrnet.cli":           # the command line hands the trainer its snapshot callback
+            assert not figures, f"{name} imports {figures}"
     for name in MODULES:                               # the figures never import the training loop
         if name.startswith("slrnet.viz"):
             assert "slrnet.train" not in GRAPH[name], name

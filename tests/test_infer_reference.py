@@ -15,12 +15,11 @@ import pytest
 import torch
 from PIL import Image
 
-from net_reference import FIXTURES
+from net_reference import CONFIG, FIXTURES, model_config
 from slrnet.crf import crf_argmax
 from slrnet.data.transforms import normalize_to_tensor
 from slrnet.infer import apply_class_filter, predict_multiscale, select_classes
 from slrnet.models import build_trained_model
-from test_net_forward import CONFIG, model_config
 
 SETTINGS = {"pred": dict(use_labels=False, top_k=6), "gtcls": dict(use_labels=True, top_k=6),
             "top2": dict(use_labels=False, top_k=2)}

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from slrnet import losses as L
+from slrnet.ops import resize, split_views, with_background
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TOL64 = dict(atol=1e-10, rtol=1e-10)
@@ -28,17 +29,25 @@ def t(a, dtype=None, grad=False):
     return x.clone().requires_grad_(grad)
 
 
+def class_scores(x_fg, background="constant"):
+    """(scores, masks, logits) of foreground logits as SLRNet's heads make them."""
+    logits = with_background(x_fg, background)
+    masks = logits.softmax(dim=1)
+    return L.nGWP_scores(logits, masks), masks, logits
+
+
 def close(actual, expected, **tol):
     torch.testing.assert_close(actual.detach(), t(expected, actual.dtype), **tol)
 
 
 # ----------------------------------------------------------------------------- classifier
 @pytest.mark.parametrize("dtype,tol", PRECISIONS)
-@pytest.mark.parametrize("background,prefix", [("ones", ""), ("aux", "aux_")])
+@pytest.mark.parametrize("background,prefix", [("constant", ""), ("one_minus_max", "aux_")])
 def test_class_scores_reproduce_both_heads(background, prefix, dtype, tol):
+    """The network's own path: its background rule (slrnet.ops.with_background), softmax, nGWP + focal penalty."""
     z = load("classifier_pooling")
     x = t(z["x_fg"], dtype, grad=True)
-    scores, masks, logits = L.class_scores(x, background=background)
+    scores, masks, logits = class_scores(x, background)
     close(logits, z[prefix + "x_full"], **tol)
     close(masks, z[prefix + "masks"], **tol)
     close(scores, z[prefix + "cls"], **tol)
@@ -50,7 +59,7 @@ def test_class_scores_reproduce_both_heads(background, prefix, dtype, tol):
 @pytest.mark.parametrize("dtype,tol", PRECISIONS)
 def test_multilabel_soft_margin_and_focal_penalty(dtype, tol):
     z = load("classifier_pooling")
-    scores, _, _ = L.class_scores(t(z["x_fg"], dtype))
+    scores, _, _ = class_scores(t(z["x_fg"], dtype))
     labels = t(z["labels"], dtype)
     close(L.multilabel_soft_margin(scores, labels), z["cls_loss"], **tol)
     per_image = L.multilabel_soft_margin(scores, labels, reduction="none")
@@ -62,8 +71,8 @@ def test_multilabel_soft_margin_and_focal_penalty(dtype, tol):
     close(L.focal_penalty(v, p=1, c=0.1), z["focal_p1_c01"], **tol)
     with pytest.raises(ValueError, match="multilabel_soft_margin"):
         L.multilabel_soft_margin(scores, labels[:, :4])
-    with pytest.raises(ValueError, match="background"):
-        L.class_scores(t(z["x_fg"]), background="zeros")
+    with pytest.raises(ValueError, match="rule"):
+        with_background(t(z["x_fg"]), "zeros")
 
 
 # ----------------------------------------------------------------------------- pseudo labels
@@ -177,8 +186,8 @@ def test_balanced_ce_checks_shapes():
 def test_code_consistency_with_view_split(dtype, tol):
     z = load("consistency_losses")
     coding = t(z["multi_view_coding"], dtype, grad=True)
-    code1, code2 = L.split_views(coding, z["view1_hw"], z["view2_hw"])
-    code2_up = L.upsample_to(code2, z["view1_hw"])
+    code1, code2 = split_views(coding, [z["view1_hw"], z["view2_hw"]])
+    code2_up = resize(code2, z["view1_hw"])
     close(code1, z["coding"], **tol)
     close(code2_up, z["coding2_up"], **tol)
     close(L.max_onehot(code1), z["onehot_coding"], **tol)
@@ -193,7 +202,7 @@ def test_code_consistency_with_view_split(dtype, tol):
 def test_mask_consistency(dtype, tol):
     z = load("consistency_losses")
     mask1, mask2 = t(z["mask_aug"], dtype, grad=True), t(z["mask2_small"], dtype, grad=True)
-    mask2_up = L.upsample_to(mask2, z["view1_hw"])
+    mask2_up = resize(mask2, z["view1_hw"])
     close(mask2_up, z["mask2_up"], **tol)
     loss = L.mask_consistency(mask1, mask2_up, t(z["labels"], dtype))
     close(loss, z["reg_loss"], **tol)
@@ -206,6 +215,6 @@ def test_max_onehot_keeps_ties_and_split_views_checks_sizes():
     z = torch.tensor([[[[0.5]], [[0.5]], [[0.1]]]])             # (1, 3, 1, 1), tied maximum
     assert torch.equal(L.max_onehot(z), torch.tensor([[[[0.5]], [[0.5]], [[0.0]]]]))
     same = torch.randn(1, 2, 3, 3)
-    assert L.upsample_to(same, (3, 3)) is same
+    assert resize(same, (3, 3)) is same
     with pytest.raises(ValueError, match="split_views"):
-        L.split_views(torch.zeros(1, 2, 10), (2, 2), (2, 2))
+        split_views(torch.zeros(1, 2, 10), [(2, 2), (2, 2)])

@@ -8,25 +8,17 @@ This is the guard for any refactor of the model: a changed tap, head or loss ord
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from net_reference import load_reference, save_official_checkpoint, subsample_grad
+from net_reference import CONFIG, load_reference, model_config, save_official_checkpoint, subsample_grad
 from slrnet.checkpoint import load_state_dict_strict
 from slrnet.models.loading import load_trained_model
 from slrnet.models import build_model
 
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "voc_wss_resnet38.yaml"
 TOL = dict(rtol=1e-10, atol=1e-10)
-
-
-def model_config() -> dict:
-    from slrnet.config import load_config
-
-    return load_config(CONFIG)["model"]
 
 
 @pytest.fixture(scope="module")

@@ -16,22 +16,19 @@ import torch
 from slrnet.checkpoint import save_checkpoint
 from slrnet.cli import main
 from slrnet.config import ConfigError, load_config, merge_overrides, save_config
-from slrnet.data import ensure_default_dataset
 from slrnet.errors import RunFolderInUse
 from slrnet.run_folder import RunFolder
 from slrnet.models import build_model
 from slrnet.train import Trainer, build_optimizer
-from test_train import TINY_DATA, tiny_cfg
 
 
-@pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory):
-    return ensure_default_dataset(tmp_path_factory.mktemp("data") / "shapes", **TINY_DATA)
-
-
-def quick_cfg(root, **over):
-    return tiny_cfg(root, **{"train.num_epochs": 1, "train.max_steps_per_epoch": 1, "train.val_max_images": 1,
-                             **over})
+@pytest.fixture
+def quick_cfg(tiny_cfg):
+    """``tiny_cfg`` for one step of one epoch, validated on one image."""
+    def make(root, **over):
+        return tiny_cfg(root, **{"train.num_epochs": 1, "train.max_steps_per_epoch": 1, "train.val_max_images": 1,
+                                 **over})
+    return make
 
 
 def run_cli(argv, capsys) -> tuple[int, str]:
@@ -41,7 +38,7 @@ def run_cli(argv, capsys) -> tuple[int, str]:
 
 
 # ---------------------------------------------------------------- 1. a run folder belongs to one run
-def test_second_training_into_a_finished_run_is_refused(tmp_path, tiny_root):
+def test_second_training_into_a_finished_run_is_refused(tmp_path, tiny_root, quick_cfg):
     Trainer.build(quick_cfg(tiny_root), tmp_path / "run").fit()
     best = (tmp_path / "run" / "checkpoints" / "best.pth").read_bytes()
     with pytest.raises(RunFolderInUse, match=r"already holds a run .*--resume.*--overwrite.*another --run name"):
@@ -71,7 +68,7 @@ def test_a_live_run_holds_its_folder_and_a_stale_lock_is_taken_over(tmp_path):
     assert not (folder / ".lock").exists()
 
 
-def test_cli_refuses_a_second_run_with_the_same_name(tmp_path, tiny_root, capsys):
+def test_cli_refuses_a_second_run_with_the_same_name(tmp_path, tiny_root, capsys, quick_cfg):
     config = tmp_path / "tiny.yaml"
     save_config(quick_cfg(tiny_root, **{"misc.log_dir": str(tmp_path / "logs")}), config)
     assert run_cli(["train", "--config", str(config), "--run", "a"], capsys)[0] == 0
@@ -81,7 +78,7 @@ def test_cli_refuses_a_second_run_with_the_same_name(tmp_path, tiny_root, capsys
 
 
 # ---------------------------------------------------------------- 2. resume takes the config's schedule
-def test_resume_trains_at_the_configs_new_learning_rate(tmp_path, tiny_root):
+def test_resume_trains_at_the_configs_new_learning_rate(tmp_path, tiny_root, quick_cfg):
     Trainer.build(quick_cfg(tiny_root, **{"train.lr": 0.01, "train.num_epochs": 1}), tmp_path / "r").fit()
     cfg = quick_cfg(tiny_root, **{"train.lr": 0.001, "train.num_epochs": 2, "misc.resume": 1})
     trainer = Trainer.build(cfg, tmp_path / "r")
@@ -112,14 +109,14 @@ def test_scientific_notation_in_files_and_overrides(tmp_path):
     ("misc.device=gpu", "misc.device = 'gpu'; expected auto, cpu, cuda, cuda:N or mps"),
     ("train.batch_size=0", "train.batch_size = 0; expected at least 1"),
 ])
-def test_cli_bad_values_are_one_line(override, expected, tmp_path, tiny_root, capsys):
+def test_cli_bad_values_are_one_line(override, expected, tmp_path, tiny_root, capsys, quick_cfg):
     config = tmp_path / "tiny.yaml"
     save_config(quick_cfg(tiny_root, **{"misc.log_dir": str(tmp_path / "logs")}), config)
     rc, err = run_cli(["train", "--config", str(config), "--run", "x", override], capsys)
     assert rc == 2 and expected in err and "\n" not in err and "Traceback" not in err
 
 
-def test_cli_checkpoint_errors_are_one_line(tmp_path, tiny_root, capsys):
+def test_cli_checkpoint_errors_are_one_line(tmp_path, tiny_root, capsys, quick_cfg):
     config = tmp_path / "tiny.yaml"
     save_config(quick_cfg(tiny_root, **{"misc.log_dir": str(tmp_path / "logs")}), config)
     zero = tmp_path / "zero.pth"
@@ -138,7 +135,7 @@ def test_cli_checkpoint_errors_are_one_line(tmp_path, tiny_root, capsys):
     assert rc == 2 and "zero.pth is empty" in err and "\n" not in err
 
 
-def test_divergence_in_the_first_epoch_does_not_claim_a_checkpoint(tmp_path, tiny_root, capsys):
+def test_divergence_in_the_first_epoch_does_not_claim_a_checkpoint(tmp_path, tiny_root, capsys, quick_cfg):
     from slrnet.errors import TrainingDiverged
 
     trainer = Trainer.build(quick_cfg(tiny_root), tmp_path / "nan")
@@ -173,7 +170,7 @@ def test_overrides_are_validated_like_file_values(override, key, tmp_path):
 
 
 # ---------------------------------------------------------------- 6. classes of the model vs the data
-def test_class_count_mismatch_is_named_in_training_and_inference(tmp_path, tiny_root):
+def test_class_count_mismatch_is_named_in_training_and_inference(tmp_path, tiny_root, quick_cfg):
     with pytest.raises(ValueError, match=r"model.num_classes = 5, but the training data has 7 classes.*"
                                          r"set model.num_classes=7"):
         Trainer.build(quick_cfg(tiny_root, **{"model.num_classes": 5}), tmp_path / "run")
@@ -188,7 +185,7 @@ def test_class_count_mismatch_is_named_in_training_and_inference(tmp_path, tiny_
 
 
 # ---------------------------------------------------------------- 8. leftovers of killed runs
-def test_killed_writes_and_steps_past_the_checkpoint_leave_nothing_behind(tmp_path, tiny_root):
+def test_killed_writes_and_steps_past_the_checkpoint_leave_nothing_behind(tmp_path, tiny_root, quick_cfg):
     run = tmp_path / "run"
     Trainer.build(quick_cfg(tiny_root, **{"train.num_epochs": 1}), run).fit()
     (run / "checkpoints" / ".last.pth.abc123.tmp").write_bytes(b"half a checkpoint")
@@ -203,7 +200,7 @@ def test_killed_writes_and_steps_past_the_checkpoint_leave_nothing_behind(tmp_pa
     assert epochs == sorted(set(epochs)) == [0, 1]             # each epoch's summary once
 
 
-def test_notebook_style_parameters_are_checked(tiny_root):
+def test_notebook_style_parameters_are_checked(tiny_root, quick_cfg):
     with pytest.raises(ConfigError, match="train.num_epochs = -1"):
         merge_overrides(quick_cfg(tiny_root), {"train.num_epochs": -1})
     with pytest.raises(ConfigError, match="train.batch_size = 0"):
@@ -212,26 +209,25 @@ def test_notebook_style_parameters_are_checked(tiny_root):
 
 # ---------------------------------------------------------------- kill -9, then resume
 KILLED_RUN = """
-import sys, torch
-sys.path.insert(0, {tests!r})
+import torch
 torch.set_num_threads(1)
-from test_train import tiny_cfg
+from slrnet.config import load_config
 from slrnet.train import Trainer
-Trainer.build(tiny_cfg({root!r}, **{{"train.num_epochs": {epochs}}}), {run!r}).fit()
+Trainer.build(load_config({config!r}), {run!r}).fit()
 """
 
 
-def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, tiny_root):
+def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, tiny_root, tiny_cfg):
     """SIGKILL a training process once it has written a checkpoint (possibly during the next write): the folder's
     lock is stale, ``last.pth`` loads, and resuming ends with the same weights as a run never interrupted."""
     import signal
     import time
-    from pathlib import Path
 
     from slrnet.checkpoint import load_checkpoint
 
     run, epochs = tmp_path / "killed", 10                   # the learning-rate schedule depends on the epochs
-    script = KILLED_RUN.format(tests=str(Path(__file__).parent), root=str(tiny_root), run=str(run), epochs=epochs)
+    save_config(tiny_cfg(tiny_root, **{"train.num_epochs": epochs}), tmp_path / "killed.yaml")
+    script = KILLED_RUN.format(config=str(tmp_path / "killed.yaml"), run=str(run))
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while not (run / "checkpoints" / "last.pth").exists():

@@ -118,9 +118,8 @@ def test_ensure_never_overwrites_a_foreign_file(tmp_path):
         P.ensure_pretrained_backbone(path, width=4, **SMALL)
 
 
-def test_trainer_makes_missing_tiny_weights_and_starts_from_them(tmp_path, monkeypatch):
+def test_trainer_makes_missing_tiny_weights_and_starts_from_them(tmp_path, monkeypatch, tiny_cfg):
     from slrnet.train import Trainer
-    from tests.test_train import tiny_cfg
 
     monkeypatch.setattr(P, "DEFAULT_OPTIONS", {**P.DEFAULT_OPTIONS, **SMALL})
     root = ensure_default_dataset(tmp_path / "shapes", num_train=8, num_val=2, image_size=48)

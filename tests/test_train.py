@@ -4,37 +4,15 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from slrnet.checkpoint import load_checkpoint
-from slrnet.config import merge_overrides, save_config, validate
+from slrnet.config import save_config, validate
 from slrnet.data import ensure_default_dataset
 from slrnet.train import Trainer, TrainingDiverged, lr_factor
-
-
-TINY_DATA = {"num_train": 24, "num_val": 4, "image_size": 48}
-
-
-@pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory):
-    return ensure_default_dataset(tmp_path_factory.mktemp("data") / "shapes", **TINY_DATA)
-
-
-def tiny_cfg(root, **over):
-    cfg = validate({
-        "misc": {"seed": 3, "verbose": 0, "log_freq": 1, "num_snapshots": 2, "device": "cpu"},
-        "train": {"lr": 0.01, "num_epochs": 2, "pretrain_epochs": 0, "batch_size": 4, "num_workers": 0,
-                  "lr_multipliers": [1, 1, 1, 1], "max_steps_per_epoch": 2},
-        # the options tiny_root was made with: other options would make the trainer generate the default dataset
-        "dataset": {"name": "shapes", "root": str(root), "crop_size": 40, "generate": dict(TINY_DATA)},
-        "model": {"backbone": "tiny", "num_classes": 7, "decoder_channels": 16, "aspp_dilations": [1, 2, 3, 4],
-                  "backbone_kwargs": {"width": 8}, "pamr_iter": 2, "pamr_dilations": [1, 2]},
-        "test": {"scales": [1.0]},
-    })
-    return merge_overrides(cfg, over)
+from slrnet.viz.training import TrainingSnapshots
 
 
 def test_lr_schedule_is_constant_then_cosine():
@@ -46,10 +24,12 @@ def test_lr_schedule_is_constant_then_cosine():
     assert factors[-1] > 0      # as the released recipe: the cosine never quite reaches 0
 
 
-def test_training_writes_checkpoints_logs_and_snapshots(tmp_path, tiny_root):
-    trainer = Trainer.build(tiny_cfg(tiny_root), tmp_path / "run")
+def test_training_writes_checkpoints_logs_and_snapshots(tmp_path, tiny_root, tiny_cfg):
+    snapshots = TrainingSnapshots(2)
+    trainer = Trainer.build(tiny_cfg(tiny_root), tmp_path / "run", callbacks=[snapshots])
     history = trainer.fit()
     assert [h["epoch"] for h in history] == [0, 1]
+    assert [e for e, _ in snapshots.pseudo_history] == [0, 1] and snapshots.images.shape[0] == 2
     assert all(0.0 <= h["val_miou"] <= 1.0 for h in history)
     run = tmp_path / "run"
     ckpt = load_checkpoint(run / "checkpoints" / "last.pth")       # safe (weights_only) load
@@ -61,7 +41,7 @@ def test_training_writes_checkpoints_logs_and_snapshots(tmp_path, tiny_root):
     assert not list(run.rglob("*.tmp"))                             # atomic writes leave no temp files
 
 
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, tiny_root):
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, tiny_root, tiny_cfg):
     full = Trainer.build(tiny_cfg(tiny_root, **{"train.num_epochs": 3}), tmp_path / "full")
     full.fit()
 
@@ -86,7 +66,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, tiny_ro
         assert torch.equal(a[k], b[k]), k
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_root):
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_root, tiny_cfg):
     trainer = Trainer.build(tiny_cfg(tiny_root, **{"train.num_epochs": 3}), tmp_path / "nan")
     forward = trainer.model.forward
 
@@ -111,7 +91,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_ddp_two_processes_keep_identical_replicas_and_only_rank0_writes(tmp_path, tiny_root):
+def test_ddp_two_processes_keep_identical_replicas_and_only_rank0_writes(tmp_path, tiny_root, tiny_cfg):
     cfg = tiny_cfg(tiny_root, **{"misc.log_dir": str(tmp_path / "logs"), "train.batch_size": 2})
     save_config(cfg, tmp_path / "ddp.yaml")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "SLRNET_NO_PROGRESS": "1"}
@@ -128,7 +108,7 @@ def test_ddp_two_processes_keep_identical_replicas_and_only_rank0_writes(tmp_pat
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.pth", "last.pth"]
 
 
-def test_best_checkpoint_by_the_val_classification_loss(tmp_path, tiny_root):
+def test_best_checkpoint_by_the_val_classification_loss(tmp_path, tiny_root, tiny_cfg):
     """``train.best_by: val_cls_loss`` keeps best.pth at the lowest val classification loss (the authors' rule)."""
     cfg = tiny_cfg(tiny_root, **{"train.best_by": "val_cls_loss", "train.num_epochs": 3,
                                  "train.max_steps_per_epoch": 1, "train.val_max_images": 2, "misc.num_snapshots": 0})
@@ -142,12 +122,12 @@ def test_best_checkpoint_by_the_val_classification_loss(tmp_path, tiny_root):
         validate({"train": {"best_by": "val_loss"}})
 
 
-def test_num_samples_draws_class_balanced_epochs(tmp_path, tiny_root):
+def test_num_samples_draws_class_balanced_epochs(tmp_path, tiny_root, tiny_cfg):
     """``train.num_samples`` (the COCO recipe): each epoch is that many weighted draws, whatever the set's size."""
     cfg = tiny_cfg(tiny_root, **{"train.num_samples": 20, "train.max_steps_per_epoch": 0, "train.num_epochs": 1})
     trainer = Trainer.build(cfg, tmp_path / "run")
-    assert trainer.steps_per_epoch == 20 // 4 and len(trainer._loader(0)) == 5
-    assert list(trainer._loader(0).sampler) == list(trainer._loader(0).sampler)      # fixed by (seed, epoch)
+    assert trainer.steps_per_epoch == 20 // 4 and len(trainer.batches.loader(0)) == 5
+    assert list(trainer.batches.loader(0).sampler) == list(trainer.batches.loader(0).sampler)      # fixed by (seed, epoch)
     assert trainer.fit()[0]["epoch"] == 0
 
 

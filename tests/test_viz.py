@@ -15,6 +15,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from slrnet.losses import pseudo_label_targets  # noqa: E402
 from slrnet.analysis import factors as FX  # noqa: E402
 from slrnet.viz import common, training  # noqa: E402
 from slrnet.viz import factors as viz_factors  # noqa: E402
@@ -69,7 +70,7 @@ def test_color_helpers():
     pseudo = torch.zeros(1, 3, 2, 2)
     pseudo[0, 2, 0, 0] = 1
     pseudo[0, 1, 1, 1] = 1
-    np.testing.assert_array_equal(training.pseudo_to_index(pseudo)[0].numpy(), [[2, 255], [255, 1]])
+    np.testing.assert_array_equal(pseudo_label_targets(pseudo)[0].numpy(), [[2, 255], [255, 1]])
 
 
 def test_training_snapshot_draws_each_map():
@@ -84,7 +85,7 @@ def test_training_snapshot_draws_each_map():
         np.testing.assert_array_equal(row[0], common.to_rgb(images[i]))
         np.testing.assert_array_equal(row[1], common.colorize(maps["masks"][i].argmax(0)))
         np.testing.assert_array_equal(row[2], common.colorize(maps["refined"][i].argmax(0)))
-        np.testing.assert_array_equal(row[3], common.colorize(training.pseudo_to_index(maps["pseudo_gt"])[i]))
+        np.testing.assert_array_equal(row[3], common.colorize(pseudo_label_targets(maps["pseudo_gt"])[i]))
 
 
 def test_history_draws_the_losses_and_the_val_miou():

@@ -31,18 +31,11 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from slrnet.losses import max_onehot
+from slrnet.ops import resize
 
 VOID = 255
-
-
-def _resize(x: torch.Tensor, size) -> torch.Tensor:
-    """Bilinear, align_corners=True (every resize in SLRNet); x (B, K, h, w)."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
 
 
 def _as_batch(image: torch.Tensor) -> torch.Tensor:
@@ -131,7 +124,7 @@ def winning_atoms(codes: torch.Tensor, size=None) -> torch.Tensor:
     if codes.dim() != 3:
         raise ValueError(f"winning_atoms: codes must be (K, h, w), got {tuple(codes.shape)}")
     if size is not None:
-        codes = _resize(codes[None], size)[0]
+        codes = resize(codes[None], size)[0]
     return codes.argmax(0)
 
 

@@ -65,3 +65,13 @@ def build_dataset(cfg_dataset: dict, split: str, train: bool) -> VOCSegmentation
         transform = ValTransform()
     return VOCSegmentation(root, split=split, list_file=list_file, mask_dir=mask_dir,
                            transform=transform, classes=cfg.get("classes"), cache=bool(cfg.get("cache", False)))
+
+
+def check_class_counts(cfg: dict, train_set, val_set) -> None:
+    """``model.num_classes`` must equal each dataset's class count (background included) where it has one."""
+    for name, data in (("training", train_set), ("validation", val_set)):
+        n = getattr(data, "num_classes", None)
+        if n is not None and int(n) != cfg["model"]["num_classes"]:
+            where = getattr(data, "classes_source", None) or getattr(data, "root", "the dataset")
+            raise ValueError(f"model.num_classes = {cfg['model']['num_classes']}, but the {name} data has {n} "
+                             f"classes (background included; from {where}); set model.num_classes={n}")

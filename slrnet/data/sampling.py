@@ -60,3 +60,47 @@ class WeightedEpochSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.num_samples // self.world
+
+
+class TrainingBatches:
+    """A trainer's batches, epoch by epoch (the config's ``train`` section): the training set shuffled with a
+    generator seeded by ``misc.seed`` and the epoch, or ``train.num_samples`` class-balanced draws
+    (:class:`WeightedEpochSampler`), or under torchrun this rank's shard; full batches only, at most
+    ``train.max_steps_per_epoch`` of them.
+
+        >>> batches = TrainingBatches(train_set, cfg, rank=0, world=1)
+        >>> for step, batch in zip(range(batches.steps_per_epoch), batches.loader(epoch)): ...
+    """
+
+    def __init__(self, train_set, cfg: dict, rank: int = 0, world: int = 1, pin_memory: bool = False):
+        t = cfg["train"]
+        self.train_set, self.rank, self.world, self.pin_memory = train_set, rank, world, pin_memory
+        self.seed, self.batch_size, self.num_workers = int(cfg["misc"]["seed"]), t["batch_size"], t["num_workers"]
+        self.weighted = None
+        if t["num_samples"]:
+            if not hasattr(train_set, "image_labels"):
+                raise ValueError(f"train.num_samples: the training set ({type(train_set).__name__}) has no "
+                                 f"image_labels() to weight the draw by")
+            self.weighted = WeightedEpochSampler(class_balanced_weights(train_set.image_labels()), t["num_samples"],
+                                                 seed=self.seed, rank=rank, world=world)
+        n_images = len(self.weighted) * world if self.weighted else len(train_set)
+        n_batches = n_images // (self.batch_size * world)
+        if n_batches == 0:
+            raise ValueError(f"train.batch_size={self.batch_size} x {world} process(es) is larger than the "
+                             f"training set ({len(train_set)} images)")
+        self.steps_per_epoch = min(n_batches, t["max_steps_per_epoch"]) if t["max_steps_per_epoch"] else n_batches
+
+    def loader(self, epoch: int):
+        from torch.utils.data import DataLoader, DistributedSampler
+
+        g = torch.Generator().manual_seed(self.seed * 1000 + epoch)
+        sampler = self.weighted
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        elif self.world > 1:
+            sampler = DistributedSampler(self.train_set, num_replicas=self.world, rank=self.rank, shuffle=True,
+                                         seed=self.seed, drop_last=True)
+            sampler.set_epoch(epoch)
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=sampler is None, sampler=sampler,
+                          drop_last=True, num_workers=self.num_workers, generator=g, pin_memory=self.pin_memory,
+                          persistent_workers=False)

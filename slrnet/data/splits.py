@@ -193,3 +193,17 @@ def build_semi_dataset(cfg_dataset: dict, model_name: str, seed: int, unlabelled
     labelled = select_labelled(base, cfg_dataset.get("labelled_list"), cfg_dataset.get("labelled_ratio"), seed)
     return SemiSupervisedSplit(base, labelled, unlabelled=unlabelled,
                                oversample_rate=int(cfg_dataset.get("oversample_rate") or 1))
+
+
+def build_training_sets(cfg: dict, train_set=None, val_set=None):
+    """(training set, val set) from the config's ``dataset`` section, for the sets not given: the semi-supervised
+    variants get their labelled / unlabelled split (``dataset.labelled_list`` / ``labelled_ratio``); an embedded
+    dataset is generated on first use."""
+    if train_set is None and variant(cfg["model"]["name"]).semi_supervised:
+        train_set = build_semi_dataset(cfg["dataset"], cfg["model"]["name"], seed=int(cfg["misc"]["seed"]))
+    if train_set is None:
+        train_set = build_dataset(cfg["dataset"], "train", train=True)
+    if val_set is None:
+        val_set = build_dataset(cfg["dataset"], "val", train=False)
+    return train_set, val_set
+

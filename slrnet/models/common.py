@@ -1,12 +1,10 @@
-"""What the SLRNet network and the second stage's DeepLabV3+ share: their BatchNorm settings, the one resize of the
-method, and the four parameter groups of the SGD recipe."""
+"""What the SLRNet network and the second stage's DeepLabV3+ share: their BatchNorm settings and the four parameter groups
+of the SGD recipe (the method's one resize is ``slrnet.ops.resize``)."""
 from __future__ import annotations
 
 from functools import partial
 
-import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 BN_EPS, BN_MOMENTUM = 1e-5, 0.05
 _BatchNorm = partial(nn.BatchNorm2d, eps=BN_EPS, momentum=BN_MOMENTUM)
@@ -22,8 +20,3 @@ def parameter_groups(model: nn.Module) -> list[list[nn.Parameter]]:
     return groups
 
 
-def resize(x: torch.Tensor, size) -> torch.Tensor:
-    """Bilinear resize with align_corners=True, as every resize in the method."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)

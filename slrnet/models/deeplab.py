@@ -27,7 +27,9 @@ import torch.nn.functional as F
 
 from slrnet.models.backbones import build_backbone
 from slrnet.models.mods import ASPP
-from slrnet.models.common import _BatchNorm, parameter_groups, resize
+from slrnet.models.common import _BatchNorm, parameter_groups
+from slrnet.ops import resize
+from slrnet.variants import VARIANTS
 
 IGNORE_INDEX = 255
 
@@ -35,7 +37,8 @@ IGNORE_INDEX = 255
 class DeepLabV3Plus(nn.Module):
     """DeepLabV3+ on any backbone of ``slrnet.models.backbones``; the interface the trainer and ``Predictor`` use."""
 
-    variant = "supervised"            # the trainer hands it the pixel labels of every batch
+    spec = VARIANTS["deeplabv3plus"]  # what the trainer reads: it takes every batch's pixel labels
+    variant = "supervised"
     predicts_background = True        # K output channels, no class scores, no class filtering
     takes_pixel_labels = True         # fully supervised: every batch's pixel labels
     makes_pseudo_labels = False       # no pseudo-label snapshots to draw

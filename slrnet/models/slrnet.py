@@ -33,14 +33,19 @@ import torch.nn as nn
 from slrnet import losses as L
 from slrnet.data.transforms import MEAN, STD    # the images were normalised with these
 from slrnet.models.backbones import build_backbone
-from slrnet.models.common import _BatchNorm, parameter_groups, resize
-from slrnet.variants import variant
+from slrnet.models.common import _BatchNorm, parameter_groups
+from slrnet.objective import AUX_SEG_WEIGHT, over_views
+from slrnet.ops import resize, split_views, with_background
+from slrnet.variants import VARIANTS, Variant, network_variant, variant
 from slrnet.models.mods import (ASPP, GCI, PAMR, DictionaryInitialization, Dropout,
                                 FactorizationReconstruction, StochasticGate, run_pamr)
 
 
 class SLRNet(nn.Module):
     """SLRNet (``variant="wss"``), its semi-supervised heads (``"semi"``, ``"semi_wo_cls"``) and the COCO recipe.
+
+    ``variant`` names the network (or is a :class:`slrnet.variants.Variant`); everything that differs between the
+    variants is read from that spec (``self.spec``), never from the name.
 
     ``variant="coco"`` (the authors' ``models/slrnet_coco_pseudo.py``) is the weakly supervised network with two
     changes: the classification loss is BCE on the logits with positives weighted by ``pos_weight`` x
@@ -58,21 +63,20 @@ class SLRNet(nn.Module):
                  scale_factor: float = 0.5, use_flip: bool = False, pamr_iter: int = 10,
                  pamr_dilations=(1, 2, 4, 8, 12, 24), cutoff_top: float = 0.6, cutoff_low: float = 0.2,
                  temperature: float = 1.0, num_iters: int = 1, use_cvlr: bool = True,
-                 decoder_channels: int = 256, aspp_dilations=(1, 12, 24, 36), variant: str = "wss",
+                 decoder_channels: int = 256, aspp_dilations=(1, 12, 24, 36), variant: str | Variant = "wss",
                  bg_pow: float = 3.0, backbone_kwargs: dict | None = None, pos_weight: float = 1.0,
                  class_weights=None, focal_p: float = 3.0, focal_c: float = 0.01):
         super().__init__()
-        if variant not in ("wss", "semi", "semi_wo_cls", "coco", "lid"):
-            raise ValueError(f"variant must be 'wss', 'semi', 'semi_wo_cls', 'coco' or 'lid', got {variant!r}")
-        if variant != "wss" and not use_cvlr:
-            raise ValueError(f"model.use_cvlr: the variant {variant!r} needs the CVLR network (use_cvlr=true)")
-        if variant not in ("coco", "lid") and (class_weights is not None or pos_weight != 1.0):
-            raise ValueError("model.pos_weight / model.class_weights: only the COCO and L2ID variants (model.name: "
-                             "slrnet_coco_pseudo, slrnet_lid_wide) use them")
+        spec = network_variant(variant.network if isinstance(variant, Variant) else variant, use_cvlr)
+        if not spec.weighs_classes and (class_weights is not None or pos_weight != 1.0):
+            readers = ", ".join(sorted(v.name for v in VARIANTS.values() if v.weighs_classes))
+            raise ValueError(f"model.pos_weight / model.class_weights: only the COCO and L2ID variants (model.name: "
+                             f"{readers}) use them")
         self.num_classes = num_classes
-        self.variant = variant
-        self.predicts_background = variant == "semi_wo_cls"   # head outputs K channels incl. background
-        self.takes_pixel_labels = variant in ("semi", "semi_wo_cls")   # their labelled images' seg loss is always on
+        self.spec = spec
+        self.variant = spec.network
+        self.predicts_background = spec.predicts_background   # head outputs K channels incl. background
+        self.takes_pixel_labels = spec.takes_pixel_labels     # the trainer hands it the batch's pixel labels
         self.scale_factor, self.use_flip, self.use_cvlr = scale_factor, use_flip, use_cvlr
         self.cutoff_top, self.cutoff_low, self.bg_pow = cutoff_top, cutoff_low, bg_pow
         C = decoder_channels
@@ -84,11 +88,11 @@ class SLRNet(nn.Module):
         # ASPP BN statistics are frozen when the backbone is a frozen (pretrained) one, as in the
         # released recipe; a backbone trained from scratch (the teaching profile) trains them.
         self.freeze_aspp_stats = bool(getattr(self.backbone, "freeze_bn", True))
-        wide = variant == "lid"
+        wide = spec.wide
         # an integer power as the authors write it (pow(3) and pow(3.0) may round differently)
         self.focal_p = int(focal_p) if float(focal_p).is_integer() else float(focal_p)
         self.focal_c = float(focal_c)
-        self.aux_cls_weight = 1.0 if wide else 0.4
+        self.aux_cls_weight = spec.aux_cls_weight
         if self.backbone.shallow_channels != C and not wide:
             # GCI modulates the stride-4 backbone map with cues from the decoder features, channel by
             # channel (both 256 wide for WideResNet-38 and ResNet-101), so the widths must agree.
@@ -126,7 +130,7 @@ class SLRNet(nn.Module):
             self.fc8_up = nn.Sequential(nn.Conv2d(self.backbone.shallow_channels, C, 1, bias=False), _BatchNorm(C),
                                         nn.ReLU())
             self.newly_added.append(self.fc8_up)
-        if variant in ("coco", "lid"):
+        if spec.weighs_classes:
             # COCO's classification loss weights positives by pos_weight x class_weights (the authors register
             # the weights as a buffer, so their checkpoints hold a "class_weights" key)
             self.pos_weight = float(pos_weight)
@@ -167,7 +171,7 @@ class SLRNet(nn.Module):
         """How many multi-label soft-margin terms ``losses["cls"]`` sums (view 1, view 2, the auxiliary head at its
         weight), so a caller can compare it with the label prior's loss; None when the loss is not that sum (the
         semi variants replace it for pixel-labelled images, the COCO / L2ID ones weigh their BCE)."""
-        if self.variant != "wss":
+        if not self.spec.sums_soft_margin_terms:
             return None
         return 2.0 + self.aux_cls_weight if self.use_cvlr else 1.0
 
@@ -191,14 +195,13 @@ class SLRNet(nn.Module):
         x = self.sg(x, self.shallow_mask(shallow, x))
         logits = self.last_conv(x)
         if not self.predicts_background:
-            logits = torch.cat([torch.ones_like(logits[:, :1]), logits], dim=1)   # constant bg logit 1
+            logits = with_background(logits, "constant")                # (B, K, h, w)
         return logits, logits.softmax(dim=1)
 
     def aux(self, x: torch.Tensor):
         logits = self.aux_head(x)
         if not self.predicts_background:
-            bg = 1 - logits.max(dim=1, keepdim=True)[0]                # background = 1 - max fg
-            logits = torch.cat([bg, logits], dim=1)
+            logits = with_background(logits, "one_minus_max")           # (B, K, h, w)
         return logits, logits.softmax(dim=1)
 
     def factorise(self, x1: torch.Tensor, aux_logits: torch.Tensor, *others: torch.Tensor,
@@ -214,9 +217,9 @@ class SLRNet(nn.Module):
         flat = torch.cat([v.flatten(2) for v in views], dim=2).transpose(1, 2)   # (B, N1+N2, C)
         x_out, coding, dictionary, *extra = self.factorization_reconstruction(
             flat, d0.transpose(1, 2), return_iterates=return_iterates, **cvlr_options)
-        sizes = [v.shape[-2] * v.shape[-1] for v in views]
-        feats = [f.transpose(1, 2).reshape_as(v) for f, v in zip(x_out.split(sizes, dim=1), views)]
-        codes = [z.reshape(B, -1, *v.shape[-2:]) for z, v in zip(coding.split(sizes, dim=2), views)]
+        shapes = [v.shape[-2:] for v in views]
+        feats = split_views(x_out.transpose(1, 2), shapes)                 # [(B, C, h, w)] per view
+        codes = split_views(coding, shapes)                                # [(B, K, h, w)] per view
         if not return_iterates:
             return feats, codes, dictionary
         return feats, codes, dictionary, {**extra[0], "dictionary_init": d0, "input": flat, "output": x_out}
@@ -257,7 +260,7 @@ class SLRNet(nn.Module):
         """
         if not self.use_cvlr:
             return self._forward_single_stage(images, labels, seg_loss)
-        if self.predicts_background:
+        if not self.spec.uses_image_labels:
             labels = None   # wo_cls: image labels are unknown for most images, so none are used at all
         H, W = images.shape[-2:]
         view2, inverse, _ = self.second_view(images)
@@ -278,9 +281,9 @@ class SLRNet(nn.Module):
             scores = self.scores(logits1, masks1)
             scores2 = self.scores(logits2, masks2)
             scores_aux = self.scores(aux_logits, aux_masks)
-            losses["cls_per_image"] = (self.classification_loss(scores, labels)
-                                       + self.classification_loss(scores2, labels)
-                                       + self.aux_cls_weight * self.classification_loss(scores_aux, labels))
+            losses["cls_per_image"] = over_views(self.classification_loss(scores, labels),
+                                                 self.classification_loss(scores2, labels),
+                                                 self.classification_loss(scores_aux, labels), self.aux_cls_weight)
             losses["cls"] = losses["cls_per_image"].mean()
         shown = {"masks": resize(masks1.detach(), (H, W)), "codes": z1.detach(), "codes2": z2_up.detach()}
         if not seg_loss and not self.takes_pixel_labels:
@@ -291,9 +294,10 @@ class SLRNet(nn.Module):
             maps = self._pseudo_labels(images, cam, labels, (H, W), pixel_labels, has_mask)
         seg_labels = None if self.predicts_background else labels
         targets = L.seg_targets(maps["pseudo_gt"], logits1.dtype)         # shared by the three terms
-        seg = (L.balanced_ce(logits1, maps["pseudo_gt"], seg_labels, targets=targets)
-               + L.balanced_ce(logits2_up, maps["pseudo_gt"], seg_labels, targets=targets)
-               + 0.4 * L.balanced_ce(aux_logits, maps["pseudo_gt"], seg_labels, targets=targets))   # (B,)
+        seg = over_views(L.balanced_ce(logits1, maps["pseudo_gt"], seg_labels, targets=targets),
+                         L.balanced_ce(logits2_up, maps["pseudo_gt"], seg_labels, targets=targets),
+                         L.balanced_ce(aux_logits, maps["pseudo_gt"], seg_labels, targets=targets),
+                         AUX_SEG_WEIGHT)                                  # (B,)
         losses["seg_per_image"] = seg
         losses["seg"] = seg.mean()
         if self.takes_pixel_labels:
@@ -310,7 +314,7 @@ class SLRNet(nn.Module):
 
     def classification_loss(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Per-image classification loss (B,): multi-label soft margin, or COCO's positive-weighted BCE."""
-        if self.variant not in ("coco", "lid"):
+        if not self.spec.weighs_classes:
             return L.multilabel_soft_margin(scores, labels, reduction="none")
         pos_weight = torch.full_like(scores[0], self.pos_weight)
         if self.class_weights is not None:
@@ -323,7 +327,7 @@ class SLRNet(nn.Module):
         logits, masks = self.head(x, s)
         losses = {}
         scores = self.scores(logits, masks)
-        losses["cls_per_image"] = L.multilabel_soft_margin(scores, labels, reduction="none")
+        losses["cls_per_image"] = self.classification_loss(scores, labels)
         losses["cls"] = losses["cls_per_image"].mean()
         zero = logits.sum() * 0
         losses["mask"], losses["code"] = zero, zero
@@ -359,14 +363,15 @@ class SLRNet(nn.Module):
 
     def _refine(self, images, cam, labels, size) -> tuple[torch.Tensor, torch.Tensor]:
         """(refined (B, K, H, W), pseudo label (B, K, H, W)) of ``cam`` (B, K, h, w), PAMR at mask size."""
-        bg_pow = self.bg_pow if self.predicts_background else None
+        rule = self.spec.pseudo_labels
+        bg_pow = self.bg_pow if rule == "own_background" else None
         refined = _drop_absent(resize(run_pamr(self._aff, self.denormalize(images), cam, bg_pow=bg_pow), size),
                                labels)
-        if self.predicts_background:
+        if rule == "own_background":   # the head's own background channel, the config's cut-offs (0.8 and 0.6)
             pseudo = L.pseudo_labels(refined, bg_factor=0.9, cutoff_top=self.cutoff_top, cutoff_low=self.cutoff_low)
-        elif self.variant in ("coco", "lid"):   # peak-normalised maps, the config's cut-offs (0.5 and 0.1)
+        elif rule == "peak_normalised":   # peak-normalised maps, the config's cut-offs (0.5 and 0.1)
             pseudo = L.pseudo_labels_peak_normalised(refined, self.cutoff_top, self.cutoff_low)
-        else:   # the released Net always uses the default thresholds (fixture README section 4)
+        else:   # "fixed": the released Net always uses the default thresholds (fixture README section 4)
             pseudo = L.pseudo_labels(refined)
         return refined, pseudo
 
@@ -414,19 +419,18 @@ def build_model(cfg_model: dict) -> nn.Module:
     variant, or the second stage's ``DeepLabV3Plus`` (``model.name: deeplabv3plus``)."""
     cfg = dict(cfg_model)
     spec = variant(cfg.pop("name", "slrnet"))
-    if spec.network == "deeplabv3plus":
+    if spec.architecture == "DeepLabV3Plus":
         from slrnet.models.deeplab import DeepLabV3Plus
 
         return DeepLabV3Plus(**{k: cfg[k] for k in spec.model_keys if k in cfg and k != "name"})
-    if not spec.use_cvlr:
-        cfg["use_cvlr"] = False
+    cfg["use_cvlr"] = bool(cfg.get("use_cvlr", True)) and spec.use_cvlr
     known = {"backbone", "num_classes", "pretrained", "scale_factor", "use_flip", "pamr_iter", "pamr_dilations",
              "cutoff_top", "cutoff_low", "temperature", "num_iters", "use_cvlr", "decoder_channels",
              "aspp_dilations", "bg_pow", "backbone_kwargs", "pos_weight", "class_weights", "focal_p", "focal_c"}
     unknown = set(cfg) - known
     if unknown:
         raise ValueError(f"model: unknown keys {sorted(unknown)}")
-    return SLRNet(variant=spec.network, **cfg)
+    return SLRNet(variant=spec, **cfg)
 
 
 def build_trained_model(cfg_model: dict, state, source: str = "checkpoint",

@@ -20,9 +20,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from slrnet.cmf import cross_view_agreement, cvlr_factorize
+from slrnet.ops import resize
 from slrnet.viz.common import axes_grid, pyplot, to_numpy
 
 ATOM_CMAP = "tab10"
@@ -118,7 +118,7 @@ def plot_sweep(values, rows: Sequence, cols: Sequence, row_label: str, col_label
 def plot_cross_view_agreement(code1: torch.Tensor, code2: torch.Tensor, axes=None):
     """code1 (K, h1, w1), code2 (K, h2, w2): view-1 argmax, view-2 argmax resized to view 1, and where they agree."""
     fig, axes = axes_grid(axes, 1, 3, size=(2.6, 2.6))
-    up = F.interpolate(code2[None].float(), size=code1.shape[-2:], mode="bilinear", align_corners=True)[0]
+    up = resize(code2[None].float(), code1.shape[-2:])[0]
     a1, a2 = to_numpy(code1.argmax(0)), to_numpy(up.argmax(0))
     agree = float(cross_view_agreement(code1[None].float(), code2[None].float()))
     axes[0, 0].imshow(a1, cmap=ATOM_CMAP, vmin=0, vmax=9, interpolation="nearest")
@@ -145,7 +145,7 @@ def cvlr_explorer(views, shapes, images=None, max_atoms: int = 10):
         atom.max = k.value - 1
         res = cvlr_factorize(views, num_atoms=k.value, num_iters=iters.value, temperature=tau.value)
         maps1, maps2 = res.code_maps(shapes)                                            # (1, K, h_v, w_v)
-        up2 = F.interpolate(maps2, size=maps1.shape[-2:], mode="bilinear", align_corners=True)
+        up2 = resize(maps2, maps1.shape[-2:])
         agree = float(cross_view_agreement(maps1, maps2))
         with out:
             out.clear_output(wait=True)
