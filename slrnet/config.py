@@ -97,6 +97,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "num_iters": 1,                  # CVLR iterations T
         "use_flip": False,               # flip the second view
         "use_cvlr": True,                # False: the predecessor single-stage baseline (one view, no CVLR)
+        "reconstruction": "used",        # used: heads see ReLU(X + W2 ReLU(Zᵀ D)) (the method) | removed: heads see
+                                         # X; the codes still train L_code (the ablation ladder's rungs)
         "decoder_channels": 256,
         "aspp_dilations": [1, 12, 24, 36],
         "backbone_kwargs": {},
@@ -236,6 +238,10 @@ def _check_ranges(out: dict, source: str) -> None:
         need(m["cutoff_top"] == 0.6 and m["cutoff_low"] == 0.2, "model.cutoff_top",
              f"0.6 with model.cutoff_low 0.2 (got cutoff_low {m['cutoff_low']!r}): the {m['name']} variant uses "
              f"the released network's fixed pseudo-label thresholds; only {', '.join(readers)} read these keys")
+    need(m["reconstruction"] in ("used", "removed"), "model.reconstruction",
+         "'used' (the method) or 'removed' (the heads see the features themselves; codes still computed)")
+    need(m["use_cvlr"] or m["reconstruction"] == "used", "model.reconstruction",
+         "'used' with model.use_cvlr false (the single-view network has no low-rank module)")
     need(t["lr_policy"] in ("cosine", "poly"), "train.lr_policy",
          "cosine (SLRNet's: constant through the pretraining epochs, then cosine) or poly ((1 - step/steps)^0.9 "
          "over all steps, mmsegmentation's)")

@@ -196,7 +196,8 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.global_step += 1
-        values = {"loss": loss.item(), **{k: v.item() for k, v in terms.items()}}
+        values = {"loss": loss.item(), **{k: v.item() for k, v in terms.items()},
+                  **{k: float(v) for k, v in out.get("diagnostics", {}).items()}}   # e.g. slrnet.diagnostics
         pseudo = out.get("maps", {}).get("pseudo_gt")
         if seg_on and pseudo is not None:     # images whose pseudo label holds no foreground pixel at all
             values["pseudo_empty"] = float((pseudo[:, 1:].flatten(1).sum(1) == 0).float().mean())

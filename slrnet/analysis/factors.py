@@ -252,3 +252,33 @@ def select_images(dataset, image_ids=None, count: int = 4, seed: int = 0) -> lis
         raise ValueError(f"image_ids: {missing} are not in the {dataset.split} split of {dataset.root} "
                          f"(e.g. {dataset.names[:3]})")
     return [index[n] for n in image_ids]
+
+
+# ----------------------------------------------------------------------------- any checkpoint
+def checkpoint_diagnostics(model, dataset, indices: Sequence[int] | None = None, count: int = 16, seed: int = 0,
+                           generator_seed: int = 0) -> dict:
+    """Is this trained SLRNet's low-rank module factorising? The numbers of :mod:`slrnet.diagnostics` and
+    :func:`summarize_factors` (purity against its one-atom floor, cross-view agreement, effective ranks) over
+    ``count`` images of ``dataset`` (its masks), for any checkpoint: the suite's models or the authors' released
+    VOC model on VOC images (``slrnet.models.loading.load_trained_model``).
+
+        >>> checkpoint_diagnostics(model, val_set)["purity"], ...["code_top"], ...["atom_cos"]
+    """
+    from slrnet.diagnostics import mean_offdiagonal_cosine
+
+    indices = list(indices) if indices is not None else select_images(dataset, count=count, seed=seed)
+    generator = torch.Generator().manual_seed(generator_seed)
+    factors, masks = [], []
+    for i in indices:
+        sample = dataset[i]
+        factors.append(extract_factors(model, sample["image"], generator=generator))
+        masks.append(sample["mask"])
+    out = summarize_factors(factors, masks, num_classes=model.num_classes)
+    sharp = [code_sharpness(f) for f in factors]
+    mean = lambda key: float(np.mean([s[key] for s in sharp]))  # noqa: E731
+    out.update(code_top=mean("mean_top"), score_range=mean("score_range"), code_min=min(s["min"] for s in sharp),
+               code_max=max(s["max"] for s in sharp), uniform_code=sharp[0]["uniform"],
+               atom_cos=float(np.mean([float(mean_offdiagonal_cosine(f["dictionaries"][-1:])) for f in factors])),
+               init_atom_cos=float(np.mean([float(mean_offdiagonal_cosine(f["dictionaries"][:1])) for f in factors])),
+               images=[int(i) for i in indices])
+    return out

@@ -99,51 +99,23 @@ def train_comparison(dataset: str, setting: str, profile: str, output_dir, seed:
             "seconds_per_step": round(seconds / max(1, trainer.global_step), 4), "threads": torch.get_num_threads()}
 
 
-def _train_in_worker(dataset: str, setting: str, options: dict, threads: int) -> dict:
-    """A worker process of :func:`run_comparison`: one run with ``threads`` CPU threads."""
-    torch.set_num_threads(threads)
-    return train_comparison(dataset, setting, **options)
-
-
 def run_comparison(datasets, settings=SETTINGS, *, profile: str, output_dir, seed: int = 0, device: str = "auto",
                    overrides: dict | None = None, workers: int = 1, on_row=None) -> list[dict]:
-    """Every (dataset, setting); ``on_row(rows, row)`` after each finished run (to save partial results).
-
-    ``workers`` > 1 trains that many runs at once on a CPU, each in its own process with the threads shared
-    out (as notebook 03's study does, ``slrnet.analysis.label_efficiency.default_workers``); rows come back in
-    (dataset, setting) order. A run's result depends only on its thread count, not on its neighbours. From a
-    script, call this under ``if __name__ == "__main__":`` (the workers are spawned processes).
-    """
+    """Every (dataset, setting), ``workers`` runs at a time (:func:`slrnet.analysis.side_by_side.run_side_by_side`);
+    ``on_row(rows, row)`` after each finished run (to save partial results); rows in (dataset, setting) order."""
+    from slrnet.analysis.side_by_side import run_side_by_side
     from slrnet.data.build import build_dataset
     from slrnet.pretrain import resolve_pretrained
 
-    pending = [(d, s) for d in datasets for s in settings]
-    options = dict(profile=profile, output_dir=output_dir, seed=seed, device=device, overrides=overrides)
-    rows: list[dict] = []
-    if workers <= 1 or len(pending) <= 1:
-        for dataset, setting in pending:
-            rows.append(train_comparison(dataset, setting, **options))
-            if on_row is not None:
-                on_row(rows, rows[-1])
-        return rows
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    def prepare():      # each dataset and pretrained file made once, here, before the workers look for them
+        for dataset in datasets:
+            cfg = comparison_config(dataset, "weak", profile, output_dir, seed, device, overrides)
+            build_dataset(cfg["dataset"], "train", train=True)
+            resolve_pretrained(cfg["model"])
 
-    for dataset in datasets:     # each dataset and pretrained file made once, here, before the workers look for them
-        cfg = comparison_config(dataset, "weak", profile, output_dir, seed, device, overrides)
-        build_dataset(cfg["dataset"], "train", train=True)
-        resolve_pretrained(cfg["model"])
-    workers = min(int(workers), len(pending))
-    threads = max(1, torch.get_num_threads() // workers)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_train_in_worker, *key, options, threads): key for key in pending}
-        done = {}
-        for future in as_completed(futures):
-            row = done[futures[future]] = future.result()
-            rows = [done[key] for key in pending if key in done]
-            if on_row is not None:
-                on_row(rows, row)
-    return rows
+    options = dict(profile=profile, output_dir=output_dir, seed=seed, device=device, overrides=overrides)
+    return run_side_by_side(train_comparison, [(d, s) for d in datasets for s in settings], options, workers,
+                            prepare=prepare, on_row=on_row)
 
 
 def gap_summary(rows: list[dict]) -> list[dict]:

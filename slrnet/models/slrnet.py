@@ -34,6 +34,8 @@ from slrnet import losses as L
 from slrnet.data.transforms import MEAN, STD    # the images were normalised with these
 from slrnet.models.backbones import build_backbone
 from slrnet.models.common import _BatchNorm, parameter_groups
+from slrnet.diagnostics import factor_diagnostics
+from slrnet.models.mods.cvlr import RECONSTRUCTIONS
 from slrnet.objective import AUX_SEG_WEIGHT, over_views
 from slrnet.ops import resize, split_views, with_background
 from slrnet.variants import VARIANTS, Variant, network_variant, variant
@@ -65,7 +67,7 @@ class SLRNet(nn.Module):
                  temperature: float = 1.0, num_iters: int = 1, use_cvlr: bool = True,
                  decoder_channels: int = 256, aspp_dilations=(1, 12, 24, 36), variant: str | Variant = "wss",
                  bg_pow: float = 3.0, backbone_kwargs: dict | None = None, pos_weight: float = 1.0,
-                 class_weights=None, focal_p: float = 3.0, focal_c: float = 0.01):
+                 class_weights=None, focal_p: float = 3.0, focal_c: float = 0.01, reconstruction: str = "used"):
         super().__init__()
         spec = network_variant(variant.network if isinstance(variant, Variant) else variant, use_cvlr)
         if not spec.weighs_classes and (class_weights is not None or pos_weight != 1.0):
@@ -78,6 +80,10 @@ class SLRNet(nn.Module):
         self.predicts_background = spec.predicts_background   # head outputs K channels incl. background
         self.takes_pixel_labels = spec.takes_pixel_labels     # the trainer hands it the batch's pixel labels
         self.scale_factor, self.use_flip, self.use_cvlr = scale_factor, use_flip, use_cvlr
+        if reconstruction not in RECONSTRUCTIONS or (reconstruction != "used" and not use_cvlr):
+            raise ValueError(f"model.reconstruction: one of {RECONSTRUCTIONS} with the CVLR network, got "
+                             f"{reconstruction!r}")
+        self.reconstruction = reconstruction      # an ablation of what the heads see; "used" is the method
         self.cutoff_top, self.cutoff_low, self.bg_pow = cutoff_top, cutoff_low, bg_pow
         C = decoder_channels
         n_out = num_classes if self.predicts_background else num_classes - 1
@@ -215,6 +221,7 @@ class SLRNet(nn.Module):
         views = (x1,) + others
         d0 = self.initialize_dictionary(x1, aux_logits.detach()).detach()   # (B, C, K)
         flat = torch.cat([v.flatten(2) for v in views], dim=2).transpose(1, 2)   # (B, N1+N2, C)
+        cvlr_options.setdefault("reconstruction", self.reconstruction)
         x_out, coding, dictionary, *extra = self.factorization_reconstruction(
             flat, d0.transpose(1, 2), return_iterates=return_iterates, **cvlr_options)
         shapes = [v.shape[-2:] for v in views]
@@ -267,11 +274,12 @@ class SLRNet(nn.Module):
         x1, s1 = self.features(images)
         x2, s2 = self.features(view2)
         aux_logits, aux_masks = self.aux(x1)
-        (x1, x2), (z1, z2), dictionary = self.factorise(x1, aux_logits, x2)
+        (x1, x2), (z1, z2), dictionary, factors = self.factorise(x1, aux_logits, x2, return_iterates=True)
         logits1, masks1 = self.head(x1, s1)
         logits2, masks2 = self.head(x2, s2)
         size = logits1.shape[-2:]
         logits2_up, masks2_up, z2_up = inverse(logits2, size), inverse(masks2, size), inverse(z2, size)
+        diagnostics = self.factor_diagnostics(factors, z1, z2_up)
 
         losses = {"code": L.code_consistency(z1, z2_up)}
         fg_labels = labels if labels is not None else torch.ones_like(masks1[:, 1:, 0, 0])
@@ -287,7 +295,8 @@ class SLRNet(nn.Module):
             losses["cls"] = losses["cls_per_image"].mean()
         shown = {"masks": resize(masks1.detach(), (H, W)), "codes": z1.detach(), "codes2": z2_up.detach()}
         if not seg_loss and not self.takes_pixel_labels:
-            return {"losses": losses, "maps": shown, "scores": scores, "dictionary": dictionary}
+            return {"losses": losses, "maps": shown, "scores": scores, "dictionary": dictionary,
+                    "diagnostics": diagnostics}
 
         with torch.no_grad():
             cam = (masks1.detach() + masks2_up.detach()) / 2
@@ -306,7 +315,16 @@ class SLRNet(nn.Module):
                 losses.get("cls_per_image"), seg, labelled)
             losses["cls"] = losses["cls_per_image"].mean()
         maps.update(shown)
-        return {"losses": losses, "maps": maps, "scores": scores, "dictionary": dictionary}
+        return {"losses": losses, "maps": maps, "scores": scores, "dictionary": dictionary, "diagnostics": diagnostics}
+
+    @torch.no_grad()
+    def factor_diagnostics(self, factors: dict, z1: torch.Tensor, z2_up: torch.Tensor) -> dict:
+        """Is the low-rank module factorising? (:mod:`slrnet.diagnostics`) from ``factorise``'s iterates."""
+        fr = self.factorization_reconstruction
+        features = fr.transform1(factors["input"])                                       # X' = W1 x   (B, N, C)
+        scores = torch.bmm(factors["dictionaries"][-2], features.transpose(1, 2)) * fr.scale   # (B, K, N)
+        return factor_diagnostics(factors["codes"][-1], z1, z2_up, factors["dictionaries"],
+                                  factors["reconstruction"], factors["input"], scores)
 
     def scores(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """Class scores (B, K-1): nGWP pooling + the focal penalty (``focal_p``, ``focal_c``)."""
@@ -425,7 +443,7 @@ def build_model(cfg_model: dict) -> nn.Module:
         return DeepLabV3Plus(**{k: cfg[k] for k in spec.model_keys if k in cfg and k != "name"})
     cfg["use_cvlr"] = bool(cfg.get("use_cvlr", True)) and spec.use_cvlr
     known = {"backbone", "num_classes", "pretrained", "scale_factor", "use_flip", "pamr_iter", "pamr_dilations",
-             "cutoff_top", "cutoff_low", "temperature", "num_iters", "use_cvlr", "decoder_channels",
+             "cutoff_top", "cutoff_low", "temperature", "num_iters", "use_cvlr", "reconstruction", "decoder_channels",
              "aspp_dilations", "bg_pow", "backbone_kwargs", "pos_weight", "class_weights", "focal_p", "focal_c"}
     unknown = set(cfg) - known
     if unknown:

@@ -10,6 +10,10 @@ fixture README sections 1-2):
          X = f1(x), D = l2n(f1(D0ᵀ)); T times: Z = softmax_K(D Xᵀ / τ), D = l2n(A X)  (cvlr_step)
          x_out = ReLU(x + f2(ReLU(Zᵀ D)))     (B, N, C); coding Z (B, K, N); dictionary D (B, K, C)
 
+``reconstruction`` (an ablation, not the method): ``"removed"`` returns x itself as x_out (the codes and the
+dictionary are still computed, so the code-consistency loss still trains the features through them); ``"mean"``
+replaces Zᵀ D by its mean over the N pixels, a rank-1 reconstruction with no spatial structure.
+
     >>> init, fr = DictionaryInitialization(), FactorizationReconstruction(256)
     >>> d0 = init(x1, aux_logits)                                  # (B, 256, 21), no gradient
     >>> x_out, coding, dictionary = fr(torch.cat([x1f, x2f], 1), d0.transpose(1, 2))
@@ -32,6 +36,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from slrnet.cmf import EPS, cvlr_step, l2_normalize
+
+
+RECONSTRUCTIONS = ("used", "removed", "mean")
 
 
 class DictionaryInitialization(nn.Module):
@@ -95,7 +102,7 @@ class FactorizationReconstruction(nn.Module):
                 f"fused={self.fused}")
 
     def forward(self, x: torch.Tensor, inits: torch.Tensor, num_iters: int | None = None,
-                temperature: float | None = None, return_iterates: bool = False):
+                temperature: float | None = None, return_iterates: bool = False, reconstruction: str = "used"):
         C = self.channels
         if x.dim() != 3 or x.shape[2] != C:
             raise ValueError(f"FactorizationReconstruction.forward: expected x of shape (B, N, {C}), "
@@ -119,7 +126,15 @@ class FactorizationReconstruction(nn.Module):
                 codes.append(coding)
                 dictionaries.append(dictionary)
         recon = torch.bmm(coding.transpose(1, 2), dictionary)                   # R = Zᵀ D, rank <= K (B, N, C)
-        x_out = F.relu(x + self.transform2(F.relu(recon)))                      # residual on the raw x
+        if reconstruction == "used":
+            x_out = F.relu(x + self.transform2(F.relu(recon)))                  # residual on the raw x
+        elif reconstruction == "mean":                                          # no spatial structure left
+            x_out = F.relu(x + self.transform2(F.relu(recon.mean(dim=1, keepdim=True))))
+        elif reconstruction == "removed":
+            x_out = x
+        else:
+            raise ValueError(f"FactorizationReconstruction: reconstruction must be one of {RECONSTRUCTIONS}, "
+                             f"got {reconstruction!r}")
         if not return_iterates:
             return x_out, coding, dictionary
         iterates = {"codes": torch.stack(codes), "dictionaries": torch.stack(dictionaries), "reconstruction": recon}
