@@ -110,3 +110,17 @@ def test_training_forward_losses_pseudo_labels_and_gradients(model, reference):
     assert trainable == stored               # the frozen stem, b2 blocks and backbone BNs have none
     for key in stored:
         np.testing.assert_allclose(subsample_grad(params[key].grad), reference["grad__" + key], err_msg=key, **TOL)
+
+
+def test_checkpoint_diagnostics_of_the_official_network(model, reference):
+    """The factor diagnostics notebook 04 prints run on a network loaded from an official-format checkpoint (the
+    released VOC architecture, 21 classes) and read the same quantities as for the suite's models."""
+    from slrnet.analysis.factors import checkpoint_diagnostics
+
+    x = torch.from_numpy(reference["x"])[:1]                                    # (1, 3, H, W)
+    mask = torch.zeros(x.shape[-2:], dtype=torch.long)
+    mask[: x.shape[-2] // 2] = 15                                               # a person above the background
+    d = checkpoint_diagnostics(model, [{"image": x[0], "mask": mask}], indices=[0])
+    assert d["num_atoms"] == 21 and d["images"] == [0]
+    assert 1 / 21 - 1e-9 <= d["code_top"] <= 1 and -1 <= d["atom_cos"] <= 1 and -1 <= d["init_atom_cos"] <= 1
+    assert d["purity_single_atom"] <= d["purity"] <= 1 and 1 <= d["effective_rank_reconstruction"] <= 21

@@ -61,6 +61,7 @@ def test_the_script_trains_and_writes_its_results_file(tmp_path):
     results = json.loads(out.read_text())
     assert [r["setting"] for r in results["rows"]] == ["weak", "full"]
     assert all(0 <= r["val_miou"] <= 1 and r["steps"] > 0 for r in results["rows"])
+    assert all(r["val_miou"] == r["val_miou_filtered"] for r in results["rows"])   # one protocol, fixed
     assert results["summary"][0]["dataset"] == "photos" and results["command"].startswith("python experiments/")
     weights = results["pretrained"]["photos"]          # the starting weights every run of the dataset shared
     assert weights["path"] == "weights/tiny_w16_photos.pth" and len(weights["sha256"]) == 64

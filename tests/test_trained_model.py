@@ -126,7 +126,7 @@ def test_load_or_train_picks_the_published_model_then_a_given_checkpoint(tiny, t
     save_checkpoint(NM.published_model(out), notebook_02_state(model, cfg))
     loaded, loaded_cfg, info = NM.load_or_train(None, out, profile="smoke", device="cpu")
     assert info == {"source": "checkpoint", "checkpoint": str(NM.published_model(out)), "train_seconds": 0.0,
-                    "learning_check": None}
+                    "learning_check": None, "history": notebook_02_state(model, cfg).get("history")}
     assert loaded_cfg == cfg and not loaded.training
     assert_same_model(model, loaded)
     assert not (out / "train_run").exists()                   # nothing trained
@@ -138,6 +138,11 @@ def test_load_or_train_picks_the_published_model_then_a_given_checkpoint(tiny, t
     loaded2, _, info2 = NM.load_or_train(other, out, profile="smoke", device="cpu")
     assert info2["checkpoint"] == str(other)
     assert_same_model(model2, loaded2)
+    bare = tmp_path / "released.pth"                      # the authors' layout: weights only, the config apart
+    save_checkpoint(bare, {"state_dict": model2.state_dict(), "epoch": 29})
+    loaded3, cfg3, info3 = NM.load_or_train(bare, out, profile="smoke", device="cpu", config=cfg)
+    assert_same_model(model2, loaded3)
+    assert info3["history"] is None and cfg3["model"] == cfg["model"]
 
 
 def test_load_or_train_trains_the_smoke_profile_when_no_checkpoint(tmp_path):

@@ -113,9 +113,14 @@ def test_plot_atom_codes(factors):
         np.testing.assert_allclose(images_of(grid[2, k + 1])[0], f["codes2"][k].numpy())
         np.testing.assert_allclose(images_of(grid[0, k + 1])[0], f["aux_masks"][k].numpy())
     assert "background" in grid[0, 1].get_title()
+    assert grid[1, 1].get_images()[0].get_clim() == (0.0, 1.0)                 # flat codes look flat
+    assert "class activation map" in grid[0, 0].get_ylabel()
+    fig = viz_factors.plot_atom_codes(f, NAMES, scale="stretched")
+    grid = np.array([ax for ax in fig.axes if ax.get_images()]).reshape(3, K + 1)
     lo, hi = grid[1, 1].get_images()[0].get_clim()
     assert lo == pytest.approx(float(min(f["codes1"].min(), f["codes2"].min())))
     assert hi == pytest.approx(float(max(f["codes1"].max(), f["codes2"].max())))
+    assert f"{lo:.3f}" in fig._suptitle.get_text()
     fig = viz_factors.plot_atom_codes(f, iteration=1)                        # the first iteration's codes
     grid = np.array([ax for ax in fig.axes if ax.get_images()]).reshape(3, K + 1)
     np.testing.assert_allclose(images_of(grid[1, 1])[0], f["codes1_iters"][0, 0].numpy())

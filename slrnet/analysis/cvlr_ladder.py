@@ -173,3 +173,55 @@ def ladder_summary(rows: list[dict]) -> list[dict]:
                     entry[f"test_time_{mode}_change"] = float(np.mean(changes))
             out.append(entry)
     return out
+
+
+def _spread_note(entry: dict) -> str:
+    n = len(entry["seeds"])
+    return f"{n} seed{'s' if n > 1 else ''}" + (f", spread {entry['val_miou_spread']:.3f}" if n > 1 else "")
+
+
+def ladder_reading(summary: list[dict], paper_gain: float = PAPER_VOC_CVLR_GAIN) -> list[str]:
+    """Sentences reading the ladder per dataset: each rung's step against the seed spread, the total against the
+    paper's VOC gain, and what the test-time ablations cost. Every number comes from ``summary``."""
+    out = []
+    for dataset in dict.fromkeys(e["dataset"] for e in summary):
+        entries = {e["setting"]: e for e in summary if e["dataset"] == dataset}
+        steps = []
+        for setting in RUNGS[1:]:
+            e = entries.get(setting)
+            if e is None or "step_from_previous" not in e:
+                continue
+            below = entries[RUNGS[RUNGS.index(setting) - 1]]
+            noise = max(e["val_miou_spread"], below["val_miou_spread"])
+            verdict = ("within the seeds' spread" if abs(e["step_from_previous"]) <= noise and noise > 0 else
+                       "one seed each: no spread to judge it by" if noise == 0 else "beyond the seeds' spread")
+            steps.append(f"{SETTING_LABELS[setting]} {e['step_from_previous']:+.3f} ({verdict}; {_spread_note(e)})")
+        if steps:
+            out.append(f"{dataset}: " + "; ".join(steps) + ".")
+        if "one_view" in entries and "full_cvlr" in entries:
+            total = entries["full_cvlr"]["val_miou_mean"] - entries["one_view"]["val_miou_mean"]
+            out.append(f"{dataset}: SLRNet over the single-stage baseline {total * 100:+.1f} mIoU points "
+                       f"(the paper, VOC: {paper_gain:+.1f}).")
+        full = entries.get("full_cvlr", {})
+        if "test_time_mean_change" in full:
+            out.append(f"{dataset}: the trained SLRNet with its reconstruction replaced by the spatial mean at test "
+                       f"time changes val mIoU by {full['test_time_mean_change']:+.3f}, with it removed by "
+                       f"{full['test_time_removed_change']:+.3f}.")
+    return out
+
+
+def regime_reading(rows: list[dict]) -> list[str]:
+    """Per dataset and seed: each regime against SLRNet of the same seed, in val mIoU and in the factor
+    diagnostics (winning code, atom cosine, purity over its floor)."""
+    out = []
+    base = {(r["dataset"], r["seed"]): r for r in rows if r["setting"] == "full_cvlr" and "factors" in r}
+    for r in rows:
+        ref = base.get((r["dataset"], r["seed"]))
+        if r["setting"] not in REGIMES or "factors" not in r or ref is None:
+            continue
+        a, b = r["factors"], ref["factors"]
+        out.append(f"{r['dataset']} seed {r['seed']}, {SETTING_LABELS[r['setting']]}: val mIoU {r['val_miou']:.3f} "
+                   f"(SLRNet {ref['val_miou']:.3f}); winning code {a['code_top']:.3f} ({b['code_top']:.3f}), atom "
+                   f"cosine {a['atom_cos']:.4f} ({b['atom_cos']:.4f}), purity {a['purity']:.3f} over a floor of "
+                   f"{a['purity_single_atom']:.3f} ({b['purity']:.3f} over {b['purity_single_atom']:.3f}).")
+    return out

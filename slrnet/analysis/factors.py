@@ -282,3 +282,54 @@ def checkpoint_diagnostics(model, dataset, indices: Sequence[int] | None = None,
                init_atom_cos=float(np.mean([float(mean_offdiagonal_cosine(f["dictionaries"][:1])) for f in factors])),
                images=[int(i) for i in indices])
     return out
+
+
+def read_diagnostics(d: dict, temperature: float) -> list[str]:
+    """One sentence per diagnostic of :func:`checkpoint_diagnostics`, saying what this model's numbers show (the
+    numbers come from ``d``; the verdicts from fixed thresholds stated in each sentence)."""
+    K = d["num_atoms"]
+    top, uniform = d["code_top"], 1.0 / K
+    sharp = (top - uniform) / (1 - uniform)                 # 0: flat codes, 1: one-hot
+    floor, pure = d["purity_single_atom"], d["purity"]
+    return [
+        f"Codes: the winning atom's code averages {top:.3f} against 1/K = {uniform:.3f} (one-hot would be 1), "
+        f"{sharp:.0%} of the way from flat to one-hot; codes lie in [{d['code_min']:.3f}, {d['code_max']:.3f}]. "
+        + ("The codes are flat: every pixel spreads itself almost evenly over the atoms." if sharp < 0.1 else
+           "The codes prefer one atom per pixel." if sharp > 0.5 else "The codes prefer an atom, weakly."),
+        f"Scores: a pixel's scores D X'ᵀ/τ span {d['score_range']:.3f} on average at τ = {temperature:g}; "
+        + ("a softmax of scores that close is near uniform (a span of several units is needed for a clear winner)."
+           if d["score_range"] < 1 else "enough for the softmax to pick a winner."),
+        f"Atoms: two different atoms have mean cosine {d['atom_cos']:.4f} after the iteration, "
+        f"{d['init_atom_cos']:.4f} as initialised from the class activation maps; "
+        + ("the dictionary is one atom repeated K times." if d["atom_cos"] > 0.99 else
+           "the atoms are distinct directions." if d["atom_cos"] < 0.5 else "the atoms overlap strongly."),
+        f"Rank: the reconstruction Zᵀ D has effective rank {d['effective_rank_reconstruction']:.2f} of at most "
+        f"K = {K} (the features: {d['effective_rank_features']:.2f}); "
+        + ("it is one vector repeated at every pixel." if d["effective_rank_reconstruction"] < 1.5 else
+           "it keeps several directions."),
+        f"Atoms and classes: purity {pure:.3f} against {floor:.3f} for one atom covering every pixel; "
+        + ("the atoms separate the classes barely better than a single atom would." if pure - floor < 0.05 else
+           "the atoms separate the classes."),
+        f"Views: the winning atom is the same in both views on {d['code_agreement']:.1%} of view-1 pixels.",
+    ]
+
+
+def disagreement_location(factors: Sequence[dict], masks: Sequence, border: int = 2) -> dict:
+    """Where do the views' winning atoms disagree? The share of view-1 pixels (at mask resolution) within
+    ``border`` pixels of a class boundary, and the share of the disagreeing pixels that lie there: near the
+    boundary share of pixels means the disagreement is spread over the image, well above it that it sits at borders."""
+    import torch.nn.functional as F
+
+    near, disagree, both = 0, 0, 0
+    total = 0
+    for f, mask in zip(factors, masks):
+        m = torch.as_tensor(np.asarray(mask)).long()
+        onehot = F.one_hot(m.clamp(max=255), 256).permute(2, 0, 1)[None].float()          # (1, 256, H, W)
+        size = 2 * border + 1
+        grown = F.max_pool2d(onehot, size, stride=1, padding=border)
+        edge = (grown.sum(1)[0] > 1)                                                     # two labels nearby
+        differ = winning_atoms(f["codes1"], m.shape) != winning_atoms(f["codes2_up"], m.shape)
+        near += int(edge.sum()); disagree += int(differ.sum()); both += int((edge & differ).sum())  # noqa: E702
+        total += m.numel()
+    return {"border_share_of_pixels": near / max(total, 1), "border_share_of_disagreement": both / max(disagree, 1),
+            "disagreement": disagree / max(total, 1), "border": border}

@@ -11,12 +11,12 @@ pretrained weights and the same schedule:
 * ``full``    — ``configs/<dataset>_semi_w_cls_quick.yaml`` with every training image pixel-labelled
   (``dataset.labelled_ratio=1.0``, no oversampling), trained on the weak run's schedule: the upper bound.
 
-Val mIoU is measured the same way for all three, single scale, after the last epoch, two ways: ``filtered`` with
-the config's test-time class filter (the classes whose predicted image score passes ``test.fp_cut``, top-k,
-background power: the weak recipe's, the trainer's validation) and ``unfiltered``, the argmax over every class.
-The filter is part of the weakly supervised recipe, but the fully supervised model never trains its class scores
-(a pixel-labelled image's classification loss is replaced by its segmentation loss, METHOD.md section 4), so the
-filter handicaps it. The summary compares each model at its better protocol (``val_miou``), and shows both.
+One protocol, fixed before the runs, for all three (and for the CVLR ladder, ``slrnet.analysis.cvlr_ladder``):
+``val_miou`` is single-scale val mIoU after the last epoch with the config's test-time class filter (the classes
+whose predicted image score passes ``test.fp_cut``, top-k, background power: the recipe's test-time procedure and
+the trainer's validation). ``val_miou_unfiltered``, the argmax over every class, is kept beside it: the fully
+supervised model never trains its class scores (a pixel-labelled image's classification loss is replaced by its
+segmentation loss, METHOD.md section 4), so the filter may handicap it, and the reader can see by how much.
 
     >>> from slrnet.analysis.supervision_gap import run_comparison, gap_summary
     >>> rows = run_comparison(["shapes"], profile="smoke", output_dir="/tmp/gap", workers=2)
@@ -91,7 +91,7 @@ def train_comparison(dataset: str, setting: str, profile: str, output_dir, seed:
     val = torch.utils.data.Subset(trainer.val_set, range(min(limit, len(trainer.val_set))))
     unfiltered = unfiltered_miou(trainer.model.eval(), val, trainer.device)
     return {"dataset": dataset, "setting": setting, "label": SETTING_LABELS[setting],
-            "val_miou": max(filtered, unfiltered), "val_miou_filtered": filtered, "val_miou_unfiltered": unfiltered,
+            "val_miou": filtered, "val_miou_filtered": filtered, "val_miou_unfiltered": unfiltered,
             "val_miou_per_epoch": [h.get("val_miou") for h in trainer.history],
             "background_only_miou": check.get("background_only_miou"), "learned": check.get("learned"),
             "epochs": cfg["train"]["num_epochs"], "steps": trainer.global_step,
@@ -119,7 +119,7 @@ def run_comparison(datasets, settings=SETTINGS, *, profile: str, output_dir, see
 
 
 def gap_summary(rows: list[dict]) -> list[dict]:
-    """Per dataset: the three val mIoUs (each at its better protocol), weak / full and CVLR's gain (weak - no_cvlr),
+    """Per dataset: the three val mIoUs (the one protocol), weak / full and CVLR's gain (weak - no_cvlr),
     with the paper's VOC row (in %)."""
     out = []
     for dataset in dict.fromkeys(r["dataset"] for r in rows):

@@ -55,7 +55,7 @@ def train_small_model(output_dir, profile: str = "quick", seed: int = 0, device=
     of the config's dataset.
 
     Returns (model in eval mode, config, info {"source": "trained here", "checkpoint", "train_seconds",
-    "learning_check"}).
+    "learning_check", "history"}).
     """
     from slrnet.train import Trainer
 
@@ -69,7 +69,8 @@ def train_small_model(output_dir, profile: str = "quick", seed: int = 0, device=
     trainer.fit()
     seconds = time.perf_counter() - start
     return trainer.model.eval(), cfg, {"source": "trained here", "checkpoint": str(trainer.ckpt_dir / "last.pth"),
-                                       "train_seconds": round(seconds, 2), "learning_check": trainer.learning_check}
+                                       "train_seconds": round(seconds, 2), "learning_check": trainer.learning_check,
+                                       "history": trainer.history}
 
 
 def load_or_train(checkpoint, output_dir, profile: str = "quick", seed: int = 0, device="auto", config=None,
@@ -79,7 +80,9 @@ def load_or_train(checkpoint, output_dir, profile: str = "quick", seed: int = 0,
     device, config, data_root, dataset)``.
 
     Returns (model in eval mode, config, info) with info {"source": "checkpoint" / "trained here",
-    "checkpoint": the weights' file, "train_seconds", "learning_check": the trainer's verdict on the run or None}.
+    "checkpoint": the weights' file, "train_seconds", "learning_check": the trainer's verdict on the run or None,
+    "history": its per-epoch records (losses, factor diagnostics) or None}. ``config`` also reads a checkpoint saved
+    without one (the authors' released files).
     When the run that made the model did not learn (``slrnet.learning_check``), its paragraph is printed first:
     what follows analyses an untrained network.
     """
@@ -90,11 +93,11 @@ def load_or_train(checkpoint, output_dir, profile: str = "quick", seed: int = 0,
     path = (Path(checkpoint).expanduser() if checkpoint is not None
             else published_model(output_dir, published_name(dataset)))
     if path.is_file():
-        model, cfg = load_trained_model(path, device=device)
+        model, cfg = load_trained_model(path, config, device=device)      # config: for a file without one inside
         saved = load_checkpoint(path, map_location="cpu")
-        verdict = saved.get("learning_check") if isinstance(saved, dict) else None
+        saved = saved if isinstance(saved, dict) else {}
         model_info = {"source": "checkpoint", "checkpoint": str(path), "train_seconds": 0.0,
-                      "learning_check": verdict}
+                      "learning_check": saved.get("learning_check"), "history": saved.get("history")}
     else:
         model, cfg, model_info = train_small_model(output_dir, profile, seed, device, config=config,
                                                    data_root=data_root, dataset=dataset)
@@ -102,6 +105,18 @@ def load_or_train(checkpoint, output_dir, profile: str = "quick", seed: int = 0,
     if verdict is not None and not verdict["learned"]:
         print(f"warning: {verdict['message']}", flush=True)
     return model, cfg, model_info
+
+
+def untrained_model(cfg: dict, device="cpu"):
+    """The network ``cfg`` trains, as training starts: the pretrained backbone the config names, new layers drawn
+    with ``misc.seed`` (as ``Trainer.build`` seeds them), in eval mode: "before training" in notebook 04."""
+    from slrnet.models import build_model
+    from slrnet.pretrain import resolve_pretrained
+    from slrnet.utils import seed_everything
+
+    seed_everything(int(cfg["misc"]["seed"]))
+    model = build_model({**cfg["model"], "pretrained": resolve_pretrained(cfg["model"])})
+    return model.to(device).eval()
 
 
 def evaluation_set(cfg: dict, data_root=None, split: str = "val", num_classes: int | None = None):

@@ -45,22 +45,25 @@ def _codes(factors: dict, view: str, iteration: int | None) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- codes
 def plot_atom_codes(factors: dict, class_names: Sequence[str] | None = None, iteration: int | None = None,
-                    axes=None):
-    """Per atom k (columns): the aux class map k it starts from, its codes on view 1 and on view 2.
+                    axes=None, scale: str = "absolute"):
+    """Per atom k (columns): the class activation map k it starts from, its codes on view 1 and on view 2.
 
-    Rows: aux class map (softmax, colours over [0, 1]) | codes Z1 | codes Z2 on view 2's own grid
-    (flipped if view 2 was); the first column shows the image and view 2. Codes are a softmax over
-    atoms, so 1/K everywhere means "no preference": both code rows share one colour range spanning
-    the codes' own minimum and maximum, so that small preferences stay visible (see the colour bar).
+    Rows: the auxiliary head's class activation map (CAM; softmax, colours over [0, 1]) | codes Z1 | codes Z2 on
+    view 2's own grid (flipped if view 2 was); the first column shows the image and view 2. Codes are a softmax over
+    atoms, so 1/K everywhere means "no preference". ``scale="absolute"`` draws them over [0, 1], so flat codes look
+    flat; ``"stretched"`` spans the codes' own minimum and maximum, which makes tiny preferences visible and also
+    makes flat codes look structured: the title gives the range either way.
     """
+    if scale not in ("absolute", "stretched"):
+        raise ValueError(f"plot_atom_codes: scale must be 'absolute' or 'stretched', got {scale!r}")
     k = factors["codes1"].shape[0]
     names = _names(class_names, k)
     fig, axes = axes_grid(axes, 3, k + 1, size=(1.6, 1.6))
     z1, z2 = _codes(factors, "view 1", iteration).float(), _codes(factors, "view 2", iteration).float()
     lo, hi = float(min(z1.min(), z2.min())), float(max(z1.max(), z2.max()))
-    hi = max(hi, lo + 1e-6)
-    rows = [("aux class map", factors["aux_masks"].float(), (0.0, 1.0)), ("codes view 1", z1, (lo, hi)),
-            ("codes view 2", z2, (lo, hi))]
+    limits = (0.0, 1.0) if scale == "absolute" else (lo, max(hi, lo + 1e-6))
+    rows = [("class activation map", factors["aux_masks"].float(), (0.0, 1.0)), ("codes view 1", z1, limits),
+            ("codes view 2", z2, limits)]
     images = [factors["image"], factors["image"], factors["view2"]]
     mappables = []
     for r, ((label, maps, (vmin, vmax)), image) in enumerate(zip(rows, images)):
@@ -78,7 +81,9 @@ def plot_atom_codes(factors: dict, class_names: Sequence[str] | None = None, ite
     fig.colorbar(mappables[0], ax=axes[0, -1], shrink=0.8, label="aux prob.")
     fig.colorbar(mappables[1], ax=list(axes[1:, -1]), shrink=0.8, label=f"code (1/K = {1 / k:.3f})")
     t = factors["num_iters"] if iteration is None else iteration
-    fig.suptitle(f"atoms: aux class maps (init) and codes after CVLR iteration {t}", fontsize=9)
+    fig.suptitle(f"atoms: class activation maps (init) and codes after CVLR iteration {t}; codes in "
+                 f"[{lo:.3f}, {hi:.3f}], 1/K = {1 / k:.3f}, colours over {'[0, 1]' if scale == 'absolute' else 'that range'}",
+                 fontsize=9)
     return fig
 
 
@@ -139,8 +144,8 @@ def _cosine(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
 def plot_dictionary_similarity(factors: dict, class_names: Sequence[str] | None = None, axes=None):
     """Cosine similarity of the atoms: initial (l2n(W1 D0ᵀ)) | final (D_T) | initial vs final (how each moved).
 
-    The colour range spans the smallest similarity shown up to 1, so near-parallel atoms (all close
-    to 1, typical early in training) still show their differences; the titles give the mean
+    Colours over [min(0, smallest), 1]: identical atoms (a collapsed dictionary) look uniformly bright instead of
+    having their differences in the fourth decimal stretched over the colour map; the titles give the mean
     off-diagonal similarity.
     """
     d = factors["dictionaries"]
@@ -149,13 +154,12 @@ def plot_dictionary_similarity(factors: dict, class_names: Sequence[str] | None 
     off = ~np.eye(k, dtype=bool)
     mats = [("initial atoms", _cosine(d[0], d[0])), (f"after {d.shape[0] - 1} iteration(s)", _cosine(d[-1], d[-1])),
             ("initial (rows) vs final (cols)", _cosine(d[0], d[-1]))]
-    vmin = min(float(m.min()) for _, m in mats)
-    vmin = min(vmin, 1.0 - 1e-6)
+    vmin = min(0.0, min(float(m.min()) for _, m in mats))
     fig, axes = axes_grid(axes, 1, 3, size=(3.0, 2.8))
     im = None
     for ax, (title, m) in zip(axes[0], mats):
         im = ax.imshow(m, cmap="viridis", vmin=vmin, vmax=1)
-        ax.set_title(f"{title}\nmean off-diagonal {m[off].mean():.3f}" if k > 1 else title, fontsize=8)
+        ax.set_title(f"{title}\nmean off-diagonal {m[off].mean():.4f}" if k > 1 else title, fontsize=8)
         ax.set_xticks(range(k), names, rotation=90, fontsize=6)
         ax.set_yticks(range(k), names, fontsize=6)
     fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="cosine")
@@ -292,3 +296,65 @@ def factor_explorer(factors: Sequence[dict], names: Sequence[str] | None = None,
         atom=widgets.IntSlider(min=0, max=k - 1, value=0, description="atom"),
         view=widgets.ToggleButtons(options=list(VIEWS), value=VIEWS[0], description="view"),
         iteration=widgets.IntSlider(min=1, max=t, value=t, description="iteration"))
+
+
+# ----------------------------------------------------------------------------- diagnostics and the ladder
+FACTOR_CURVES = (("factor_code_top", "winning code (1/K .. 1)"), ("factor_atom_cos", "atom–atom cosine"),
+                 ("factor_init_atom_cos", "initial atom–atom cosine"), ("factor_view_agreement", "view agreement"))
+
+
+def plot_factor_history(history: Sequence[dict], num_atoms: int, ax=None):
+    """The training run's factor diagnostics per epoch (``train_factor_*`` of its history, slrnet.diagnostics):
+    winning code, atom similarities and view agreement (left axis, [0, 1], with 1/K dashed) and the
+    reconstruction's effective rank (right axis, 1 .. K)."""
+    plt = pyplot()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7.5, 3.4), layout="constrained")
+    else:
+        fig = ax.figure
+    epochs = [h["epoch"] + 1 for h in history]
+    for key, label in FACTOR_CURVES:
+        values = [h.get("train_" + key, np.nan) for h in history]
+        if not np.all(np.isnan(values)):
+            ax.plot(epochs, values, marker=".", label=label)
+    ax.axhline(1.0 / num_atoms, color="grey", linestyle="--", linewidth=0.8, label="1/K (flat codes)")
+    ax.set(xlabel="epoch", ylabel="share / cosine", ylim=(-0.02, 1.02))
+    right = ax.twinx()
+    right.plot(epochs, [h.get("train_factor_rank", np.nan) for h in history], color="k", marker="s", markersize=3,
+               label="reconstruction effective rank")
+    right.set(ylabel="effective rank", ylim=(0.9, num_atoms + 0.1))
+    lines = ax.get_legend_handles_labels()
+    more = right.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="center right")
+    ax.set_title("the low-rank module during training (mean over each epoch's steps)", fontsize=9)
+    return fig
+
+
+def plot_ladder(summary: Sequence[dict], rows: Sequence[dict], ax=None):
+    """Val mIoU per rung of the CVLR ladder (``slrnet.analysis.cvlr_ladder.ladder_summary``) and dataset: bars at
+    the seed mean, one dot per seed; the regimes beside the ladder hatched."""
+    from slrnet.analysis.cvlr_ladder import REGIMES, SETTINGS
+
+    plt = pyplot()
+    datasets = list(dict.fromkeys(s["dataset"] for s in summary))
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(8.5, 3.4), layout="constrained")
+    else:
+        fig = ax.figure
+    settings = [s for s in SETTINGS if any(e["setting"] == s for e in summary)]
+    width = 0.8 / max(1, len(datasets))
+    for j, dataset in enumerate(datasets):
+        for i, setting in enumerate(settings):
+            entry = next((e for e in summary if e["dataset"] == dataset and e["setting"] == setting), None)
+            if entry is None:
+                continue
+            x = i + (j - (len(datasets) - 1) / 2) * width
+            ax.bar(x, entry["val_miou_mean"], width, color=f"C{j}", alpha=0.8, hatch="//" if setting in REGIMES else None,
+                   label=dataset if i == 0 else None)
+            ax.plot([x] * len(entry["val_miou_per_seed"]), entry["val_miou_per_seed"], "k.", markersize=4)
+            ax.text(x, entry["val_miou_mean"] + 0.01, f"{entry['val_miou_mean']:.3f}", ha="center", fontsize=6)
+    ax.set_xticks(range(len(settings)), [s.replace("_", " ") for s in settings], fontsize=7, rotation=15)
+    ax.set(ylabel="val mIoU", ylim=(0, 1))
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title("the CVLR ladder: one budget, a rung at a time (dots: seeds)", fontsize=9)
+    return fig
