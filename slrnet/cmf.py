@@ -281,29 +281,26 @@ def svd_reconstruct(views: Views, rank: int, view_sizes: Sequence[int] | None = 
 
 # ----------------------------------------------------------------------------- analysis helpers
 def match_atoms(estimated: torch.Tensor, reference: torch.Tensor):
-    """Pair estimated atoms (K, C) with reference atoms (K', C), K >= K', by cosine similarity.
+    """Pair estimated atoms (K, C) with reference atoms (K', C), K >= K', one-to-one, by cosine similarity.
 
-    Returns (order, cosine): estimated[order[i]] is matched to reference[i] with cosine[i]. Optimal
-    assignment (Hungarian) when SciPy is available, otherwise greedy best-pair-first.
+    Returns (order, cosine): estimated[order[i]] is matched to reference[i] with cosine[i]. The pairing is
+    an optimal assignment (Hungarian algorithm, ``scipy.optimize.linear_sum_assignment``): it maximises
+    the summed cosine over all one-to-one pairings, which greedy best-pair-first does not (taking the
+    single best pair first can force two poor ones later). Use it before comparing two factorisations
+    whose atoms come in arbitrary orders, e.g. the codes of two views factorised separately.
     """
+    from scipy.optimize import linear_sum_assignment
+
     if estimated.dim() != 2 or reference.dim() != 2 or estimated.shape[1] != reference.shape[1]:
         raise ValueError(f"match_atoms: expected (K, C) and (K', C), got {tuple(estimated.shape)} and "
                          f"{tuple(reference.shape)}")
     if estimated.shape[0] < reference.shape[0]:
         raise ValueError(f"match_atoms: need at least as many estimated atoms ({estimated.shape[0]}) as "
                          f"reference atoms ({reference.shape[0]})")
-    sim = (l2_normalize(reference.double(), 1e-12) @ l2_normalize(estimated.double(), 1e-12).T).cpu()  # (K', K)
-    try:
-        from scipy.optimize import linear_sum_assignment
-        rows, cols = linear_sum_assignment(sim.numpy(), maximize=True)
-        order = torch.as_tensor(cols)[torch.as_tensor(rows).argsort()]
-    except ImportError:
-        order = torch.full((sim.shape[0],), -1, dtype=torch.long)
-        work = sim.clone()
-        for _ in range(sim.shape[0]):
-            r, c = divmod(int(work.argmax()), work.shape[1])
-            order[r] = c
-            work[r, :], work[:, c] = -math.inf, -math.inf
+    sim = (l2_normalize(reference.detach().double(), 1e-12)
+           @ l2_normalize(estimated.detach().double(), 1e-12).T).cpu()                # (K', K)
+    rows, cols = linear_sum_assignment(sim.numpy(), maximize=True)                     # rows = 0..K'-1, sorted
+    order = torch.as_tensor(cols, dtype=torch.long)[torch.as_tensor(rows).argsort()]
     return order, sim[torch.arange(sim.shape[0]), order]
 
 

@@ -45,6 +45,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "amp": True,                     # mixed precision on CUDA (ignored elsewhere)
         "num_snapshots": 4,              # images in each epoch's visual snapshot
         "deterministic": False,          # torch.use_deterministic_algorithms
+        "tensorboard": False,            # write losses, LR, val metrics, factor diagnostics, snapshots (slrnet.tensorboard)
     },
     "train": {
         "lr": 0.0005,

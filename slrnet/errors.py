@@ -27,6 +27,16 @@ class StateDictMismatchError(UserError, RuntimeError):
 class TrainingDiverged(UserError, RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint (if any) is kept."""
 
+    @classmethod
+    def at(cls, loss: float, terms: dict, epoch: int, step: int, last_checkpoint) -> "TrainingDiverged":
+        """The error of a non-finite ``loss`` at ``epoch`` / ``step`` (0-based) with its ``terms`` (name -> float);
+        ``last_checkpoint`` the run's last.pth (a Path, existing or not)."""
+        values = ", ".join(f"{k}={v:.4g}" for k, v in terms.items())
+        kept = (f"the last good checkpoint ({last_checkpoint}) is kept: fix the cause, then resume from it with "
+                f"--resume" if last_checkpoint.is_file() else "no checkpoint had been written yet")
+        return cls(f"loss is {loss} at epoch {epoch + 1}, step {step + 1} ({values}); stopped; {kept}. Lower "
+                   f"train.lr (a resumed run takes the config's learning rate) or check the data.")
+
 
 class RunFolderInUse(UserError, RuntimeError):
     """A run folder holds another run (finished, or live with a lock)."""

@@ -40,8 +40,9 @@ from slrnet.utils import progress, seed_everything, write_json
 
 
 def _notify(callbacks, event: str, *args) -> None:
-    """Callbacks are any objects with ``on_batch(trainer, batch)`` (each training batch, before its step) and / or
-    ``on_validation(trainer, epoch)`` (rank 0, after each validation), e.g. ``slrnet.viz.training.TrainingSnapshots``."""
+    """Callbacks are objects with any of ``on_batch(trainer, batch)`` (before each step), ``on_step(trainer, values)``
+    (after it), ``on_validation(trainer, epoch)`` (rank 0, after each validation) and ``on_epoch_end(trainer, record)``,
+    e.g. ``slrnet.viz.training.TrainingSnapshots``, ``slrnet.tensorboard.TensorBoardLogger``."""
     for callback in callbacks:
         hook = getattr(callback, event, None)
         if hook is not None:
@@ -73,6 +74,9 @@ class Trainer:
         self.cfg, self.callbacks = cfg, list(callbacks)
         self.rank, self.world, self.device = start_distributed(device or cfg["misc"]["device"])
         self.is_main = self.rank == 0
+        if cfg["misc"]["tensorboard"] and self.is_main:     # after the caller's callbacks: it reads their snapshots
+            from slrnet.tensorboard import TensorBoardLogger
+            self.callbacks.append(TensorBoardLogger(Path(run_dir) / "tensorboard"))
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.folder = RunFolder(self.run_dir)
@@ -85,7 +89,8 @@ class Trainer:
             raise
 
     def release(self) -> None:
-        """Give the run folder back (done at the end of :meth:`fit`, and at exit)."""
+        """Give the run folder back and close the callbacks' files (done at the end of :meth:`fit`, and at exit)."""
+        _notify(self.callbacks, "close")
         self.folder.release()
 
     def _setup(self, cfg: dict, model, train_set, val_set) -> None:
@@ -136,6 +141,7 @@ class Trainer:
                 record.update(self.validate())
                 _notify(self.callbacks, "on_validation", self, epoch)
             self.history.append(record)
+            _notify(self.callbacks, "on_epoch_end", self, record)
             if self.is_main:
                 if last:
                     self.learning_check = self.check_learning()
@@ -164,6 +170,7 @@ class Trainer:
             _notify(self.callbacks, "on_batch", self, batch)
             set_lr(self.optimizer, lr_factor(epoch, step, self.steps_per_epoch, self.cfg))
             values = self.train_step(model, batch, epoch, step, seg_on)
+            _notify(self.callbacks, "on_step", self, values)
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
             bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()})
@@ -190,7 +197,8 @@ class Trainer:
         terms = {k: v.float() for k, v in out["losses"].items() if v.dim() == 0}
         loss = total_loss(terms, self.cfg["train"]["loss_coeff"], seg_on)
         if not torch.isfinite(loss):
-            self._diverged(loss, terms, epoch, step)
+            raise TrainingDiverged.at(loss.item(), {k: v.item() for k, v in terms.items()}, epoch, step,
+                                      self.ckpt_dir / "last.pth")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -202,15 +210,6 @@ class Trainer:
         if seg_on and pseudo is not None:     # images whose pseudo label holds no foreground pixel at all
             values["pseudo_empty"] = float((pseudo[:, 1:].flatten(1).sum(1) == 0).float().mean())
         return values
-
-    def _diverged(self, loss, terms: dict, epoch: int, step: int):
-        values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
-        last = self.ckpt_dir / "last.pth"
-        kept = (f"the last good checkpoint ({last}) is kept: fix the cause, then resume from it with --resume"
-                if last.is_file() else "no checkpoint had been written yet")
-        raise TrainingDiverged(f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} ({values}); stopped; "
-                               f"{kept}. Lower train.lr (a resumed run takes the config's learning rate) or check "
-                               f"the data.")
 
     # ------------------------------------------------------------------ validation
     @torch.no_grad()

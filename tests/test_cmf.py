@@ -113,6 +113,44 @@ def test_init_dictionary_is_seeded_and_picks_distinct_rows():
     assert init_dictionary(x, 5, "random", torch.Generator().manual_seed(0)).shape == (3, 5, 4)
 
 
+def test_match_atoms_is_an_optimal_assignment_where_greedy_is_not():
+    # reference atoms with cosines [[0.7, 0.6], [0.5, 0.0]] to the estimated atoms e0, e1 (unit axes):
+    # greedy best-pair-first takes (r0, e0) = 0.7 and is left with (r1, e1) = 0.0, sum 0.7;
+    # the optimal one-to-one pairing is (r0, e1) + (r1, e0) = 0.6 + 0.5 = 1.1
+    estimated = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
+    reference = torch.tensor([[0.7, 0.6, 0.15 ** 0.5], [0.5, 0.0, 0.75 ** 0.5]], dtype=torch.float64)
+    order, cosine = match_atoms(3 * estimated, reference)                 # norms do not matter
+    assert order.tolist() == [1, 0]
+    torch.testing.assert_close(cosine, torch.tensor([0.6, 0.5], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("k_est, k_ref", [(5, 5), (6, 4)])
+def test_match_atoms_maximises_the_summed_cosine(k_est, k_ref):
+    import itertools
+
+    gen = torch.Generator().manual_seed(k_est * 10 + k_ref)
+    for _ in range(20):
+        est, ref = torch.randn(k_est, 3, generator=gen), torch.randn(k_ref, 3, generator=gen)
+        order, cosine = match_atoms(est, ref)
+        assert order.dtype == torch.long and len(set(order.tolist())) == k_ref      # one-to-one
+        sim = l2_normalize(ref.double(), 0.0) @ l2_normalize(est.double(), 0.0).T    # (K', K)
+        torch.testing.assert_close(cosine, sim[torch.arange(k_ref), order])
+        best = max(sum(sim[i, j] for i, j in enumerate(p)) for p in itertools.permutations(range(k_est), k_ref))
+        assert cosine.sum() >= best - 1e-9
+
+
+def test_match_atoms_undoes_a_permutation_and_checks_shapes():
+    atoms = l2_normalize(torch.randn(6, 8, generator=torch.Generator().manual_seed(0)))
+    perm = torch.tensor([3, 0, 5, 1, 4, 2])
+    order, cosine = match_atoms(atoms[perm], atoms)
+    torch.testing.assert_close(atoms[perm][order], atoms)
+    torch.testing.assert_close(cosine, torch.ones(6, dtype=torch.float64))
+    with pytest.raises(ValueError, match="at least as many"):
+        match_atoms(atoms[:3], atoms)
+    with pytest.raises(ValueError, match=r"\(K, C\)"):
+        match_atoms(atoms[None], atoms)
+
+
 def test_cross_view_agreement(planted):
     z1 = planted.codes[0].reshape(1, 4, 20, 20)
     z2 = planted.codes[1].reshape(1, 4, 10, 10)
@@ -166,7 +204,27 @@ def test_notebook_helpers_and_figures(planted, planted_nonneg):
     assert set(errors) == {"CVLR", "NMF", "SVD"} and errors["SVD"][1] < errors["SVD"][0]
     sweep = study.temperature_sweep(planted.views, planted.atoms[0], [0.05, 1.0], [1, 5])
     assert sweep["min_cosine"][:, 0].min() > 0.95 > sweep["min_cosine"][1, 1]     # tau=1 collapses with T
+    # one shared dictionary vs one per view: the separate atoms come in another order per view, and only
+    # after Hungarian matching do their code maps agree as the joint ones do (on this clean planted scene)
+    comparison = study.separate_vs_joint(planted.views, planted.shapes, 4, 10, 0.1, seed=0)
+    agreement = comparison["agreement"]
+    assert set(agreement) == {"joint", "separate", "separate (matched)"}
+    assert comparison["order"].tolist() != [0, 1, 2, 3] and agreement["separate"] < 0.5
+    assert agreement["separate (matched)"] > 0.9 and agreement["joint"] > 0.9
+    assert comparison["matched_cosine"].min() > 0.99
+    assert "+0.000 over separate atoms matched" in study.format_agreement(comparison)
+    # code sharpness: features x c at tau is the same as tau / c; identical atoms give flat codes at any tau
+    a = study.code_sharpness(planted.views, planted.atoms[0], 1.0, feature_scale=10.0)
+    b = study.code_sharpness(planted.views, planted.atoms[0], 0.1)
+    assert a["score_range"] == pytest.approx(b["score_range"]) and a["code_top"] == pytest.approx(b["code_top"])
+    assert b["code_top"] > 0.9 > 0.6 > study.code_sharpness(planted.views, planted.atoms[0], 1.0)["code_top"]
+    same = planted.atoms[0][:1].expand(4, -1)
+    rows = study.sharpness_table(planted.views, [("same", same, 0.01, 1.0), ("planted", planted.atoms[0], 1.0, 1.0)])
+    assert rows[0]["atom_cos"] == pytest.approx(1.0) and rows[0]["score_range"] < 1e-9
+    assert rows[0]["code_top"] == pytest.approx(0.25) and rows[0]["uniform"] == 0.25
+    assert len(study.format_sharpness(rows).splitlines()) == 3
     figs = [viz_cmf.plot_code_maps([z[0] for z in res.codes], shapes),
+            viz_cmf.plot_cross_view_agreements(comparison["maps"]),
             viz_cmf.plot_atoms({"a": res.dictionary[0], "b": res.dictionary[0]}),
             viz_cmf.plot_objectives({"CVLR": res}, svd=svd_reconstruct(views, 3)),
             viz_cmf.plot_error_vs_rank([2, 4], errors),

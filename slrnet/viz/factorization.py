@@ -129,6 +129,16 @@ def plot_cross_view_agreement(code1: torch.Tensor, code2: torch.Tensor, axes=Non
     return fig
 
 
+def plot_cross_view_agreements(maps: dict, axes=None):
+    """One row of ``plot_cross_view_agreement`` per entry of {name: (code1 (K, h1, w1), code2 (K, h2, w2))},
+    the name as the row label (e.g. joint / separate / separate with matched atoms)."""
+    fig, axes = axes_grid(axes, len(maps), 3, size=(2.6, 2.6))
+    for row, (name, (code1, code2)) in zip(axes, maps.items()):
+        plot_cross_view_agreement(code1, code2, axes=row)
+        row[0].set_ylabel(name, fontsize=9)
+    return fig
+
+
 def cvlr_explorer(views, shapes, images=None, max_atoms: int = 10):
     """ipywidgets explorer: K, temperature, T and an atom index -> code maps of both views (Jupyter only)."""
     import ipywidgets as widgets
