@@ -2,10 +2,13 @@
 #   make run    -- create .venv, install, then run the notebook suite (quick profile)
 #   make test   -- create .venv, install, then run the test suite
 #   make test-browser -- the notebooks' widgets in JupyterLab in a headless Chromium (after make test in CI)
+#   make book   -- the executed notebooks of make run as a static HTML site: open outputs/book/index.html
+#   make constraints -- rewrite constraints.txt (and environment.yml's pins) from the versions in .venv
 #
 # TORCH_SPEC overrides the PyTorch requirement, e.g. for a CUDA build:
 #   make run TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124"
 # Without it, the CPU wheel torch==2.13.0 is installed unless a torch is importable already.
+# Everything else is installed at the versions of constraints.txt (torch, and what only torch needs, are not in it).
 # DATASET=photos runs the notebooks on the embedded photos dataset instead of shapes (make run DATASET=photos).
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,11 +18,11 @@ PROFILE ?= quick
 DATASET ?=
 STAMP := $(VENV)/.slrnet-installed
 
-.PHONY: run test test-browser install clean-outputs
+.PHONY: run test test-browser install book constraints clean-outputs
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
 	@if [ -n "$(TORCH_SPEC)" ]; then \
@@ -29,12 +32,20 @@ $(STAMP): pyproject.toml
 	else \
 	    echo "installing the CPU wheel torch==2.13.0"; $(PY) -m pip install -q "torch==2.13.0"; \
 	fi
-	@$(PY) -m pip install -q -e ".[dev]"
+	@$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
 	@$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (slrnet)" >/dev/null
 	@touch $(STAMP)
 
 run: $(STAMP)
 	$(PY) -m slrnet suite --profile $(PROFILE) $(if $(DATASET),-p dataset $(DATASET))
+
+book: $(STAMP)
+	$(PY) -m slrnet book
+
+# constraints.txt from what .venv has installed (after an upgrade you tested); environment.yml's pins follow it
+constraints:
+	@test -x $(PY) || { echo "no $(VENV): run make install first"; exit 1; }
+	$(PY) -m slrnet.constraints
 
 test: $(STAMP)
 	$(PY) -m pytest -q

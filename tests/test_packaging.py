@@ -109,10 +109,10 @@ def _make_install(tmp_path: Path, has_torch: bool, torch_spec: str | None = None
 def test_makefile_installs_cpu_torch_only_when_none_is_importable(tmp_path):
     without = _make_install(tmp_path, has_torch=False)
     assert "-m pip install -q torch==2.13.0" in without
-    assert "-m pip install -q -e .[dev]" in without
+    assert "-m pip install -q -c constraints.txt -e .[dev]" in without
     with_torch = _make_install(tmp_path, has_torch=True)
     assert not [line for line in with_torch if "install -q torch" in line]
-    assert "-m pip install -q -e .[dev]" in with_torch
+    assert "-m pip install -q -c constraints.txt -e .[dev]" in with_torch
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
@@ -127,7 +127,8 @@ def test_makefile_honours_torch_spec(tmp_path):
 
 def test_console_script_points_at_cli_main():
     assert _pyproject()["project"]["scripts"]["slrnet"] == "slrnet.cli:main"
-    assert set(cli.COMMANDS) == {"train", "infer", "eval", "export", "suite", "convert", "pretrain"}
+    assert set(cli.COMMANDS) == {"train", "infer", "predict", "eval", "export", "suite", "book", "convert",
+                                 "pretrain"}
 
 
 def test_top_level_help_imports_no_command_module():

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -46,25 +45,6 @@ NOTEBOOK_TIMEOUT_S = 600          # one notebook's run-all, smoke profile
 REDRAW_TIMEOUT_S = 60
 ERROR_MARKERS = ("Traceback (most recent call last)", "Error displaying widget", "Failed to load model class",
                  "Error rendering output")
-
-
-def find_chromium() -> str | None:
-    for candidate in (os.environ.get("SLRNET_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
-        if candidate and (shutil.which(candidate) or Path(candidate).is_file()):
-            return shutil.which(candidate) or candidate
-    return None
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        pytest.skip("no browser test: Playwright is not installed (make test-browser installs it)")
-    path = find_chromium()
-    if path is None:
-        pytest.skip("no browser test: no Chromium found (install Debian's 'chromium', or set SLRNET_CHROMIUM)")
-    return path
 
 
 def _free_port() -> int:
