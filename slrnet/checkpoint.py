@@ -76,6 +76,16 @@ def _umask() -> int:
     return mask
 
 
+def _next_step(path: Path) -> str:
+    """What to do after a failed checkpoint write: ``--resume`` only when a ``last.pth`` it could resume from
+    exists beside it (advice that cannot work is never given)."""
+    last = path.parent / "last.pth"
+    if last.is_file():
+        return f"continue with --resume (the previous {last.name} is intact)"
+    return ("start again: no checkpoint had been written yet, so there is nothing to resume (in a run folder "
+            "pass --overwrite)")
+
+
 def _write_error(path: Path, e: BaseException) -> CheckpointError:
     """One clear line for a failed write. A full disk can surface as torch's ``inline_container.cc ...
     unexpected pos`` RuntimeError with the ``ENOSPC`` OSError only in its context, so the chain is searched."""
@@ -87,7 +97,7 @@ def _write_error(path: Path, e: BaseException) -> CheckpointError:
         cause = cause.__cause__ or cause.__context__
     if any(getattr(c, "errno", None) == errno.ENOSPC or "No space left" in str(c) for c in chain):
         return CheckpointError(f"no space left on the device holding {path.parent} while writing {path}; "
-                               f"free some space and resume (the previous {path.name}, if any, is intact)")
+                               f"free some space, then {_next_step(path)}")
     text = " ".join(str(e).split())[:200]
     return CheckpointError(f"writing {path} failed ({type(e).__name__}: {text}); the previous {path.name}, "
                            f"if any, is intact")

@@ -28,9 +28,11 @@ from slrnet.errors import UserError
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("slrnet.cli:TRAIN", "train SLRNet from a YAML config (single device or torchrun/DDP)"),
     "infer": ("slrnet.infer", "multi-scale + flip inference, palette PNG masks"),
+    "predict": ("slrnet.predict", "one image, one command: mask, overlay and the classes found for image files"),
     "eval": ("slrnet.evaluate", "mIoU of a folder of predicted masks (PNGs) against a VOC-layout root"),
     "export": ("slrnet.export", "export pseudo labels for two-stage training"),
     "suite": ("slrnet.suite", "run the notebook suite with papermill (profiles smoke/quick/full)"),
+    "book": ("slrnet.book", "render the executed notebooks of make run as a static HTML site (outputs/book/)"),
     "convert": ("slrnet.convert", "convert downloads (SBD, COCO, L2ID) into the VOC layout the configs read"),
     "pretrain": ("slrnet.pretrain", "classification pretraining of the tiny backbone (the stand-in for ImageNet)"),
 }
@@ -132,6 +134,7 @@ def run_train(args: argparse.Namespace) -> int:
     import torch.distributed as dist
 
     from slrnet.config import load_config, merge_overrides
+    from slrnet.paths import relative_name
     from slrnet.train import Trainer
     from slrnet.viz.training import TrainingSnapshots
 
@@ -142,7 +145,7 @@ def run_train(args: argparse.Namespace) -> int:
         cfg = merge_overrides(cfg, {"misc.device": args.device})
     if args.resume:
         cfg = merge_overrides(cfg, {"misc.resume": 1})
-    run = args.run or time.strftime("%Y%m%d-%H%M%S")
+    run = relative_name(args.run or time.strftime("%Y%m%d-%H%M%S"), "--run")      # stays inside misc.log_dir
     run_dir = Path(cfg["misc"]["log_dir"]) / Path(args.config).stem / run
     trainer = Trainer.build(cfg, run_dir, overwrite=bool(args.overwrite),
                             callbacks=[TrainingSnapshots(cfg["misc"]["num_snapshots"])])

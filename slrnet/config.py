@@ -134,6 +134,9 @@ def _suggest(key: str, options: Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+_NUMBER_LIMIT = 2 ** 63          # numbers reach int64 tensors and seeds: larger ones overflow there
+
+
 def _as_number(where: str, value: Any, want_float: bool) -> int | float:
     """A number from YAML or an override: YAML 1.1 reads ``5e-4`` (no dot) as a *string*, so numeric strings
     are accepted as people write them ("5e-4", "1E-3", "40_000")."""
@@ -145,6 +148,8 @@ def _as_number(where: str, value: Any, want_float: bool) -> int | float:
             raise ConfigError(f"{where}: expected a number, got {value!r}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if not math.isfinite(value) or abs(value) >= _NUMBER_LIMIT:
+        raise ConfigError(f"{where}: expected a finite number of magnitude below 2**63, got {value!r}")
     if want_float:
         return float(value)
     if isinstance(value, float):
@@ -189,6 +194,9 @@ _DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps"
 def _check_numbers_in_lists(cfg: dict, source: str) -> None:
     for section, key in _NUMBER_LISTS:
         values = cfg[section].get(key)
+        if values is None and DEFAULTS[section][key] is not None:
+            raise ConfigError(f"{source}: {section}.{key} = null; expected a list of numbers such as "
+                              f"{DEFAULTS[section][key]}")
         if values is not None:
             cfg[section][key] = [_as_number(f"{source}: {section}.{key}[{i}]", v, want_float=True)
                                  for i, v in enumerate(values)]
@@ -267,6 +275,31 @@ def _check_ranges(out: dict, source: str) -> None:
     need(0 <= out["test"]["fp_cut"] < 1, "test.fp_cut", "a probability in [0, 1)")
     need(bool(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(x["device"]))), "misc.device", _DEVICE_HELP)
     need(x["num_snapshots"] >= 0, "misc.num_snapshots", "0 or more")
+    _check_more_ranges(need, out)
+
+
+def _check_more_ranges(need, out: dict) -> None:
+    """The ranges of the remaining numbers: each must give a working run (``misc.log_freq = 0`` divided by zero,
+    a zero temperature or ``test.bg_pow`` made every probability NaN or 1)."""
+    m, t, x, test = out["model"], out["train"], out["misc"], out["test"]
+    need(x["log_freq"] >= 1, "misc.log_freq", "at least 1 (steps between log lines)")
+    need(x["verbose"] in (0, 1, 2), "misc.verbose", "0 (silent), 1 (epoch lines) or 2 (progress bars)")
+    need(x["seed"] >= 0, "misc.seed", "0 or more")
+    need(0 <= t["momentum"] < 1, "train.momentum", "a number in [0, 1)")
+    need(m["temperature"] > 0, "model.temperature", "a positive number")
+    need(m["num_iters"] >= 1, "model.num_iters", "at least 1 CVLR iteration")
+    need(m["decoder_channels"] >= 1, "model.decoder_channels", "at least 1")
+    need(all(v >= 1 for v in m["pamr_dilations"]), "model.pamr_dilations", "dilations of at least 1")
+    need(all(v >= 1 for v in m["aspp_dilations"]), "model.aspp_dilations", "dilations of at least 1")
+    need(0 <= m["cutoff_low"] <= m["cutoff_top"] <= 1, "model.cutoff_low", "0 <= cutoff_low <= cutoff_top <= 1")
+    need(m["bg_pow"] > 0, "model.bg_pow", "a positive power")
+    need(m["pos_weight"] > 0, "model.pos_weight", "a positive weight")
+    need(m["class_weights"] is None or all(w >= 0 for w in m["class_weights"]), "model.class_weights",
+         "non-negative weights")
+    need(m["focal_p"] >= 0 and m["focal_c"] > 0, "model.focal_p", "focal_p >= 0 with focal_c > 0")
+    need(test["bg_pow"] > 0, "test.bg_pow", "a positive power")
+    need(t["lr_multipliers"] is None or all(v >= 0 for v in t["lr_multipliers"]), "train.lr_multipliers",
+         "non-negative multipliers")
 
 
 def _check_names(cfg: dict, source: str) -> None:
@@ -311,11 +344,46 @@ def read_config_file(path: str | os.PathLike) -> dict:
     return _resolve(path, ())
 
 
-def _read_one(path: Path) -> dict:
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (no Python objects) that refuses a key given twice in one mapping: plain YAML keeps the
+    last one silently, so a second ``train:`` section would replace the first."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise ConfigError(f"line {line}: the key {key!r} is given twice (first on line {seen[key]}); "
+                                      f"YAML would keep only the last, so merge the two")
+                seen[key] = line
+            except TypeError:                    # an unhashable key: the base class reports it
+                continue
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_text(path: Path) -> str:
+    """The file's text as UTF-8 (a byte-order mark allowed); another encoding is named with the file."""
+    data = path.read_bytes()
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start} is 0x{data[e.start]:02x}); save the config as "
+                          f"UTF-8") from None
+
+
+def _read_one(path: Path) -> dict:
+    """One config file: strict YAML (duplicate keys refused), UTF-8, not empty, a mapping."""
+    text = _read_text(path)
+    try:
+        raw = yaml.load(text, Loader=_StrictLoader)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if raw is None:
+        raise ConfigError(f"{path} is empty; expected a mapping with sections {list(SECTIONS)} (write '{{}}' "
+                          f"for every default)")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with sections {list(SECTIONS)}, got {type(raw).__name__}")
     return raw
@@ -385,7 +453,10 @@ def _split(item: str) -> tuple[str, Any]:
     if "=" not in item:
         raise ConfigError(f"override '{item}': expected section.key=value")
     key, text = item.split("=", 1)
-    return key.strip(), yaml.safe_load(text)
+    try:
+        return key.strip(), yaml.load(text, Loader=_StrictLoader)
+    except (ConfigError, yaml.YAMLError) as e:
+        raise ConfigError(f"override '{item}': not a valid YAML value ({' '.join(str(e).split())})") from None
 
 
 def save_config(cfg: dict, path: str | os.PathLike) -> None:

@@ -18,7 +18,10 @@ supervision itself. The output is a VOC-layout root any segmentation codebase ca
     >>> info = export_pseudo_labels(model, train_set, "outputs/pseudo_voc", test)
     >>> info["quality"]["miou"]        # pseudo labels vs. the training masks, where the set has them
 
-Command line: ``python -m slrnet export --config C --checkpoint P --output DIR [--apply_crf 1]``.
+Command line: ``python -m slrnet export --config C --checkpoint P --output DIR [--apply_crf 1]``. ``--output`` lies
+apart from the data root it reads and ``--mask_dir`` / ``--list_name`` are names under it (``slrnet.paths``); the
+folder belongs to one job (``slrnet.output_folder``: a lock while it writes, ``job.json`` recording the checkpoint
+and settings, another job's labels refused unless ``--overwrite``); names that would collide are refused first.
 """
 from __future__ import annotations
 
@@ -26,8 +29,9 @@ import argparse
 import os
 import shutil
 from pathlib import Path
-from slrnet.infer import Predictor, TestConfig, check_class_count, check_label_leak, split_description
+from slrnet.infer import Predictor, TestConfig, check_before_writing, split_description
 from slrnet.models.loading import load_trained_model
+from slrnet.paths import relative_name
 
 
 def _relative_image_path(dataset, index: int, name: str) -> str:
@@ -44,22 +48,20 @@ def _relative_image_path(dataset, index: int, name: str) -> str:
 def export_pseudo_labels(model, dataset, out_root, test: TestConfig | None = None, *, allow_label_leak: bool = False,
                          mask_dir: str = "SegmentationClassAug", list_name: str = "train_aug.txt",
                          link_images: bool = True, num_workers: int | None = None, device="auto",
-                         amp: bool = True, max_images: int | None = None) -> dict:
+                         amp: bool = True, max_images: int | None = None, job: dict | None = None) -> dict:
     """Label every image of ``dataset`` with ``test`` (default: the ground-truth image labels pick the classes,
     ``TestConfig(use_cls_label=True)``; with ``apply_crf`` the CRF output is written) and write a VOC-layout root
-    at ``out_root``; returns a summary."""
+    at ``out_root``; returns a summary (with ``job``, what made the labels: ``slrnet.output_folder.describe_job``).
+    ``mask_dir`` and ``list_name`` are names under ``out_root``, which lies apart from the dataset's root."""
     from slrnet.data.files import save_palette_png
     from slrnet.metrics import ConfusionMatrix, default_class_names
     from slrnet.utils import atomic_write_bytes, write_json
 
     test = test if test is not None else TestConfig(use_cls_label=True)
-    check_label_leak(dataset, test.use_cls_label, allow_label_leak)
-    check_class_count(model, dataset)
+    mask_dir, list_name = check_export_names(mask_dir, list_name)
+    check_before_writing(model, dataset, out_root, test.use_cls_label, allow_label_leak, max_images)
     out_root = Path(out_root)
     src_root = getattr(dataset, "root", None)
-    if src_root is not None and out_root.resolve() == Path(src_root).resolve() and (out_root / mask_dir).exists():
-        raise ValueError(f"export: out_root {out_root} is the dataset root and {mask_dir}/ exists there; "
-                         f"exporting would overwrite its masks. Choose another output folder.")
     labels_dir = out_root / mask_dir
     cm = None
     names, pairs = [], []
@@ -75,7 +77,7 @@ def export_pseudo_labels(model, dataset, out_root, test: TestConfig | None = Non
             cm.update(label, rec["mask"])
 
     lists = out_root / "ImageSets" / "Segmentation"
-    pairs_name = f"{Path(list_name).stem}_pairs{Path(list_name).suffix or '.txt'}"
+    pairs_name = pairs_list_name(list_name)
     atomic_write_bytes(lists / list_name, ("\n".join(names) + "\n").encode())
     atomic_write_bytes(lists / pairs_name, ("\n".join(pairs) + "\n").encode())
     if src_root is not None:
@@ -93,9 +95,29 @@ def export_pseudo_labels(model, dataset, out_root, test: TestConfig | None = Non
         "list_file": str(lists / list_name), "pairs_list_file": str(lists / pairs_name),
         "uses_gt_labels": test.use_cls_label, "settings": test.as_dict(),
         "quality": None if cm is None else cm.summary(class_names or default_class_names(cm.num_classes)),
+        "job": job,
     }
     write_json(out_root / "export_summary.json", summary)
     return summary
+
+
+def check_export_names(mask_dir: str, list_name: str) -> tuple[str, str]:
+    """``mask_dir`` and ``list_name`` as names under the output root (no ``..``, no absolute path): protects the
+    dataset's masks and lists, and everything outside ``--output``, from the export."""
+    return relative_name(mask_dir, "--mask_dir"), relative_name(list_name, "--list_name")
+
+
+def pairs_list_name(list_name: str) -> str:
+    """The two-column list beside ``list_name``: ``train_aug.txt`` -> ``train_aug_pairs.txt``."""
+    path = Path(list_name)
+    return path.with_name(f"{path.stem}_pairs{path.suffix or '.txt'}").as_posix()
+
+
+def export_results(mask_dir: str, list_name: str) -> tuple[list[str], list[str]]:
+    """(results, companions) of an export under its root, as ``slrnet.output_folder.OutputFolder`` records them."""
+    lists = "ImageSets/Segmentation"
+    return ([mask_dir, f"{lists}/{list_name}", f"{lists}/{pairs_list_name(list_name)}", "export_summary.json"],
+            ["JPEGImages", "classes.txt"])
 
 
 # ----------------------------------------------------------------------------- command line
@@ -122,17 +144,28 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cli_run(args: argparse.Namespace) -> int:
     from slrnet.infer import build_split
+    from slrnet.output_folder import OutputFolder, describe_job
     from slrnet.utils import resolve_device
 
+    check_export_names(args.mask_dir, args.list_name)
     device = resolve_device(args.device)
     model, cfg = load_trained_model(args.checkpoint, args.config, device, prepare=True)
     test = TestConfig.from_config(cfg, scales=args.scales, fp_cut=args.fp_cut, bg_pow=args.bg_pow,
                                   apply_crf=bool(args.apply_crf), use_cls_label=bool(args.use_cls_label))
     dataset = build_split(cfg["dataset"], args.data_root, args.data_list, default_split="train")
-    info = export_pseudo_labels(
-        model, dataset, args.output, test, allow_label_leak=bool(args.allow_label_leak), mask_dir=args.mask_dir,
-        list_name=args.list_name, link_images=bool(args.link_images), num_workers=args.num_workers,
-        device=device, max_images=args.max_images or None)
+    max_images = args.max_images or None
+    check_before_writing(model, dataset, args.output, test.use_cls_label, bool(args.allow_label_leak), max_images)
+    results, companions = export_results(args.mask_dir, args.list_name)
+    job = describe_job("export", args.checkpoint, cfg, dataset, test.as_dict(), results, companions,
+                       mask_dir=args.mask_dir, list_name=args.list_name, link_images=bool(args.link_images))
+    folder = OutputFolder(args.output, job).claim(overwrite=args.overwrite)
+    try:
+        info = export_pseudo_labels(
+            model, dataset, args.output, test, allow_label_leak=bool(args.allow_label_leak), mask_dir=args.mask_dir,
+            list_name=args.list_name, link_images=bool(args.link_images), num_workers=args.num_workers,
+            device=device, max_images=max_images, job=job)
+    finally:
+        folder.release()
     quality = info["quality"]
     extra = ""
     if quality and quality["miou"] is not None:

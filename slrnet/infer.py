@@ -23,12 +23,16 @@ METHOD.md section 5 (the authors' ``tools/infer_voc.py``):
     >>> # writes outputs/infer/raw/<name>.png, outputs/infer/crf/<name>.png, outputs/infer/summary.json
 
 Command line: ``python -m slrnet infer --config C --checkpoint P --output DIR [--apply_crf 1] ...``
-(the flags of the original script, plus ``--scales --device --num_workers --allow_label_leak``).
+(the flags of the original script, plus ``--scales --device --num_workers --allow_label_leak --overwrite``). The
+output folder lies apart from the data root and belongs to one job (``slrnet.output_folder``: locked while it writes,
+``job.json``; another checkpoint's or setting's results are refused unless ``--overwrite``).
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import io
+import math
 import re
 from collections import deque
 from dataclasses import asdict, dataclass, fields, replace
@@ -201,8 +205,10 @@ class TestConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "scales", tuple(float(x) for x in self.scales))
-        if not self.scales or any(x <= 0 for x in self.scales):
-            raise ValueError(f"test.scales: expected one or more positive scales, got {list(self.scales)}")
+        if not self.scales or not all(0 < x < math.inf for x in self.scales):
+            raise ValueError(f"test.scales: expected one or more positive, finite scales, got {list(self.scales)}")
+        if not 0 < float(self.bg_pow) < math.inf:
+            raise ValueError(f"test.bg_pow: expected a positive, finite power, got {self.bg_pow!r}")
         if self.resize not in RESIZE_MODES:
             raise ValueError(f"test.resize: expected one of {RESIZE_MODES}, got {self.resize!r}")
         if not 0 <= self.fp_cut < 1:
@@ -398,20 +404,34 @@ def check_class_count(model, dataset) -> None:
                          f"included; from {where}); use a checkpoint and config with model.num_classes={num_classes}")
 
 
+def check_before_writing(model, dataset, out_dir, use_cls_label: bool, allow_label_leak: bool,
+                         max_images: int | None = None) -> None:
+    """Everything ``run_inference`` / ``export_pseudo_labels`` check before any work: no label leak, the model's
+    classes are the data's, the output folder is apart from the data root it reads, no two images share an
+    output name. Protects the dataset and the results from being overwritten."""
+    from slrnet.output_folder import check_unique_names
+    from slrnet.paths import check_output_apart
+
+    check_label_leak(dataset, use_cls_label, allow_label_leak)
+    check_class_count(model, dataset)
+    check_output_apart(out_dir, getattr(dataset, "root", None), what="output folder")
+    check_unique_names(dataset, max_images)
+
+
 def run_inference(model, dataset, out_dir, test: TestConfig | None = None, *, allow_label_leak: bool = False,
                   num_workers: int | None = None, device="auto", verbose: bool = False, save_probs: bool = False,
-                  amp: bool = True, max_images: int | None = None, denormalize: Callable | None = None) -> dict:
+                  amp: bool = True, max_images: int | None = None, denormalize: Callable | None = None,
+                  job: dict | None = None) -> dict:
     """Infer a whole dataset with ``test`` (default ``TestConfig()``); write ``<out>/raw/<name>.png`` (and
     ``crf/``, ``probs/<name>.npy`` when asked) as VOC palette PNGs, evaluate images with masks, write
-    ``<out>/summary.json``, return it."""
+    ``<out>/summary.json`` (with ``job``, what made the results: ``slrnet.output_folder.describe_job``), return it."""
     from slrnet.data.files import save_palette_png
     from slrnet.metrics import ConfusionMatrix, default_class_names
-    from slrnet.utils import write_json
+    from slrnet.utils import atomic_write_bytes, write_json
 
     test = test if test is not None else TestConfig()
-    check_label_leak(dataset, test.use_cls_label, allow_label_leak)
+    check_before_writing(model, dataset, out_dir, test.use_cls_label, allow_label_leak, max_images)
     out_dir = Path(out_dir)
-    check_class_count(model, dataset)
     num_classes = getattr(dataset, "num_classes", None)
     class_names = getattr(dataset, "class_names", None)
     cms: dict[str, ConfusionMatrix] = {}
@@ -425,8 +445,9 @@ def run_inference(model, dataset, out_dir, test: TestConfig | None = None, *, al
         if rec["pred_crf"] is not None:
             save_palette_png(rec["pred_crf"], out_dir / "crf" / f"{rec['name']}.png")
         if save_probs:
-            (out_dir / "probs").mkdir(parents=True, exist_ok=True)
-            np.save(out_dir / "probs" / f"{rec['name']}.npy", rec["probs"].astype(np.float32))
+            buffer = io.BytesIO()
+            np.save(buffer, rec["probs"].astype(np.float32))
+            atomic_write_bytes(out_dir / "probs" / f"{rec['name']}.npy", buffer.getvalue())
         if verbose:
             print(f"{rec['name']}: kept classes {rec['kept'] if rec['kept'] is not None else 'all'}", flush=True)
         if rec["mask"] is None:
@@ -443,7 +464,7 @@ def run_inference(model, dataset, out_dir, test: TestConfig | None = None, *, al
     uses_gt = bool(test.use_cls_label)
     summary = {"out_dir": str(out_dir), "split": split_description(dataset), "num_images": len(names),
                "num_evaluated": num_evaluated, "uses_gt_labels": uses_gt, "settings": test.as_dict(),
-               "raw": None, "crf": None}                # metrics when the dataset has pixel labels
+               "raw": None, "crf": None, "job": job}    # metrics when the dataset has pixel labels
     for kind, cm in cms.items():
         names_k = class_names if class_names is not None else default_class_names(cm.num_classes)
         summary[kind] = {**cm.summary(names_k), "uses_gt_labels": uses_gt}
@@ -464,6 +485,19 @@ def parse_scales(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"--scales: expected numbers like '1,1.5,2,0.5,0.75', got {text!r}")
 
 
+def count_type(flag: str) -> Callable[[str], int]:
+    """An argparse type for a count: a whole number, 0 or more (``--max_images -1`` is refused by name)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{flag}: expected a whole number, 0 or more, got {text!r}")
+        return value
+    return parse
+
+
 def add_model_data_arguments(parser: argparse.ArgumentParser, output_help: str, data_list_help: str) -> None:
     """--config, --checkpoint, --output, --data_root, --data_list: shared by ``infer`` and ``export``."""
     parser.add_argument("--config", required=True, help="YAML experiment config (model and test sections)")
@@ -475,9 +509,13 @@ def add_model_data_arguments(parser: argparse.ArgumentParser, output_help: str, 
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     """--max_images, --device, --num_workers: shared by ``infer`` and ``export``."""
-    parser.add_argument("--max_images", type=int, default=0, help="stop after this many images (0 = all)")
+    parser.add_argument("--max_images", type=count_type("--max_images"), default=0,
+                        help="stop after this many images (0 = all)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1 | mps")
-    parser.add_argument("--num_workers", type=int, default=0, help="CRF processes (0 = all CPU cores)")
+    parser.add_argument("--num_workers", type=count_type("--num_workers"), default=0,
+                        help="CRF processes (0 = all CPU cores)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete the results another checkpoint or configuration left in --output first")
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
@@ -527,15 +565,23 @@ def test_config_from_args(cfg: dict, args: argparse.Namespace) -> TestConfig:
 
 
 def cli_run(args: argparse.Namespace) -> int:
+    from slrnet.output_folder import INFER_RESULTS, OutputFolder, describe_job
     from slrnet.utils import resolve_device
 
     device = resolve_device(args.device)
     model, cfg = load_trained_model(args.checkpoint, args.config, device, prepare=True)
     dataset = build_split(cfg["dataset"], args.data_root, args.data_list)
-    summary = run_inference(model, dataset, args.output, test_config_from_args(cfg, args),
-                            allow_label_leak=bool(args.allow_label_leak), num_workers=args.num_workers,
-                            device=device, verbose=bool(args.verbose), save_probs=bool(args.save_probs),
-                            max_images=args.max_images or None)
+    test = test_config_from_args(cfg, args)
+    check_before_writing(model, dataset, args.output, test.use_cls_label, bool(args.allow_label_leak),
+                         args.max_images or None)
+    job = describe_job("infer", args.checkpoint, cfg, dataset, test.as_dict(), results=INFER_RESULTS)
+    folder = OutputFolder(args.output, job).claim(overwrite=args.overwrite)
+    try:
+        summary = run_inference(model, dataset, args.output, test, allow_label_leak=bool(args.allow_label_leak),
+                                num_workers=args.num_workers, device=device, verbose=bool(args.verbose),
+                                save_probs=bool(args.save_probs), max_images=args.max_images or None, job=job)
+    finally:
+        folder.release()
     for kind in ("raw", "crf"):
         if summary.get(kind):
             print(f"{kind}: mIoU {100 * (summary[kind]['miou'] or float('nan')):.2f} over "

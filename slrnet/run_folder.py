@@ -38,6 +38,8 @@ def _pid_alive(pid: int) -> bool:
 
 
 class RunFolder:
+    noun, other_name = "run folder", "another --run name"        # the words of its messages (OutputFolder: its own)
+
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.lock = self.path / ".lock"
@@ -64,9 +66,8 @@ class RunFolder:
         try:
             found = self.holds_run()
             if found and not resume and not overwrite:
-                raise RunFolderInUse(
-                    f"run folder {self.path} already holds a run ({', '.join(found)}); pass --resume to continue it, "
-                    f"--overwrite to delete its results and start again, or choose another --run name")
+                raise RunFolderInUse(f"run folder {self.path} already holds a run ({', '.join(found)}); "
+                                     f"{self._choices()}, or choose another --run name")
             if overwrite and not resume:
                 for name in RESULT_FILES:
                     (self.path / name).unlink(missing_ok=True)
@@ -79,6 +80,13 @@ class RunFolder:
             raise
         return self
 
+    def _choices(self) -> str:
+        """The ways on from a folder holding a run: ``--resume`` only when there is a checkpoint to resume from."""
+        if (self.path / "checkpoints" / "last.pth").is_file():
+            return "pass --resume to continue it, --overwrite to delete its results and start again"
+        return ("it has no checkpoint to resume from (it stopped before its first epoch ended): pass --overwrite to "
+                "delete its results and start again")
+
     def _take_lock(self) -> None:
         me = f"{socket.gethostname()} {os.getpid()}\n"
         for _ in range(3):
@@ -89,8 +97,8 @@ class RunFolder:
                 if owner is not None and owner == (socket.gethostname(), os.getpid()):
                     break                                        # this process holds it already
                 if owner is not None and (owner[0] != socket.gethostname() or _pid_alive(owner[1])):
-                    raise RunFolderInUse(f"run folder {self.path} is in use by process {owner[1]} on {owner[0]} "
-                                         f"(lock file {self.lock}); wait for it, or choose another --run name")
+                    raise RunFolderInUse(f"{self.noun} {self.path} is in use by process {owner[1]} on {owner[0]} "
+                                         f"(lock file {self.lock}); wait for it, or choose {self.other_name}")
                 self.lock.unlink(missing_ok=True)                # stale: its process is gone
                 continue
             with os.fdopen(fd, "w") as f:

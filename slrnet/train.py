@@ -26,7 +26,7 @@ import torch.distributed as dist
 
 from slrnet.checkpoint import load_checkpoint, load_state_dict_strict, save_checkpoint
 from slrnet.config import SECTIONS, save_config
-from slrnet.data.build import check_class_counts
+from slrnet.data.build import check_class_counts, check_training_data
 from slrnet.data.splits import build_training_sets
 from slrnet.data.sampling import TrainingBatches
 from slrnet.distributed import main_rank_first, replica_max_abs_diff, start_distributed
@@ -63,7 +63,7 @@ class Trainer:
         seed_everything(int(cfg["misc"]["seed"]))          # the model's initial weights follow misc.seed
         with main_rank_first(world, rank == 0):
             train_set, val_set = build_training_sets(cfg, train_set, val_set)
-            check_class_counts(cfg, train_set, val_set)
+            check_training_data(cfg, train_set, val_set)               # class counts; every val image decodes
             # a tiny backbone's pretrained file is made on first use (slrnet.pretrain), like the shapes data
             pretrained = resolve_pretrained(cfg["model"])
         model = build_model({**cfg["model"], "pretrained": pretrained})

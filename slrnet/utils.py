@@ -24,7 +24,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if device is None or str(device) == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
     try:
@@ -33,7 +33,18 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         raise ValueError(f"device={device!r}: expected auto, cpu, cuda, cuda:N or mps") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was requested but CUDA is not available; use 'auto' or 'cpu'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device={device!r} was requested but this machine has {torch.cuda.device_count()} CUDA "
+                         f"device(s) (cuda:0 .. cuda:{torch.cuda.device_count() - 1}); use 'auto' or 'cuda'")
+    if dev.type == "mps" and not _mps_available():
+        raise ValueError(f"device={device!r} was requested but MPS (Apple GPU) is not available on this machine; "
+                         f"use 'auto' or 'cpu'")
     return dev
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
 
 
 def seed_everything(seed: int) -> None:
@@ -65,10 +76,14 @@ def progress(iterable: Iterable | None = None, **kwargs: Any):
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``: a full disk or a kill
+    leaves the previous file or none, never a truncated one. A failure is an ``OSError`` naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise _naming(e, path) from None
     try:
         os.chmod(tmp, 0o644)   # mkstemp creates 0600; outputs are meant to be shared
         with os.fdopen(fd, "wb") as f:
@@ -76,11 +91,21 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise _naming(e, path) from None
         raise
     return path
+
+
+def _naming(e: OSError, path: Path) -> OSError:
+    """``e`` with a message that names ``path`` (an ENOSPC from ``write`` names no file) and its errno kept."""
+    if str(path) in str(e):
+        return e
+    message = f"writing {path} failed ({e.strerror or e}); no partial file was left"
+    return type(e)(e.errno, message) if e.errno is not None else OSError(message)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:

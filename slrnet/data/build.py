@@ -75,3 +75,30 @@ def check_class_counts(cfg: dict, train_set, val_set) -> None:
             where = getattr(data, "classes_source", None) or getattr(data, "root", "the dataset")
             raise ValueError(f"model.num_classes = {cfg['model']['num_classes']}, but the {name} data has {n} "
                              f"classes (background included; from {where}); set model.num_classes={n}")
+
+
+def check_val_split(val_set, max_images: int | None = None) -> None:
+    """Read every val image and mask that validation will read (the first ``max_images``; None = all) and raise one
+    ``DatasetError`` listing the unreadable ones. Run before the first epoch, so a corrupt val image stops the start,
+    not a whole epoch later with no checkpoint written."""
+    count = len(val_set) if not max_images else min(len(val_set), int(max_images))
+    read = getattr(val_set, "load_raw", None) or val_set.__getitem__
+    problems = []
+    for i in range(count):
+        try:
+            read(i)
+        except DatasetError as e:
+            problems.append(str(e))
+    if problems:
+        where = getattr(val_set, "list_file", None) or "the val split"
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise DatasetError(f"{where}: {len(problems)} of {count} val items are unreadable, found before training: "
+                           f"{'; '.join(problems[:3])}{more}")
+
+
+def check_training_data(cfg: dict, train_set, val_set) -> None:
+    """What ``Trainer.build`` checks before any work: the class counts (:func:`check_class_counts`) and the val
+    split (:func:`check_val_split`, as many images as ``train.val_max_images`` lets validation read)."""
+    check_class_counts(cfg, train_set, val_set)
+    if val_set is not None:
+        check_val_split(val_set, cfg["train"]["val_max_images"] or None)

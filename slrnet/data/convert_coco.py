@@ -34,6 +34,7 @@ import numpy as np
 
 from slrnet.data.convert_sbd import valid_png, write_png_atomic, write_text_atomic
 from slrnet.data.files import DatasetError, DatasetFileNotFoundError
+from slrnet.paths import entry_name
 
 OVERLAP_RULES = ("void", "first")
 
@@ -114,6 +115,9 @@ def convert_coco(coco_root, split: str, out_root, overlap: str = "void", copy_im
     by_image: dict[int, list[dict]] = {}
     for ann in data["annotations"]:
         by_image.setdefault(int(ann["image_id"]), []).append(ann)
+    source_file = coco / "annotations" / f"instances_{split}.json"
+    for im in data["images"]:          # every name checked before anything is written
+        entry_name(im["file_name"], source_file, "image file_name")
     images = sorted(data["images"], key=lambda im: im["file_name"])
     jobs, listed = [], []
     for im in images:

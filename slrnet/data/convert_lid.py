@@ -31,6 +31,7 @@ import numpy as np
 
 from slrnet.data.convert_sbd import read_list, write_text_atomic
 from slrnet.data.files import DatasetError, DatasetFileNotFoundError
+from slrnet.paths import entry_name
 
 L2ID_CLASSES = tuple((Path(__file__).with_name("l2id_classes.txt")).read_text().split())
 
@@ -92,10 +93,13 @@ def convert_lid(lid_root, out_root, progress: bool = True) -> dict:
 
     root, out = Path(lid_root), Path(out_root)
     files, labels = load_cls_labels(root / "Annotations" / "cls_labels.npy")
+    files = [entry_name(f, root / "Annotations" / "cls_labels.npy", "file") for f in files]
     names = [Path(f).name for f in files]
     if len(set(names)) != len(names):
         raise DatasetError(f"{root / 'Annotations' / 'cls_labels.npy'}: image base names repeat; expected unique "
                            f"ILSVRC-DET names")
+    split_lists = {split: read_list(root / f"{split}.txt") for split in ("val", "test")     # every name checked first
+                   if (root / f"{split}.txt").is_file()}
     kw = {} if progress else {"disable": True}
     for name, file, row in progress_bar(list(zip(names, files, labels)), desc="L2ID train", **kw):
         _link(root / "Data" / f"{file}.JPEG", out / "JPEGImages" / f"{name}.jpg")
@@ -104,10 +108,7 @@ def convert_lid(lid_root, out_root, progress: bool = True) -> dict:
             write_text_atomic(xml, _voc_xml(name, [L2ID_CLASSES[i + 1] for i in np.flatnonzero(row > 0.5)]))
     counts = {"train": len(names)}
     lists = {"train": names}
-    for split in ("val", "test"):
-        if not (root / f"{split}.txt").is_file():
-            continue
-        split_names = read_list(root / f"{split}.txt")
+    for split, split_names in split_lists.items():
         for name in progress_bar(split_names, desc=f"L2ID {split}", **kw):
             _link(root / "LID_track1" / split / f"{name}.JPEG", out / "JPEGImages" / f"{name}.jpg")
             if split == "val":

@@ -32,13 +32,15 @@ import numpy as np
 from PIL import Image
 
 from slrnet.data.files import PALETTE, DatasetError, DatasetFileNotFoundError, load_mask
+from slrnet.paths import entry_name, relative_name
 
 
 def read_list(path: Path) -> list[str]:
-    """Names of a list file, one per line (blank lines skipped); a missing file is named."""
+    """Names of a list file, one per line (blank lines skipped); a missing file is named, and so is an entry that
+    would leave the output folder (``..``, an absolute path: ``slrnet.paths.entry_name``)."""
     if not path.is_file():
         raise DatasetFileNotFoundError(f"list file not found: {path}")
-    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    return [entry_name(line.split()[0], path) for line in path.read_text().splitlines() if line.strip()]
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
@@ -100,6 +102,7 @@ def convert_sbd(sbd_root, voc_root, mask_dir: str = "SegmentationClassAug", list
     from slrnet.utils import progress as progress_bar
 
     sbd, voc = Path(sbd_root), Path(voc_root)
+    mask_dir, list_name = relative_name(mask_dir, "--mask-dir"), relative_name(list_name, "list_name")
     cls_dir = sbd / "dataset" / "cls"
     if not cls_dir.is_dir():
         raise DatasetFileNotFoundError(f"SBD folder not found: {cls_dir} (expected --sbd-root to be "

@@ -32,7 +32,7 @@ from PIL import Image
 
 from slrnet.data.transforms import ValTransform
 from slrnet.data.files import (IMAGE_EXTENSIONS, VOID, DatasetError, DatasetFileNotFoundError, load_image,
-                               load_mask)
+                               load_mask, read_text)
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
                "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
@@ -40,7 +40,7 @@ VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "
 def read_classes_file(path) -> tuple[str, ...]:
     """``classes.txt``: one name per line, background first; blank lines ignored."""
     path = Path(path)
-    names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    names = tuple(line.strip() for line in read_text(path, "classes file").splitlines() if line.strip())
     if len(names) < 2:
         raise DatasetError(f"{path}: expected at least two class names (background first), got {list(names)}")
     if len(set(names)) != len(names):
@@ -71,7 +71,7 @@ def find_image(folder: Path, name: str) -> Path:
 def parse_list_file(path, root: Path, mask_dir: str) -> list[tuple[str, Path, Path]]:
     """Items (name, image path, mask path) from a list file with bare names or two-column paths."""
     items = []
-    for lineno, line in enumerate(Path(path).read_text().splitlines(), 1):
+    for lineno, line in enumerate(read_text(path).splitlines(), 1):
         fields = line.split()
         if not fields:
             continue
@@ -221,12 +221,13 @@ class VOCSegmentation:
 
     def load_raw(self, index: int) -> tuple[Image.Image, np.ndarray, np.ndarray, bool]:
         """(RGB image, uint8 mask (H, W) with 255 where unknown, labels (K-1,), has_mask), checked."""
-        image = load_image(self.image_paths[index])
         mask_path = self.mask_paths[index]
         if mask_path is None:
+            image = load_image(self.image_paths[index])
             mask = np.full((image.height, image.width), VOID, dtype=np.uint8)
             return image, mask, self.labels_from_xml(index), False
         mask = load_mask(mask_path)
+        image = load_image(self.image_paths[index], mask_size=mask.shape[::-1])   # the orientation the mask fits
         if mask.shape != (image.height, image.width):
             raise DatasetError(f"mask {mask_path} has size {mask.shape[1]}x{mask.shape[0]} (WxH) but its image "
                                f"{self.image_paths[index]} is {image.width}x{image.height}; expected equal sizes")

@@ -23,11 +23,16 @@ from slrnet.models.inference import prepare_for_inference
 from slrnet.models.slrnet import build_trained_model
 
 
+# what a checkpoint's own config must share with a config given beside it: another value builds another network
+# (the semi variant without class scores under the weak config), or the same network with another test-time rule
+IDENTITY_KEYS = (("model", "name"), ("model", "num_classes"), ("model", "bg_pow"), ("model", "use_cvlr"))
+
+
 def _config_for(path: Path, ckpt, config) -> dict:
-    if isinstance(config, dict):
-        return config
     if config is not None:
-        return load_config(config)
+        given = config if isinstance(config, dict) else load_config(config)
+        _check_against_own(path, ckpt, given)
+        return given
     cfg = ckpt.get("config") if isinstance(ckpt, dict) else None
     run_config = path.resolve().parent.parent / "config.yaml"    # <run>/checkpoints/x.pth -> <run>/config.yaml
     if cfg is None and path.resolve().parent.name == "checkpoints" and run_config.is_file():
@@ -37,6 +42,18 @@ def _config_for(path: Path, ckpt, config) -> dict:
                          f"as slrnet.train.Trainer saves it) and no run folder's {run_config}; pass the YAML config "
                          f"the model was trained with (--config)")
     return cfg
+
+
+def _check_against_own(path: Path, ckpt, given: dict) -> None:
+    """A checkpoint saved with its config (``Trainer``) refuses a given config of another variant or class count."""
+    own = ckpt.get("config") if isinstance(ckpt, dict) else None
+    if not isinstance(own, dict) or "model" not in own:
+        return                                        # the authors' files: the given config is all there is
+    for section, key in IDENTITY_KEYS:
+        mine, theirs = own[section].get(key), given.get(section, {}).get(key)
+        if mine is not None and theirs is not None and mine != theirs:
+            raise ValueError(f"checkpoint {path} was trained with {section}.{key} = {mine!r}, the config given says "
+                             f"{theirs!r}; pass the config it was trained with, or none (it holds its own)")
 
 
 def load_trained_model(checkpoint: str | os.PathLike, config: str | os.PathLike | dict | None = None,
