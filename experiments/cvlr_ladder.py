@@ -40,10 +40,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=1, help="runs trained at once (CPU: e.g. 2 on 2 cores)")
     parser.add_argument("--output", type=Path, default=None, help="results file (default experiments/results/...)")
+    parser.add_argument("--refresh-factors", action="store_true",
+                        help="train nothing: measure every CVLR row's factors again from its saved checkpoint")
     parser.add_argument("--runs", type=Path, default=None,
                         help="where the run folders (checkpoints) go (default outputs/cvlr_ladder_<profile>)")
     args = parser.parse_args(argv)
     output = args.output or default_output(args.profile)
+    if args.refresh_factors:
+        results = json.loads(output.read_text())
+        results["rows"] = ladder.refresh_factors(results["rows"])
+        write_json(output, results)
+        print(f"factors of {sum('factors' in r for r in results['rows'])} rows measured again -> {output}")
+        return 0
     runs = args.runs or repo_root() / "outputs" / f"cvlr_ladder_{args.profile}"
     script = Path(__file__).resolve().relative_to(repo_root())
     given = sys.argv[1:] if argv is None else argv

@@ -158,3 +158,32 @@ def test_the_untrained_model_is_the_network_training_starts_from(tiny_root, tiny
     for key, value in trainer.model.state_dict().items():
         assert torch.equal(value, before.state_dict()[key]), key
     trainer.release()
+
+
+def test_the_ladder_script_writes_rows_and_measures_factors_again(tmp_path):
+    """experiments/cvlr_ladder.py in the smoke profile: one SLRNet row with its protocol, test-time ablations and
+    factors; --refresh-factors measures them again from the saved checkpoint, training nothing."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "experiments" / "cvlr_ladder.py"
+    spec = importlib.util.spec_from_file_location("cvlr_ladder_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "ladder.json"
+    common = ["--profile", "smoke", "--output", str(out), "--runs", str(tmp_path / "runs")]
+    assert script.main(["--datasets", "shapes", "--settings", "full_cvlr", "code_consistency", *common]) == 0
+    results = json.loads(out.read_text())
+    full, code = results["rows"]
+    assert full["setting"] == "full_cvlr" and set(full["test_time"]) == {"mean", "removed"}
+    assert "test_time" not in code and "factors" in code             # its heads never saw a reconstruction
+    assert full["val_miou_per_epoch"][-1] == full["val_miou"] and full["command"].startswith("python experiments/")
+    assert set(full["factor_diagnostics_per_epoch"]) >= {"factor_code_top", "factor_atom_cos"}
+    before = dict(full["factors"])
+    del full["factors"]["features_s2_s1"]
+    out.write_text(json.dumps(results))
+    assert script.main(["--refresh-factors", *common]) == 0
+    again = json.loads(out.read_text())["rows"][0]["factors"]
+    assert again["features_s2_s1"] == pytest.approx(before["features_s2_s1"])
+    assert again["code_top"] == pytest.approx(before["code_top"])

@@ -149,6 +149,23 @@ def run_ladder(datasets, settings=RUNGS, seeds=(0,), *, profile: str, output_dir
     return run_side_by_side(train_rung, keys, options, workers, prepare=prepare, on_row=on_row)
 
 
+def refresh_factors(rows: list[dict], factor_images: int = 16, device: str = "cpu") -> list[dict]:
+    """Measure ``factors`` again from each CVLR row's saved checkpoint (no training): rows made before a diagnostic
+    was added get it, measured the same way as the new ones. Rows whose checkpoint is gone are left as they are."""
+    from slrnet.analysis.factors import checkpoint_diagnostics
+    from slrnet.data.build import build_dataset
+    from slrnet.models.loading import load_trained_model
+
+    for row in rows:
+        path = Path(row.get("checkpoint", ""))
+        if row["setting"] == "one_view" or not path.is_file():
+            continue
+        model, cfg = load_trained_model(path, device=device)
+        val = build_dataset(cfg["dataset"], "val", train=False)
+        row["factors"] = checkpoint_diagnostics(model, val, count=factor_images, seed=0)
+    return rows
+
+
 def ladder_summary(rows: list[dict]) -> list[dict]:
     """Per dataset and setting: mean val mIoU over seeds, its spread (max - min), the seeds, and the step from the
     rung below (mean difference); the test-time ablations' mean change for SLRNet."""

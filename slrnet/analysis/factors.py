@@ -280,8 +280,15 @@ def checkpoint_diagnostics(model, dataset, indices: Sequence[int] | None = None,
                code_max=max(s["max"] for s in sharp), uniform_code=sharp[0]["uniform"],
                atom_cos=float(np.mean([float(mean_offdiagonal_cosine(f["dictionaries"][-1:])) for f in factors])),
                init_atom_cos=float(np.mean([float(mean_offdiagonal_cosine(f["dictionaries"][:1])) for f in factors])),
+               features_s2_s1=float(np.mean([_s2_over_s1(f["features"]) for f in factors])),
                images=[int(i) for i in indices])
     return out
+
+
+def _s2_over_s1(x: torch.Tensor) -> float:
+    """σ2 / σ1 of a (N, C) matrix: small when one direction carries every pixel."""
+    s = singular_values(x)
+    return float(s[1] / s[0]) if len(s) > 1 and s[0] > 0 else float("nan")
 
 
 def read_diagnostics(d: dict, temperature: float) -> list[str]:
