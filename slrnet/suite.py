@@ -234,6 +234,9 @@ def run_suite(profile: str = "quick", only: Iterable[str] | str | None = None,
         if not any(key in d for d in declared.values()):
             raise ValueError(f"parameter {key!r} is not declared by any selected notebook "
                              f"(declared: {sorted(set().union(*declared.values()))})")
+        for nb, names in declared.items():
+            if key in names:
+                check_parameter_type(key, parameters[key], names[key], nb.name)
     root = Path(output_root).resolve() if output_root is not None else default_output_root()
     values = {**HEADLESS_PARAMETERS, **(parameters or {}), "profile": profile}
     cell_timeout = cell_timeout_of(profile) if timeout is None else timeout
@@ -263,6 +266,23 @@ def format_table(results: list[dict[str, Any]]) -> str:
         rows.append((r["notebook"], r["status"], f"{r['seconds']:.1f}", metrics))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     return "\n".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}  {d}".rstrip() for a, b, c, d in rows)
+
+
+def check_parameter_type(key: str, value: Any, default: Any, notebook: str) -> None:
+    """A value injected into a notebook must have its declared default's type (an int where the default is an int, a
+    finite number where it is a float, ...); a parameter declared None takes anything. Checked before any run."""
+    if default is None:
+        return
+    expected = type(default)
+    if expected is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    elif expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, expected)
+    if not ok:
+        raise ValueError(f"parameter {key!r}: {notebook} expects {expected.__name__} values like its default "
+                         f"{default!r}, got {value!r}")
 
 
 def _parse_value(text: str) -> Any:

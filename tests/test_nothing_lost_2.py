@@ -428,3 +428,25 @@ def test_a_checkpoint_refuses_a_config_of_another_variant(tmp_path, tiny_root, t
     weak = merge_overrides(cfg, {"model.name": "slrnet"})
     with pytest.raises(ValueError, match="trained with model.name = 'slrnet_semi'"):
         load_trained_model(tmp_path / "semi.pth", weak)
+
+
+@pytest.mark.parametrize("value, fragment", [("ten", "expects int"), ("nan", "expects float"), ("1.5", "expects int")])
+def test_notebook_parameters_are_type_checked_before_any_run(value, fragment, tmp_path, capsys):
+    """``-p KEY VALUE`` must have the type of the notebook's declared default; refused before any notebook runs."""
+    import nbformat
+
+    from slrnet.cli import main
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell('output_dir = "out"\nprofile = "quick"\nnum_samples = 1000\nlr = 0.1')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# t"), params, nbformat.v4.new_code_cell("print(num_samples)")]
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    nbformat.write(nb, folder / "00_tiny.ipynb")
+    key = "lr" if fragment == "expects float" else "num_samples"
+    value = "float('nan')" if value == "nan" else value
+    rc = main(["suite", "--notebooks-dir", str(folder), "--output-root", str(tmp_path / "o"), "-p", key, value])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and fragment in err[0] and not (tmp_path / "o").exists()
