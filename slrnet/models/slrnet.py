@@ -217,7 +217,6 @@ class SLRNet(nn.Module):
         With ``return_iterates`` a fourth item holds the module's iterates (``FactorizationReconstruction``) plus
         ``dictionary_init`` D0 (B, C, K) and ``output`` (B, N, C); ``cvlr_options`` (``num_iters``,
         ``temperature``) override the module's for this call."""
-        B, C = x1.shape[:2]
         views = (x1,) + others
         d0 = self.initialize_dictionary(x1, aux_logits.detach()).detach()   # (B, C, K)
         flat = torch.cat([v.flatten(2) for v in views], dim=2).transpose(1, 2)   # (B, N1+N2, C)
