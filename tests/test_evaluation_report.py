@@ -193,3 +193,158 @@ def test_evaluate_model_without_crf(smoke_setup):
     assert metrics["val_miou_crf"] is None and 0 <= metrics["val_miou"] <= 1
     assert res.final_key == "multi_scale" and len(res.rows()) == 2
     assert len(res.examples["best"]) == 1                     # at most half the images each
+
+
+# ----------------------------------------------------------------------------- failure modes, errors, readings
+
+NAMES4 = ["background", "a", "b", "c"]
+
+
+@pytest.fixture
+def two_objects():
+    gt = np.zeros((20, 20), int)
+    gt[2:8, 2:8] = 1
+    gt[8:14, 8:14] = 2                              # touches a at a corner
+    return gt
+
+
+def test_failure_mode_names_each_failure(two_objects):
+    gt = two_objects
+    mode = lambda pred, g=gt: R.failure_mode(pred, g, 4, NAMES4)   # noqa: E731
+    merged = np.where(gt == 2, 1, gt)
+    f = mode(merged)
+    assert f["mode"] == "merged overlapping objects" and f["detail"] == "b predicted as a, which it touches"
+    assert f["shares"]["object -> another object of the image"] == 1.0 and f["error_share"] == pytest.approx(36 / 400)
+    assert f["gt_classes"] == ["a", "b"] and f["pred_classes"] == ["a"]
+    apart = gt.copy()
+    apart[8:14, 8:14] = 0
+    apart[14:20, 14:20] = 2                          # b far from a: taking it for a is a wrong class, not a merge
+    assert mode(np.where(apart == 2, 1, apart), apart)["mode"] == "wrong class"
+    assert mode(np.where(gt == 2, 0, gt))["mode"] == "missed object"
+    assert mode(np.where(gt == 2, 3, gt))["detail"] == "b predicted as c"
+    leak = gt.copy()
+    leak[15:19, 15:19] = 3
+    assert mode(leak)["mode"] == "background leak" and mode(leak)["detail"] == "c predicted where there is none"
+    grown = gt.copy()
+    grown[1:9, 1:9] = 1
+    assert mode(grown)["mode"] == "background leak"
+    shrunk = gt.copy()
+    shrunk[2:4, 2:8] = 0
+    assert mode(shrunk)["mode"] == "masks too small" and "part of a" in mode(shrunk)["detail"]
+    assert mode(gt)["mode"] == "no error" and mode(gt)["error_share"] == 0.0
+    void = gt.copy()
+    void[8:14, 8:14] = 255                           # void is not scored: no error
+    assert R.failure_mode(np.zeros_like(gt) + gt * (gt < 255), void, 4)["mode"] == "no error"
+    with pytest.raises(ValueError, match="shape"):
+        R.failure_mode(gt[:3], gt, 4)
+
+
+def test_error_breakdown_and_border_band(two_objects):
+    e = R.error_breakdown(np.array([[10, 2, 1], [3, 8, 1], [0, 4, 9]]), ["bg", "a", "b"])
+    assert e["error_share"] == pytest.approx(11 / 38)
+    assert (e["object -> background"], e["background -> object"], e["object -> object"]) == \
+        pytest.approx((3 / 11, 3 / 11, 5 / 11))
+    assert e["largest"] == {"ground_truth": "b", "prediction": "a", "share_of_class": pytest.approx(4 / 13),
+                            "share_of_errors": pytest.approx(4 / 11)}
+    assert R.error_breakdown(np.eye(3) * 5)["largest"] is None
+    band = R.border_band(two_objects, 0)
+    assert band[1, 2] and band[2, 2] and not band[0, 2] and not band[4, 4]       # both sides of a label change
+    wide = R.border_band(two_objects, 2)
+    assert wide[4, 4] and not wide[19, 0] and (wide >= band).all()
+    assert not R.border_band(np.zeros((5, 5), int), 3).any()
+
+
+def test_result_counts_regions_crf_changes_and_failures(result, smoke_setup):
+    _, _, dataset, _ = smoke_setup
+    for key in result.keys():
+        cm = result.confusion[key]
+        regions = result.regions[key]
+        assert regions["border"][1] + regions["interior"][1] == cm.total
+        assert regions["border"][0] + regions["interior"][0] == int(np.trace(cm.matrix))
+    for p in result.passes:
+        ch = result.crf_changes[p.key]
+        net = sum(ch[r]["fixed"] - ch[r]["broken"] for r in ("border", "interior"))
+        changed = sum(int((np.asarray(a) != np.asarray(b))[np.asarray(dataset[i]["mask"]) != 255].sum())
+                      for i, (a, b) in enumerate(zip(result.predictions[p.key], result.predictions[p.key + "_crf"])))
+        assert changed == sum(ch[r]["changed"] for r in ("border", "interior"))
+        assert net == int(np.trace(result.confusion[p.key + "_crf"].matrix) - np.trace(result.confusion[p.key].matrix))
+    assert len(result.failure_modes) == result.num_images
+    for i in range(result.num_images):
+        f = R.failure_mode(result.predictions[result.final_key][i], dataset[i]["mask"], dataset.num_classes,
+                           dataset.class_names)
+        assert f == result.failure_modes[i]
+    for e in result.examples["worst"]:
+        assert e["failure"] is result.failure_modes[e["index"]]
+    metrics = result.metrics()
+    import json
+    json.dumps(metrics)                                            # JSON-ready
+    assert sum(metrics["failure_modes"].values()) == result.num_images
+    accuracy = result.confusion["multi_scale"].pixel_accuracy()
+    assert metrics["errors"]["multi_scale"]["error_share"] == pytest.approx(1 - accuracy)
+
+
+def test_median_and_crf_change_examples(result):
+    scores = np.asarray(result.image_ious[result.final_key])
+    median = R.median_examples(result, 3, exclude=[])
+    assert len(median) == 3 and [e["iou"] for e in median] == sorted(e["iou"] for e in median)
+    order = sorted(range(len(scores)), key=lambda i: (scores[i], i))       # 8 images, median between 3 and 4
+    assert [e["index"] for e in median] == order[2:5]                       # 3, 4 (0.5 away), then 2 before 5
+    assert [e["index"] for e in R.median_examples(result, 2, exclude=[])] == order[3:5]
+    assert len(R.median_examples(result, 100, exclude=[])) == 8
+    default = R.median_examples(result, 3, exclude=[order[3], order[4]])   # the nearest free places: 2, 5, 1
+    assert [e["index"] for e in default] == [order[1], order[2], order[5]]
+    worst = {e["index"] for e in result.examples["worst"]}
+    assert not worst & {e["index"] for e in R.median_examples(result, 3)}
+    assert [e["failure"] for e in default] == [result.failure_modes[e["index"]] for e in default]
+    change = R.crf_change_examples(result, 4)
+    delta = np.asarray(result.image_ious["multi_scale_crf"]) - np.asarray(result.image_ious["multi_scale"])
+    assert [e["delta"] for e in change] == sorted((e["delta"] for e in change), reverse=True)
+    for e in change:
+        assert e["delta"] == pytest.approx(delta[e["index"]])
+        assert e["iou_after"] - e["iou_before"] == pytest.approx(e["delta"])
+    gains = sorted(delta[delta > 0], reverse=True)[:2]
+    assert [e["delta"] for e in change if e["delta"] > 0][:len(gains)] == pytest.approx(list(gains))
+
+
+def test_predict_examples_gives_the_evaluated_maps(result, smoke_setup):
+    _, cfg, dataset, model = smoke_setup
+    maps = R.predict_examples(model, dataset, TestConfig.from_config(cfg, apply_crf=True), [5, 1, 5], device="cpu")
+    assert list(maps) == [5, 1]
+    for i, m in maps.items():
+        assert m["name"] == dataset.names[i]
+        np.testing.assert_array_equal(m["pred"], result.predictions["multi_scale"][i])
+        np.testing.assert_array_equal(m["pred_crf"], result.predictions["multi_scale_crf"][i])
+    with pytest.raises(ValueError, match="use_cls_label"):
+        R.predict_examples(model, dataset, TestConfig(use_cls_label=True), [0])
+
+
+def test_readings_word_this_results_numbers(result):
+    text = R.crf_reading(result)
+    for p in result.passes:
+        a, b = result.miou(p.key), result.miou(p.key + "_crf")
+        assert f"{p.label} {a:.3f} -> {b:.3f} ({R._pts(b - a)})" in text
+    d = np.asarray(result.image_ious["multi_scale_crf"]) - np.asarray(result.image_ious["multi_scale"])
+    assert f"{int((d > 1e-9).sum())} of {len(d)} improve" in text
+    errors = R.error_reading(result)
+    e = R.error_breakdown(result.confusion[result.final_key].matrix, result.class_names)
+    assert f"{100 * e['error_share']:.1f} % of the scored pixels are wrong" in errors
+    assert f"{100 * e['object -> object']:.1f} % object -> another object class" in errors
+    assert "Without the CRF" in errors
+    worst = R.failure_reading(result, result.examples["worst"])
+    for entry in result.examples["worst"]:
+        assert f"{entry['name']} (IoU {entry['iou']:.3f}): {entry['failure']['mode']}" in worst
+    assert f"All {result.num_images} scored images" in worst
+    assert "not applied" in R.crf_reading(R.EvaluationResult(**{**result.__dict__, "apply_crf": False}))
+
+
+def test_crf_without_iterations_changes_nothing(smoke_setup):
+    """Notebook 05's first exercise: crf_iters = 0 returns the network's own probabilities, so its argmax."""
+    _, cfg, dataset, model = smoke_setup
+    res = R.evaluate_model(model, dataset, TestConfig.from_config(cfg, apply_crf=True, crf_iters=0), device="cpu",
+                           max_images=3, num_workers=1)
+    for p in res.passes:
+        np.testing.assert_array_equal(res.confusion[p.key].matrix, res.confusion[p.key + "_crf"].matrix)
+        assert all(res.crf_changes[p.key][r]["changed"] == 0 for r in ("border", "interior"))
+    text = R.crf_reading(res)
+    assert "(+0.0 points)" in text and "0 of 3 improve, 0 get worse, 3 are unchanged" in text
+    assert "the CRF changed no scored pixel" in text and res.metrics()["settings"]["crf_iters"] == 0

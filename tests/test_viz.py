@@ -231,3 +231,72 @@ def test_factor_explorer(factors, monkeypatch):
     assert calls[-1][0] is factors[1] and calls[-1][1:4] == (4, "view 2 → 1", 2)
     with pytest.raises(ValueError, match="no factors"):
         viz_factors.factor_explorer([])
+
+
+# ----------------------------------------------------------------------------- save_figure, label_overlay
+def _saved_size(path) -> tuple[int, int]:
+    import matplotlib.image as mpimg
+
+    height, width = mpimg.imread(path).shape[:2]
+    return width, height
+
+
+def test_save_figure_keeps_legends_and_titles_outside_the_axes(tmp_path):
+    """A legend right of the axes, a figure legend under them and a title wider than the figure all end up
+    inside the saved PNG (bbox_inches="tight"), where a plain savefig of the figure's size would cut them."""
+    fig, ax = plt.subplots(figsize=(2.0, 1.5))
+    ax.plot([0, 1], [0, 1], label="a rather long legend label")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.legend(handles=common.class_legend_handles(NAMES), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=6)
+    ax.set_title("a title much wider than this two-inch figure")
+    path = common.save_figure(fig, tmp_path / "figs", "wide", dpi=50)
+    assert path == tmp_path / "figs" / "wide.png" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    renderer = fig.canvas.get_renderer()
+    width, height = _saved_size(path)
+    for artist in (ax.get_legend(), fig.legends[0], ax.title):
+        box = artist.get_window_extent(renderer)            # display pixels at the figure's dpi
+        assert box.width * 50 / fig.dpi <= width and box.height * 50 / fig.dpi <= height
+    extent = fig.get_tightbbox(renderer)                      # inches: everything drawn
+    assert width >= extent.width * 50 - 2 and height >= extent.height * 50 - 2
+    assert width > 2.0 * 50 and height > 1.5 * 50          # larger than the figure itself: nothing cut
+    assert common.save_figure(fig, tmp_path, "again.png").name == "again.png"
+    for bad in ("../up", "a/b", ""):
+        with pytest.raises(ValueError, match="plain file name"):
+            common.save_figure(fig, tmp_path, bad)
+
+
+def test_class_legend_and_frequency_pngs_are_not_cropped(tmp_path):
+    """The two PNGs issue 35 found cut: every legend entry ("background" ... "void") and the title are inside."""
+    from slrnet.viz import dataset as figs
+
+    names = ["background", "circle", "square", "triangle", "star", "cross", "crescent"]
+    for fig, artists in ((figs.plot_class_legend(names), None),
+                         (figs.plot_class_frequency({"class_image_frequency": {n: 0.3 for n in names[1:]},
+                                                     "split": "train", "num_scanned": 2000}), None)):
+        path = common.save_figure(fig, tmp_path, "f", show=False)
+        renderer = fig.canvas.get_renderer()
+        ax = fig.axes[0]
+        artists = ([*ax.get_legend().get_texts()] if ax.get_legend() else [ax.title])
+        x0 = min(a.get_window_extent(renderer).x0 for a in artists)
+        x1 = max(a.get_window_extent(renderer).x1 for a in artists)
+        width, _ = _saved_size(path)
+        assert x1 - min(0.0, x0) <= width + 1, [a.get_text() for a in artists]
+        if ax.get_legend():
+            assert [t.get_text() for t in artists] == names + ["void"]
+
+
+def test_label_overlay_paints_exact_class_colours():
+    rgb = np.zeros((4, 5, 3), np.uint8)
+    rgb[..., 0] = 200                                                  # a red scene
+    mask = np.array([[0, 1, 1, 0, 255], [0, 2, 2, 0, 0], [0, 0, 0, 0, 0], [3, 3, 0, 255, 0]])
+    out = common.label_overlay(rgb, mask)
+    fg = (mask > 0) & (mask != 255)
+    np.testing.assert_array_equal(out[fg], common.colorize(mask)[fg])  # not blended with the object's colour
+    assert (out[mask == 255] == 255).all()
+    bg = out[mask == 0].astype(int)
+    assert (bg[:, 0] == bg[:, 1]).all() and (bg[:, 1] == bg[:, 2]).all()   # the scene in grey ...
+    assert bg.max() <= 0.35 * 255 < 128                                     # ... darker than the palette grey (class 7)
+    handles = common.class_legend_handles(["bg", "x"], void_label="void", void_rgb=(255, 255, 255))
+    assert [h.get_label() for h in handles] == ["bg", "x", "void"]
+    np.testing.assert_allclose(handles[1].get_facecolor()[:3], common.class_colors(2)[1])
+    np.testing.assert_allclose(handles[2].get_facecolor()[:3], [1, 1, 1])

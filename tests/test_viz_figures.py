@@ -141,3 +141,89 @@ def test_label_columns_and_miou_bars():
     fig = E.plot_miou_bars({"single stage": 0.5, "+ CRF": 0.55, "second stage": 0.6})
     assert [b.get_height() for b in fig.axes[0].patches] == pytest.approx([0.5, 0.55, 0.6])
     assert [t.get_text() for t in fig.axes[0].texts] == ["0.500", "0.550", "0.600"]
+
+
+def test_confusion_before_after_draws_both_and_their_difference():
+    before, after = np.array([[8, 2], [1, 3]]), np.array([[9, 1], [0, 4]])
+    fig = E.plot_confusion_before_after(before, after, ["bg", "x"])
+    panels = [ax for ax in fig.axes if ax.get_images()][:3]
+    np.testing.assert_allclose(arrays(panels[0])[0], [[0.8, 0.2], [0.25, 0.75]])
+    np.testing.assert_allclose(arrays(panels[1])[0], [[0.9, 0.1], [0.0, 1.0]])
+    np.testing.assert_allclose(arrays(panels[2])[0], [[0.1, -0.1], [-0.25, 0.25]])
+    assert [t.get_text() for t in panels[2].texts] == ["+0.10", "-0.10", "-0.25", "+0.25"]
+    assert panels[0].get_title().startswith("without CRF") and panels[1].get_title().startswith("with CRF")
+
+
+def test_crf_before_after_rows_and_change_map():
+    gt = np.array([[0, 1, 1], [0, 255, 2]])
+    before = np.array([[1, 1, 0], [0, 0, 2]])
+    after = np.array([[0, 1, 1], [2, 2, 2]])
+    change = E.crf_change_map(gt, before, after)
+    c = E.CRF_CHANGE_COLOURS
+    np.testing.assert_allclose(change[0, 0], c["fixed by the CRF"])          # 1 -> 0, truth 0
+    np.testing.assert_allclose(change[0, 1], [1, 1, 1])                      # unchanged
+    np.testing.assert_allclose(change[0, 2], c["fixed by the CRF"])
+    np.testing.assert_allclose(change[1, 0], c["broken by the CRF"])         # 0 -> 2, truth 0
+    np.testing.assert_allclose(change[1, 1], c["changed, not scored (void)"])
+    rgb = np.full((2, 3, 3), 90, np.uint8)
+    fig = E.plot_crf_before_after([(rgb, gt, before, after, "img a\n0.5 -> 0.9"), (rgb, gt, after, before, "b")],
+                                  class_names=["bg", "x", "y"])
+    assert len(fig.axes) == 10
+    assert [ax.get_title() for ax in fig.axes[:5]] == ["image", "ground truth", "without CRF", "with CRF",
+                                                       "what the CRF changed"]
+    np.testing.assert_array_equal(arrays(fig.axes[2])[0], colorize(before))
+    np.testing.assert_array_equal(arrays(fig.axes[3])[0], colorize(after))
+    np.testing.assert_array_equal(arrays(fig.axes[7])[0], colorize(after))      # row 2 swaps them
+    assert fig.axes[5].get_ylabel() == "b"
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[:3] == ["bg", "x", "y"] and "fixed by the CRF" in labels
+    with pytest.raises(ValueError, match="no rows"):
+        E.plot_crf_before_after([])
+
+
+def test_best_worst_titles_name_the_sides():
+    rgb = np.zeros((3, 3, 3), np.uint8)
+    row = (rgb, np.zeros((3, 3), int), np.ones((3, 3), int), "a")
+    fig = E.plot_best_worst([row], [row, row], titles=("median", "worst"))
+    assert fig.axes[0].get_title() == "median: image" and fig.axes[3].get_title() == "worst: image"
+
+
+def test_cooccurrence_figure_draws_the_conditional_shares():
+    from slrnet.analysis.dataset_statistics import class_cooccurrence
+    from slrnet.viz import dataset as D
+
+    labels = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [1, 1, 1], [0, 0, 0]])
+    stats = {"class_names": ["background", "a", "b", "c"], "cooccurrence": class_cooccurrence(labels).tolist(),
+             "num_scanned": 5, "split": "train"}
+    fig, ax = plt.subplots()
+    assert D.plot_cooccurrence(stats, ax=ax) is fig
+    shown = np.ma.filled(arrays(ax)[0].astype(float), np.nan)
+    expected = [[np.nan, 2 / 3, 1 / 3], [2 / 3, np.nan, 1 / 3], [1, 1, np.nan], [3 / 5, 3 / 5, 1 / 5]]
+    np.testing.assert_allclose(shown, expected)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a (3)", "b (3)", "c (1)", "all images"]
+    with pytest.raises(ValueError, match="does not match"):
+        D.plot_cooccurrence({**stats, "class_names": ["background", "a"]})
+
+
+def test_samples_show_class_colours_and_their_legend():
+    from slrnet.viz import dataset as D
+
+    class Tiny:
+        class_names = ["background", "a", "b"]
+
+        def __getitem__(self, i):
+            mask = torch.zeros(6, 5, dtype=torch.long)
+            mask[1:3, 1:3] = 1 + i
+            mask[0, 0] = 255
+            return {"image": torch.randn(3, 6, 5), "mask": mask, "labels": torch.tensor([1.0 - i, float(i)]),
+                    "name": f"s{i}", "has_mask": True}
+
+    fig = D.plot_samples(Tiny(), [0, 1])
+    mask = Tiny()[1]["mask"].numpy()
+    shown = arrays(fig.axes[3])[0]
+    fg = (mask > 0) & (mask < 255)
+    np.testing.assert_array_equal(shown[fg], colorize(mask)[fg])
+    assert (shown[mask == 255] == 255).all()
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["background (the scene, darkened)", "a", "b",
+                                                                  "void (not scored)"]
+    assert not D.plot_samples(Tiny(), [0], legend=False).legends

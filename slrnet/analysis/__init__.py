@@ -5,5 +5,5 @@
     trained_model         the model an analysis works on: a checkpoint, the published model, or a short run
     label_efficiency      four settings, one budget, several pixel-label fractions (notebook 03)
     factors               codes and dictionaries of a trained model, per view and iteration (notebook 04)
-    evaluation_report     four test-time settings, per-class IoU, best and worst images (notebook 05)
+    evaluation_report     four test-time settings, per-class IoU, median and worst images with their failure mode (notebook 05)
 """

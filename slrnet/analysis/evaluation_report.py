@@ -15,8 +15,16 @@ top-k), never by ground-truth image labels (``use_cls_label`` is off: that would
     >>> print(R.markdown_table(result.rows()))        # the 4-row mIoU table
     >>> result.metrics()                               # val_miou, val_miou_crf, ... for metrics.json
 
-Per-image IoU (for the best / worst examples) is the mean IoU over the classes present in that image's
+Per-image IoU (for the best / median / worst examples) is the mean IoU over the classes present in that image's
 ground truth or prediction, the per-image analogue of ``ConfusionMatrix.miou``.
+
+Readings (text the notebook prints, every number computed from the result):
+
+    >>> print(R.crf_reading(result))      # CRF gain in mIoU, per class, per image, border band vs interior
+    >>> print(R.error_reading(result))    # where the confusion matrix's errors are: with background or between objects
+    >>> median = R.median_examples(result, 4)                  # images around the median per-image IoU
+    >>> maps = R.predict_examples(model, dataset, test, [e["index"] for e in median])   # no-CRF and CRF maps again
+    >>> R.failure_mode(pred, gt, num_classes, class_names)     # missed object / wrong class / merged / leak ...
 """
 from __future__ import annotations
 
@@ -126,6 +134,11 @@ class EvaluationResult:
     seconds: dict              # pass key -> wall seconds (network and overlapped CRF)
     settings: dict = field(default_factory=dict)
     predictions: dict | None = None  # setting key -> [uint8 (H, W)] per image, only with keep_predictions
+    regions: dict = field(default_factory=dict)       # setting key -> {"border"|"interior": [correct, scored]}
+    # pass key -> {"border"|"interior": {"fixed", "broken", "changed", "scored"}} (pixels the CRF changed)
+    crf_changes: dict = field(default_factory=dict)
+    failure_modes: list = field(default_factory=list)  # failure_mode(...) per image, final setting (None: unscored)
+    border_width: int = 0                              # the border band: pixels within this many of a label border
 
     @property
     def num_images(self) -> int:
@@ -191,14 +204,29 @@ class EvaluationResult:
         out["settings"] = {**self.settings, "multi_scale_flip": True, "use_cls_label": False,
                            "apply_crf": self.apply_crf}
         out["examples"] = {"setting": self.examples["setting"],
-                           **{which: [{"name": e["name"], "iou": e["iou"]} for e in self.examples[which]]
+                           **{which: [{"name": e["name"], "iou": e["iou"],
+                                       **({"failure": e["failure"]["mode"]} if e.get("failure") else {})}
+                                      for e in self.examples[which]]
                               for which in ("best", "worst")}}
+        if self.regions:
+            out["border_accuracy"] = {k: self.region_accuracy(k) for k in self.keys()}
+            out["border_width"] = self.border_width
+        out["errors"] = {k: error_breakdown(self.confusion[k].matrix, self.class_names) for k in self.keys()}
+        modes = [m["mode"] for m in self.failure_modes if m is not None]
+        out["failure_modes"] = {mode: modes.count(mode) for mode in dict.fromkeys(modes)}
+        return out
+
+    def region_accuracy(self, key: str) -> dict[str, float | None]:
+        """Pixel accuracy in the border band and in the interior (``border_width`` px from a ground-truth border)."""
+        out = {}
+        for region, (correct, scored) in self.regions.get(key, {}).items():
+            out[region] = float(correct / scored) if scored else None
         return out
 
 
 def evaluate_model(model, dataset, test: TestConfig, *, max_images: int | None = None,
                    num_workers: int | None = None, device="auto", num_examples: int = 4, amp: bool = True,
-                   keep_predictions: bool = False) -> EvaluationResult:
+                   keep_predictions: bool = False, border_width: int = 5) -> EvaluationResult:
     """With ``test``'s class filtering (its predicted scores pick the classes: ``use_cls_label`` is refused
     here, it would leak labels on val) and its scales: single-scale and multi-scale + flip passes over the
     first ``max_images`` (None: all) images of
@@ -206,7 +234,12 @@ def evaluate_model(model, dataset, test: TestConfig, *, max_images: int | None =
     best / worst ``num_examples`` images of the final setting (multi-scale + flip, + CRF when applied;
     at most half the images each, so the two lists share no image when all are scored). Images without pixel labels
     are not scored (per-image IoU NaN). ``keep_predictions`` also keeps every predicted map (memory:
-    images x settings x H x W bytes) for ``slrnet.viz.evaluation.prediction_explorer``."""
+    images x settings x H x W bytes) for ``slrnet.viz.evaluation.prediction_explorer``.
+
+    Also counted on the way: pixel accuracy in the border band (scored pixels within ``border_width`` px of a
+    ground-truth label border, void included) and in the interior, for every setting; the pixels the CRF
+    fixed and broke in each region, for every pass; and ``failure_mode`` of every image in the final setting
+    (the worst examples carry theirs as ``"failure"``)."""
     from slrnet.metrics import ConfusionMatrix
 
     if test.use_cls_label:
@@ -230,6 +263,9 @@ def evaluate_model(model, dataset, test: TestConfig, *, max_images: int | None =
     names: list[str] = []
     seconds = {}
     kept_preds: dict[str, list] | None = {} if keep_predictions else None
+    regions: dict[str, dict] = {}
+    crf_changes: dict[str, dict] = {}
+    failure_modes: list = []
     for p in passes:
         start = time.perf_counter()
         predictor = Predictor(model, test.replace(scales=p.scales, flip=p.flip), device=device, amp=amp)
@@ -239,6 +275,29 @@ def evaluate_model(model, dataset, test: TestConfig, *, max_images: int | None =
             if p is passes[0]:
                 names.append(rec["name"])
             preds = {p.key: rec["pred"], p.key + "_crf": rec["pred_crf"]}
+            band = None if rec["mask"] is None else border_band(rec["mask"], border_width)
+            if band is not None:
+                scored = np.asarray(rec["mask"]) != 255
+                for key in keys:
+                    right = (np.asarray(preds[key]) == np.asarray(rec["mask"])) & scored
+                    counts = regions.setdefault(key, {"border": [0, 0], "interior": [0, 0]})
+                    for region, where in (("border", band & scored), ("interior", ~band & scored)):
+                        counts[region][0] += int(right[where].sum())
+                        counts[region][1] += int(where.sum())
+                if apply_crf:
+                    gt = np.asarray(rec["mask"])
+                    before, after = np.asarray(preds[p.key]) == gt, np.asarray(preds[p.key + "_crf"]) == gt
+                    changed = np.asarray(preds[p.key]) != np.asarray(preds[p.key + "_crf"])
+                    changes = crf_changes.setdefault(p.key, {r: {"fixed": 0, "broken": 0, "changed": 0, "scored": 0}
+                                                             for r in ("border", "interior")})
+                    for region, where in (("border", band & scored), ("interior", ~band & scored)):
+                        changes[region]["fixed"] += int((~before & after & where).sum())
+                        changes[region]["broken"] += int((before & ~after & where).sum())
+                        changes[region]["changed"] += int((changed & where).sum())
+                        changes[region]["scored"] += int(where.sum())
+            if final_key in keys:
+                failure_modes.append(None if rec["mask"] is None else
+                                     failure_mode(preds[final_key], rec["mask"], num_classes, class_names))
             for key in keys:
                 if kept_preds is not None:
                     kept_preds.setdefault(key, []).append(preds[key])
@@ -256,12 +315,14 @@ def evaluate_model(model, dataset, test: TestConfig, *, max_images: int | None =
 
     def entries(items):
         return [{"index": e["index"], "name": e["payload"][0], "pred": e["payload"][1],
-                 "iou": image_ious[final_key][e["index"]]} for e in items]
+                 "iou": image_ious[final_key][e["index"]], "failure": failure_modes[e["index"]]} for e in items]
 
     examples = {"setting": final_key, "best": entries(extremes.best()), "worst": entries(extremes.worst())}
-    settings = {"scales": list(scales), "fp_cut": test.fp_cut, "top_k": test.top_k, "bg_pow": test.bg_pow}
+    settings = {"scales": list(scales), "fp_cut": test.fp_cut, "top_k": test.top_k, "bg_pow": test.bg_pow,
+                "crf_iters": test.crf_iters}
     return EvaluationResult(class_names, passes, apply_crf, confusion, image_ious, names, examples, seconds, settings,
-                            kept_preds)
+                            kept_preds, regions=regions, crf_changes=crf_changes, failure_modes=failure_modes,
+                            border_width=int(border_width))
 
 
 def example_rows(dataset, entries: Sequence[dict]) -> list[tuple]:
@@ -271,9 +332,371 @@ def example_rows(dataset, entries: Sequence[dict]) -> list[tuple]:
     rows = []
     for e in entries:
         sample = dataset[e["index"]]
-        rows.append((denormalize(sample["image"]), np.asarray(sample["mask"]), e["pred"],
-                     f"{e['name']}\nIoU {e['iou']:.3f}"))
+        caption = f"{e['name']}\nIoU {e['iou']:.3f}"
+        if e.get("failure") and e["failure"]["mode"] != "no error":
+            caption += "\n" + e["failure"]["mode"]
+        rows.append((denormalize(sample["image"]), np.asarray(sample["mask"]), e["pred"], caption))
     return rows
+
+
+# ----------------------------------------------------------------------------- borders and failure modes
+
+def border_band(gt, width: int) -> np.ndarray:
+    """Bool (H, W): pixels within ``width`` px (a (2 width + 1) square) of a place where the ground-truth label
+    changes between 4-neighbours (void counts as a label, so the band runs along VOC-style void borders too)."""
+    import torch
+
+    gt = np.asarray(gt)
+    edge = np.zeros(gt.shape, dtype=bool)
+    dy, dx = gt[1:, :] != gt[:-1, :], gt[:, 1:] != gt[:, :-1]
+    edge[1:, :] |= dy
+    edge[:-1, :] |= dy
+    edge[:, 1:] |= dx
+    edge[:, :-1] |= dx
+    if width <= 0:
+        return edge
+    t = torch.from_numpy(edge).float()[None, None]
+    return torch.nn.functional.max_pool2d(t, 2 * width + 1, stride=1, padding=width)[0, 0].numpy() > 0
+
+
+def _dilate(mask: np.ndarray, width: int) -> np.ndarray:
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(mask)).float()[None, None]
+    return torch.nn.functional.max_pool2d(t, 2 * width + 1, stride=1, padding=width)[0, 0].numpy() > 0
+
+
+FAILURE_MODES = ("missed object", "wrong class", "merged overlapping objects", "background leak",
+                 "masks too small", "no error")
+
+ERROR_KINDS = ("object -> background", "background -> object", "object -> another object of the image",
+               "object -> a class not in the image")
+
+
+def _name(class_names, c: int) -> str:
+    return class_names[c] if class_names is not None and c < len(class_names) else f"class {c}"
+
+
+def failure_mode(pred, gt, num_classes: int, class_names: Sequence[str] | None = None, ignore_index: int = 255,
+                 touch: int = 3) -> dict:
+    """Why one image's prediction is wrong, from its class sets and its pixel confusion (void not scored).
+
+    Class-level failures first, for the ground-truth class with the most pixels that fails:
+    * a ground-truth class the prediction lacks: its pixels went mostly to background -> **missed object**;
+      mostly to another class of the image whose object it touches (within ``touch`` px) -> **merged overlapping
+      objects**; otherwise to another class -> **wrong class**;
+    * a predicted class the image lacks: its pixels are mostly an object's -> **wrong class**, mostly
+      background's -> **background leak** (an object where there is none).
+    With the class sets equal, the largest kind of error pixel decides: background taken for an object ->
+    **background leak**; object pixels taken for background -> **masks too small**; one object class taken
+    for another -> **merged overlapping objects** when the two objects touch, else **wrong class**.
+
+    Returns ``{"mode", "detail", "error_share" (wrong / scored pixels), "shares" ({ERROR_KINDS: share of the
+    wrong pixels}), "gt_classes", "pred_classes"}`` (class names).
+    """
+    pred, gt = np.asarray(pred).astype(np.int64), np.asarray(gt).astype(np.int64)
+    if pred.shape != gt.shape:
+        raise ValueError(f"failure_mode: prediction {pred.shape} and ground truth {gt.shape} differ in shape")
+    k = int(num_classes)
+    valid = gt != ignore_index
+    cm = np.bincount(gt[valid] * k + pred[valid].clip(0, k - 1), minlength=k * k).reshape(k, k)
+    total = int(cm.sum())
+    errors = total - int(np.trace(cm))
+    gt_set = [c for c in range(1, k) if cm[c].sum() > 0]
+    pred_set = [c for c in range(1, k) if (pred[valid] == c).any()]
+    kinds = dict.fromkeys(ERROR_KINDS, 0)
+    kinds["object -> background"] = int(cm[1:, 0].sum())
+    kinds["background -> object"] = int(cm[0, 1:].sum())
+    for c in range(1, k):
+        for j in range(1, k):
+            if j != c and cm[c, j]:
+                kinds["object -> another object of the image" if j in gt_set else
+                      "object -> a class not in the image"] += int(cm[c, j])
+    out = {"error_share": float(errors / total) if total else float("nan"),
+           "shares": {kind: float(v / errors) if errors else 0.0 for kind, v in kinds.items()},
+           "gt_classes": [_name(class_names, c) for c in gt_set],
+           "pred_classes": [_name(class_names, c) for c in pred_set]}
+    if errors == 0:
+        return {"mode": "no error", "detail": "every scored pixel right", **out}
+
+    def touching(c: int, j: int) -> bool:
+        return bool((_dilate(gt == c, touch) & (gt == j)).any())
+
+    def as_object(c: int, j: int, what: str) -> tuple[str, str]:
+        if j in gt_set and touching(c, j):
+            return ("merged overlapping objects",
+                    f"{_name(class_names, c)} {what} {_name(class_names, j)}, which it touches")
+        return "wrong class", f"{_name(class_names, c)} {what} {_name(class_names, j)}"
+
+    missing = sorted((c for c in gt_set if c not in pred_set), key=lambda c: -cm[c].sum())
+    extra = sorted((c for c in pred_set if c not in gt_set), key=lambda c: -cm[:, c].sum())
+    if missing:
+        c = missing[0]
+        j = int(np.argmax(np.where(np.arange(k) == c, -1, cm[c])))
+        if j == 0:
+            mode, detail = "missed object", f"{_name(class_names, c)} not found (predicted as background)"
+        else:
+            mode, detail = as_object(c, j, "predicted as")
+    elif extra:
+        j = extra[0]
+        c = int(np.argmax(cm[:, j]))
+        if c == 0:
+            mode, detail = "background leak", f"{_name(class_names, j)} predicted where there is none"
+        else:
+            mode, detail = "wrong class", f"{_name(class_names, c)} predicted as {_name(class_names, j)}"
+    else:
+        kind = max(kinds, key=kinds.get)
+        if kind == "background -> object":
+            j = int(np.argmax(cm[0, 1:])) + 1
+            mode, detail = "background leak", f"background taken for {_name(class_names, j)}"
+        elif kind == "object -> background":
+            c = int(np.argmax(cm[1:, 0])) + 1
+            mode, detail = "masks too small", f"part of {_name(class_names, c)} predicted as background"
+        else:
+            off = cm.copy()
+            off[0, :], off[:, 0] = 0, 0
+            np.fill_diagonal(off, 0)
+            c, j = np.unravel_index(int(np.argmax(off)), off.shape)
+            mode, detail = as_object(int(c), int(j), "partly predicted as")
+    return {"mode": mode, "detail": detail, **out}
+
+
+def error_breakdown(matrix, class_names: Sequence[str] | None = None) -> dict:
+    """Where a (K, K) confusion matrix's wrong pixels are (rows ground truth, columns prediction, class 0
+    background): ``error_share`` of the scored pixels, the shares of the wrong pixels that are object ->
+    background, background -> object and object -> object, and the largest off-diagonal cell (``largest``:
+    ground truth, prediction, its share of that class's pixels and of all wrong pixels). JSON-ready."""
+    m = np.asarray(matrix, dtype=np.float64)
+    total = m.sum()
+    wrong = total - np.trace(m)
+    to_bg, from_bg = m[1:, 0].sum(), m[0, 1:].sum()
+    between = wrong - to_bg - from_bg
+    out = {"error_share": float(wrong / total) if total else None,
+           "object -> background": float(to_bg / wrong) if wrong else 0.0,
+           "background -> object": float(from_bg / wrong) if wrong else 0.0,
+           "object -> object": float(between / wrong) if wrong else 0.0, "largest": None}
+    if wrong:
+        off = m.copy()
+        np.fill_diagonal(off, 0)
+        r, c = np.unravel_index(int(np.argmax(off)), off.shape)
+        out["largest"] = {"ground_truth": _name(class_names, int(r)), "prediction": _name(class_names, int(c)),
+                          "share_of_class": float(off[r, c] / max(1.0, m[r].sum())),
+                          "share_of_errors": float(off[r, c] / wrong)}
+    return out
+
+
+# ----------------------------------------------------------------------------- examples beyond best / worst
+
+def median_examples(result: EvaluationResult, k: int, key: str | None = None,
+                    exclude: Sequence[int] | None = None) -> list[dict]:
+    """The ``k`` scored images whose per-image IoU (setting ``key``, default the final one) sits around the
+    median, in rising IoU: what a typical image looks like. ``{"index", "name", "iou", "failure"}`` entries.
+    ``exclude``: image indices not to pick (default: the result's worst examples, so no image is shown twice
+    when many images tie); the median's place is taken over all scored images, and the ``k`` images picked are
+    the ones not excluded that rank closest to it."""
+    key = key or result.final_key
+    if exclude is None:
+        exclude = [e["index"] for e in result.examples.get("worst", [])]
+    excluded = set(int(i) for i in exclude)
+    scores = np.asarray(result.image_ious[key], dtype=np.float64)
+    order = sorted(np.flatnonzero(np.isfinite(scores)).tolist(), key=lambda i: (scores[i], i))   # all scored
+    centre = (len(order) - 1) / 2                                       # the median's place among all of them
+    free = [pos for pos, i in enumerate(order) if i not in excluded]
+    picked = sorted(sorted(free, key=lambda pos: (abs(pos - centre), pos))[:max(0, int(k))])
+    modes = result.failure_modes if key == result.final_key and result.failure_modes else [None] * len(scores)
+    return [{"index": order[pos], "name": result.names[order[pos]], "iou": float(scores[order[pos]]),
+             "failure": modes[order[pos]]} for pos in picked]
+
+
+def crf_change_examples(result: EvaluationResult, k: int = 4, pass_key: str = "multi_scale") -> list[dict]:
+    """Images where the CRF changed the per-image IoU of pass ``pass_key`` most: up to ``ceil(k / 2)`` largest
+    gains, then the largest losses, filled up to ``k`` by the next largest changes. Entries ``{"index",
+    "name", "iou_before", "iou_after", "delta"}``, gains first (falling), then losses (rising)."""
+    if not result.apply_crf:
+        raise ValueError("crf_change_examples: the evaluation ran without the CRF (test.apply_crf)")
+    before = np.asarray(result.image_ious[pass_key], dtype=np.float64)
+    after = np.asarray(result.image_ious[pass_key + "_crf"], dtype=np.float64)
+    delta = after - before
+    ok = np.flatnonzero(np.isfinite(delta)).tolist()
+    gains = sorted((i for i in ok if delta[i] > 0), key=lambda i: (-delta[i], i))
+    losses = sorted((i for i in ok if delta[i] < 0), key=lambda i: (delta[i], i))
+    picked = gains[:-(-k // 2)] if k else []
+    picked += losses[:k - len(picked)]
+    rest = sorted((i for i in ok if i not in picked), key=lambda i: (-abs(delta[i]), i))
+    picked += rest[:k - len(picked)]
+    picked.sort(key=lambda i: (-delta[i], i))
+    return [{"index": i, "name": result.names[i], "iou_before": float(before[i]), "iou_after": float(after[i]),
+             "delta": float(delta[i])} for i in picked]
+
+
+class _Picked:
+    """A few items of a dataset, in the given order (for ``Predictor.iter_dataset``)."""
+
+    def __init__(self, dataset, indices: Sequence[int]):
+        self.dataset, self.indices = dataset, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        return self.dataset[self.indices[i]]
+
+
+def predict_examples(model, dataset, test: TestConfig, indices: Sequence[int], *, device="auto",
+                     amp: bool = True) -> dict[int, dict]:
+    """The multi-scale + flip pass of ``evaluate_model`` again for a few images (same settings, same code path,
+    so the same maps): ``{index: {"index", "name", "pred", "pred_crf" (None without the CRF), "mask"}}``.
+    Cheaper than keeping every map of the split when only a handful are shown."""
+    if test.use_cls_label:
+        raise ValueError("predict_examples: test.use_cls_label would pick classes by the ground truth")
+    indices = list(dict.fromkeys(int(i) for i in indices))
+    predictor = Predictor(model, test.replace(flip=True), device=device, amp=amp)
+    records = predictor.iter_dataset(_Picked(dataset, indices), num_workers=1)
+    return {i: {"index": i, "name": rec["name"], "pred": rec["pred"], "pred_crf": rec["pred_crf"], "mask": rec["mask"]}
+            for i, rec in zip(indices, records)}
+
+
+# ----------------------------------------------------------------------------- readings
+
+def _pts(x: float) -> str:
+    text = f"{100 * x:+.1f}"
+    return ("+0.0" if text == "-0.0" else text) + " points"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def crf_reading(result: EvaluationResult, pass_key: str = "multi_scale", top: int = 2) -> str:
+    """What the CRF did in this run, worded from its numbers: the mIoU of every pass without and with it, the
+    classes that gain and lose most, how many images improve or worsen, and where the pixels it fixed and
+    broke lie (the border band against the interior)."""
+    if not result.apply_crf:
+        return "The CRF was not applied (apply_crf = False): nothing to compare."
+    lines = []
+    parts = []
+    for p in result.passes:
+        a, b = result.miou(p.key), result.miou(p.key + "_crf")
+        if a is not None and b is not None:
+            parts.append(f"{p.label} {a:.3f} -> {b:.3f} ({_pts(b - a)})")
+    lines.append("mIoU without -> with the CRF: " + "; ".join(parts) + ".")
+    label = result.label(pass_key)
+    before, after = result.per_class_iou(pass_key), result.per_class_iou(pass_key + "_crf")
+    deltas = {n: after[n] - before[n] for n in before if before[n] is not None and after[n] is not None}
+    if deltas:
+        ranked = sorted(deltas, key=deltas.get, reverse=True)
+        gains = [n for n in ranked if deltas[n] > 0][:top]
+        losses = [n for n in reversed(ranked) if deltas[n] < 0][:top]
+        text = f"Per class ({label}): "
+        text += ("largest gains " + ", ".join(f"{n} {deltas[n]:+.3f}" for n in gains)) if gains else "no class gains"
+        text += ("; largest losses " + ", ".join(f"{n} {deltas[n]:+.3f}" for n in losses)) if losses else \
+            "; no class loses"
+        lines.append(text + " (IoU).")
+    d = (np.asarray(result.image_ious[pass_key + "_crf"], dtype=float)
+         - np.asarray(result.image_ious[pass_key], dtype=float))
+    d = d[np.isfinite(d)]
+    if d.size:
+        up, down = int((d > 1e-9).sum()), int((d < -1e-9).sum())
+        lines.append(f"Per image: {up} of {d.size} improve, {down} get worse, {d.size - up - down} are unchanged "
+                     f"(median change {np.median(d):+.3f} IoU).")
+    ch = result.crf_changes.get(pass_key)
+    if ch:
+        scored = ch["border"]["scored"] + ch["interior"]["scored"]
+        fixed = ch["border"]["fixed"] + ch["interior"]["fixed"]
+        broken = ch["border"]["broken"] + ch["interior"]["broken"]
+        changed = ch["border"]["changed"] + ch["interior"]["changed"]
+        w = result.border_width
+        if scored and fixed + broken:
+            band = ch["border"]["scored"] / scored
+            text = (f"Pixels: the CRF changed the label of {_pct(changed / scored)} of the scored pixels ({label}): it "
+                    f"fixed {_pct(fixed / scored)}, broke {_pct(broken / scored)}, and moved "
+                    f"{_pct((changed - fixed - broken) / scored)} from one wrong label to another. "
+                    f"The border band (within {w} px of a ground-truth border) holds {_pct(band)} of the scored pixels "
+                    f"but {_pct(ch['border']['fixed'] / fixed) if fixed else 'none'} of the fixed ones and "
+                    f"{_pct(ch['border']['broken'] / broken) if broken else 'none'} of the broken ones. ")
+            acc_b, acc_a = result.region_accuracy(pass_key), result.region_accuracy(pass_key + "_crf")
+            if acc_b.get("border") is not None and acc_b.get("interior") is not None:
+                text += (f"Pixel accuracy in the band {acc_b['border']:.3f} -> {acc_a['border']:.3f}, in the interior "
+                         f"{acc_b['interior']:.3f} -> {acc_a['interior']:.3f}. ")
+            net_b = ch["border"]["fixed"] - ch["border"]["broken"]
+            net_i = ch["interior"]["fixed"] - ch["interior"]["broken"]
+            if net_b + net_i > 0 and min(net_b, net_i) < 0:
+                inside, outside = ("border band", "interior") if net_b > 0 else ("interior", "border band")
+                text += (f"Net, the CRF gains only in the {inside}; in the {outside} it breaks more pixels than it "
+                         "fixes.")
+            elif net_b + net_i > 0:
+                share = net_b / (net_b + net_i)
+                where = ("mostly at borders: it snaps mask edges to the image's edges" if share > 0.5 else
+                         "mostly away from borders: it relabels whole regions (filling holes, removing or "
+                         "changing the class of blobs), not only their edges")
+                text += f"Net, {_pct(share)} of its gain lies in the border band: the CRF helps here {where}."
+            else:
+                text += "Net, the CRF breaks more pixels than it fixes here."
+            lines.append(text)
+        elif scored and changed:
+            lines.append(f"Pixels: the CRF changed the label of {_pct(changed / scored)} of the scored pixels "
+                         f"({label}), each from one wrong label to another: it fixed and broke none.")
+        elif scored:
+            lines.append(f"Pixels: the CRF changed no scored pixel ({label}).")
+    return "\n".join(lines)
+
+
+def _error_line(label: str, e: dict) -> str:
+    return (f"{label}: {_pct(e['error_share'] or 0.0)} of the scored pixels are wrong; of these "
+            f"{_pct(e['object -> background'])} object -> background, {_pct(e['background -> object'])} "
+            f"background -> object, {_pct(e['object -> object'])} object -> another object class.")
+
+
+def error_reading(result: EvaluationResult, key: str | None = None) -> str:
+    """Where the errors of the confusion matrix of ``key`` (default the final setting) lie, worded from the
+    matrix: with background (masks too small / bleeding out) or between object classes, the largest single
+    confusion, and the same shares without the CRF when it was applied."""
+    key = key or result.final_key
+    e = error_breakdown(result.confusion[key].matrix, result.class_names)
+    lines = [_error_line(result.label(key), e)]
+    with_bg = e["object -> background"] + e["background -> object"]
+    if e["error_share"]:
+        if e["object -> object"] > 0.5:
+            lines.append(f"So this run's errors lie mostly between object classes ({_pct(e['object -> object'])}): "
+                         "the masks find the objects but name some of them wrong (look off the diagonal, away from "
+                         "the first row and column).")
+        elif with_bg > 0.5:
+            side = ("objects predicted as background: masks too small or objects missed (first column)"
+                    if e["object -> background"] >= e["background -> object"] else
+                    "background predicted as an object: masks bleeding out (first row)")
+            lines.append(f"So this run's errors lie mostly with background ({_pct(with_bg)}), the larger part "
+                         f"{side}.")
+        big = e["largest"]
+        lines.append(f"Largest single confusion: {big['ground_truth']} predicted as {big['prediction']} "
+                     f"({_pct(big['share_of_class'])} of the {big['ground_truth']} pixels, "
+                     f"{_pct(big['share_of_errors'])} of all wrong pixels).")
+    if key.endswith("_crf"):
+        raw = key[:-4]
+        lines.append(_error_line(f"Without the CRF ({result.label(raw)})",
+                                 error_breakdown(result.confusion[raw].matrix, result.class_names)))
+    return "\n".join(lines)
+
+
+def failure_reading(result: EvaluationResult, entries: Sequence[dict], what: str = "worst") -> str:
+    """One line per shown image (name, per-image IoU, failure mode and what went wrong), then how often each
+    mode is the reason over all scored images of the final setting."""
+    lines = []
+    for e in entries:
+        f = e.get("failure")
+        if f is None:
+            continue
+        lines.append(f"{e['name']} (IoU {e['iou']:.3f}): {f['mode']} - {f['detail']}; "
+                     f"{_pct(f['error_share'])} of its pixels wrong.")
+    shown = [e["failure"]["mode"] for e in entries if e.get("failure")]
+    if shown:
+        counts = {m: shown.count(m) for m in dict.fromkeys(shown)}
+        lines.append(f"The {len(shown)} {what} images: " + ", ".join(f"{n} {m}" for m, n in counts.items()) + ".")
+    modes = [m["mode"] for m in result.failure_modes if m is not None]
+    if modes:
+        counts = {m: modes.count(m) for m in sorted(set(modes), key=lambda m: (-modes.count(m), m))}
+        lines.append(f"All {len(modes)} scored images ({result.label(result.final_key)}): " +
+                     ", ".join(f"{m} {n}" for m, n in counts.items()) + ".")
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- tables

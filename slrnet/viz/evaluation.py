@@ -4,7 +4,9 @@ confusion matrices. Optional axes in, a Figure out, headless-safe.
     >>> from slrnet.viz import evaluation as figs
     >>> fig = figs.plot_per_class_iou({"background": 0.9, "circle": 0.7})
     >>> fig = figs.plot_confusion_matrix(cm.matrix, class_names)
+    >>> fig = figs.plot_confusion_before_after(cm_raw.matrix, cm_crf.matrix, class_names)   # and their difference
     >>> fig = figs.plot_best_worst(best_rows, worst_rows)       # rows from analysis.evaluation_report.example_rows
+    >>> fig = figs.plot_crf_before_after(rows, class_names)     # image | truth | no CRF | CRF | what the CRF changed
     >>> figs.prediction_explorer(dataset, {"single scale": preds}) # ipywidgets, interactive notebooks only
 """
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
-from slrnet.viz.common import axes_grid, bare, class_colors, colorize, pyplot, to_rgb
+from slrnet.viz.common import axes_grid, bare, class_colors, class_legend_handles, colorize, pyplot, to_rgb
 
 
 
@@ -106,7 +108,41 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], ax=Non
                             color="white" if m[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     ax.set_title("confusion matrix" + (" (row-normalised)" if normalize else ""))
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
+    return fig
+
+
+def plot_confusion_before_after(before: np.ndarray, after: np.ndarray, class_names: Sequence[str], axes=None,
+                                titles: tuple[str, str] = ("without CRF", "with CRF")):
+    """Three panels: the row-normalised confusion matrix ``before`` (e.g. without the CRF), ``after``, and their
+    difference after - before (blue: more pixels in that cell afterwards, red: fewer; on the diagonal blue
+    means a class's recall rose)."""
+    fig, axes = axes_grid(axes, 1, 3, size=(0.42 * len(class_names) + 2.3, 0.42 * len(class_names) + 1.9))
+    norm = []
+    for ax, m, title in zip(axes[0, :2], (before, after), titles):
+        plot_confusion_matrix(m, class_names, ax=ax)
+        ax.set_title(f"{title} (row-normalised)", fontsize=10)
+        m = np.asarray(m, dtype=np.float64)
+        norm.append(m / np.maximum(m.sum(1, keepdims=True), 1))
+    diff = norm[1] - norm[0]
+    ax = axes[0, 2]
+    limit = max(float(np.abs(diff).max()), 0.01)
+    im = ax.imshow(diff, cmap="RdBu", vmin=-limit, vmax=limit)
+    ax.set_xticks(range(len(class_names)))
+    ax.set_xticklabels(class_names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(class_names)))
+    ax.set_yticklabels(class_names, fontsize=8)
+    ax.set_xlabel("prediction")
+    ax.set_ylabel("ground truth")
+    if len(class_names) <= 12:
+        for i in range(len(class_names)):
+            for j in range(len(class_names)):
+                if abs(diff[i, j]) >= 0.005:
+                    ax.text(j, i, f"{diff[i, j]:+.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if abs(diff[i, j]) > 0.6 * limit else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_title(f"{titles[1]} - {titles[0]}", fontsize=10)
     return fig
 
 
@@ -145,8 +181,9 @@ def plot_predictions(predictor, dataset, indices: Iterable[int], axes=None):
 
 def plot_best_worst(best: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str]],
                     worst: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str]], axes=None,
-                    class_names: Sequence[str] | None = None):
-    """Side by side: the best rows (left) and the worst rows (right), each image | ground truth | prediction.
+                    class_names: Sequence[str] | None = None, titles: tuple[str, str] = ("best", "worst")):
+    """Side by side: the best rows (left) and the worst rows (right), each image | ground truth | prediction;
+    ``titles`` names the two sides (e.g. ``("median", "worst")``).
 
     Rows are ``(image uint8 (H,W,3), ground truth (H,W), prediction (H,W), caption)``, e.g. with the
     per-image IoU in the caption. The two lists may differ in length; empty cells are blank.
@@ -175,7 +212,7 @@ def plot_best_worst(best: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str
             for ax, panel in zip(block[i], (rgb, colorize(gt), colorize(pred))):
                 ax.imshow(panel)
             block[i, 0].set_ylabel(caption, fontsize=8)
-        which = ("best", "worst")[side]
+        which = titles[side]
         for ax, t in zip(block[0], ("image", "ground truth", "prediction")):
             ax.set_title(f"{which}: {t}", fontsize=9)
     fig.tight_layout()
@@ -187,6 +224,54 @@ def plot_best_worst(best: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str
         handles.append(Patch(facecolor=cmap[255], edgecolor="grey", label="void (not scored)"))
         fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(handles), 8),
                    fontsize=8, frameon=False)
+    return fig
+
+
+CRF_CHANGE_COLOURS = {"fixed by the CRF": (0.10, 0.62, 0.20), "broken by the CRF": (0.85, 0.15, 0.15),
+                      "changed, wrong both times": (0.98, 0.70, 0.10), "changed, not scored (void)": (0.70, 0.70, 0.70)}
+
+
+def crf_change_map(gt, before, after, ignore_index: int = 255) -> np.ndarray:
+    """RGB float (H, W, 3) of what the CRF changed: white where the label stayed; green where it turned a wrong
+    pixel right, red a right one wrong, orange wrong before and after, grey changed on void (not scored)."""
+    gt, before, after = (np.asarray(a) for a in (gt, before, after))
+    out = np.ones((*gt.shape, 3))
+    changed = before != after
+    scored = gt != ignore_index
+    colours = CRF_CHANGE_COLOURS
+    out[changed & scored & (after == gt)] = colours["fixed by the CRF"]
+    out[changed & scored & (before == gt)] = colours["broken by the CRF"]
+    out[changed & scored & (before != gt) & (after != gt)] = colours["changed, wrong both times"]
+    out[changed & ~scored] = colours["changed, not scored (void)"]
+    return out
+
+
+def plot_crf_before_after(rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]],
+                          class_names: Sequence[str] | None = None, axes=None):
+    """One row per image, the same images throughout: image | ground truth | prediction without the CRF | with
+    the CRF | what the CRF changed (``crf_change_map``). Rows are ``(image uint8 (H, W, 3), ground truth,
+    prediction without CRF, prediction with CRF, caption)``; ``class_names`` adds the class colours to the
+    legend of the change colours under the grid."""
+    from matplotlib.patches import Patch
+
+    rows = list(rows)
+    if not rows:
+        raise ValueError("plot_crf_before_after: no rows to plot")
+    fig, axes = axes_grid(axes, len(rows), 5, size=(2.0, 2.0))
+    for i, (rgb, gt, before, after, caption) in enumerate(rows):
+        panels = (rgb, colorize(gt), colorize(before), colorize(after), crf_change_map(gt, before, after))
+        for ax, panel in zip(axes[i], panels):
+            ax.imshow(panel)
+            bare(ax)
+        axes[i, 0].set_ylabel(caption, fontsize=8)
+    for ax, t in zip(axes[0], ("image", "ground truth", "without CRF", "with CRF", "what the CRF changed")):
+        ax.set_title(t, fontsize=9)
+    handles = [Patch(facecolor=c, edgecolor="grey", linewidth=0.5, label=n) for n, c in CRF_CHANGE_COLOURS.items()]
+    if class_names is not None:
+        handles = class_legend_handles(class_names, void_label="void (not scored)") + handles
+    fig.legend(handles=handles, loc="outside lower center" if fig.get_layout_engine() is not None else "upper center",
+               **({} if fig.get_layout_engine() is not None else {"bbox_to_anchor": (0.5, 0.0)}),
+               ncol=min(len(handles), 6), fontsize=8, frameon=False)
     return fig
 
 
