@@ -300,3 +300,110 @@ def test_label_overlay_paints_exact_class_colours():
     assert [h.get_label() for h in handles] == ["bg", "x", "void"]
     np.testing.assert_allclose(handles[1].get_facecolor()[:3], common.class_colors(2)[1])
     np.testing.assert_allclose(handles[2].get_facecolor()[:3], [1, 1, 1])
+
+
+# ----------------------------------------------------------------------------- snapshots at two epochs, the stage walk
+def _legend_labels(fig) -> list[str]:
+    return [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+
+
+def test_snapshot_callback_keeps_the_maps_it_draws(tmp_path):
+    """``TrainingSnapshots.history`` holds the three label maps of each saved grid, per validation."""
+    from types import SimpleNamespace
+
+    torch.manual_seed(0)
+    model = build_model({**TINY, "pamr_iter": 1, "pamr_dilations": [1]})
+    gen = torch.Generator().manual_seed(3)
+    batch = {"image": torch.randn(3, 3, 24, 24, generator=gen), "labels": torch.tensor([[1.0, 0, 0, 1]] * 3)}
+    trainer = SimpleNamespace(model=model, device=torch.device("cpu"), run_dir=tmp_path,
+                              train_set=SimpleNamespace(class_names=NAMES))
+    snaps = training.TrainingSnapshots(2)
+    snaps.on_batch(trainer, batch)
+    for epoch in (0, 3):
+        snaps.on_validation(trainer, epoch)
+    assert [e for e, _ in snaps.history] == [0, 3]
+    assert [p.name for p in snaps.paths] == ["epoch_001.png", "epoch_004.png"]
+    model.eval()
+    with torch.no_grad():
+        maps = model(batch["image"][:2], batch["labels"][:2])["maps"]
+    epoch, kept = snaps.history[-1]
+    assert set(kept) == {"mask", "refined", "pseudo"} and kept["pseudo"].dtype == torch.uint8
+    np.testing.assert_array_equal(kept["mask"], maps["masks"].argmax(1))
+    np.testing.assert_array_equal(kept["refined"], maps["refined"].argmax(1))
+    np.testing.assert_array_equal(kept["pseudo"], pseudo_label_targets(maps["pseudo_gt"]))
+    assert torch.equal(snaps.pseudo_history[-1][1], kept["pseudo"])
+
+
+def test_plot_snapshot_epochs_draws_first_and_last():
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randn(2, 3, 6, 6, generator=gen)
+    history = [(e, {k: torch.randint(0, K, (2, 6, 6), generator=gen, dtype=torch.uint8)
+                    for k in ("mask", "refined", "pseudo")}) for e in (1, 3, 5)]
+    history[0][1]["pseudo"][0, 0, 0] = 255
+    fig = training.plot_snapshot_epochs(images, history, class_names=NAMES)
+    assert isinstance(fig, Figure) and len(fig.axes) == 2 * 7
+    titles = [ax.get_title() for ax in fig.axes[:7]]
+    assert titles == ["crop", "epoch 2\nmask", "epoch 2\nPAMR-refined", "epoch 2\npseudo label",
+                      "epoch 6\nmask", "epoch 6\nPAMR-refined", "epoch 6\npseudo label"]
+    for i in range(2):
+        row = [images_of(ax)[0] for ax in fig.axes[7 * i:7 * i + 7]]
+        np.testing.assert_array_equal(row[0], common.to_rgb(images[i]))
+        for j, (_, maps) in enumerate((history[0], history[-1])):
+            for c, key in enumerate(("mask", "refined", "pseudo")):
+                np.testing.assert_array_equal(row[1 + 3 * j + c], common.colorize(maps[key][i]))
+    assert tuple(images_of(fig.axes[3])[0][0, 0]) == (224, 224, 192)      # ignored: cream, as the legend says
+    assert _legend_labels(fig) == NAMES + ["ignored"]
+    fig = training.plot_snapshot_epochs(images, history, epochs=[4])
+    assert len(fig.axes) == 2 * 4 and fig.axes[1].get_title() == "epoch 4\nmask" and not fig.legends
+    assert len(training.plot_snapshot_epochs(images, history[:1]).axes) == 2 * 4     # one snapshot: one epoch
+    _, axes = plt.subplots(2, 7)
+    assert training.plot_snapshot_epochs(images, history, axes=axes) is axes[0, 0].figure
+    with pytest.raises(ValueError, match=r"no snapshot at epoch\(s\) \[3\]"):
+        training.plot_snapshot_epochs(images, history, epochs=[2, 3])
+    with pytest.raises(ValueError, match="empty"):
+        training.plot_snapshot_epochs(images, [])
+
+
+def test_shade_fades_towards_white_when_unsure():
+    labels = np.array([[1, 1, 0]])
+    out = training.shade(labels, np.array([[1.0, 1 / K, 0.5]]), K)
+    np.testing.assert_array_equal(out[0, 0], common.colorize(labels)[0, 0])       # sure: the class colour
+    assert tuple(out[0, 1]) == (255, 255, 255)                                    # uniform: white
+    assert 0 < out[0, 2, 0] == out[0, 2, 1] == out[0, 2, 2] < 255                  # background half sure: grey
+    np.testing.assert_array_equal(training.shade(labels, None, K), common.colorize(labels))
+
+
+def test_plot_stage_walk_draws_every_stage():
+    from slrnet.analysis import stage_walk as SW
+
+    torch.manual_seed(0)
+    model = build_model({**TINY, "pamr_iter": 2, "pamr_dilations": [1, 2]})
+    gen = torch.Generator().manual_seed(4)
+    image, mask = torch.randn(3, 24, 20, generator=gen), torch.randint(0, K, (24, 20), generator=gen)
+    labels = torch.tensor([0.0, 1.0, 0.0, 0.0])
+    walk = SW.stage_walk(model, image, labels, mask=mask)
+    base = build_model({**TINY, "use_cvlr": False, "pamr_iter": 1, "pamr_dilations": [1]})
+    plain = SW.stage_walk(base, image, labels, apply_crf=False)
+    fig = training.plot_stage_walk([walk, plain], class_names=NAMES, names=["cvlr", "baseline"])
+    cols = 1 + len(training.STAGE_COLUMNS) + 1                                   # image, the stages, ground truth
+    assert isinstance(fig, Figure) and len(fig.axes) == 2 * cols
+    assert [ax.get_title() for ax in fig.axes[:cols]] == (["image"] + [t for _, t in training.STAGE_COLUMNS]
+                                                          + ["ground truth"])
+    row = fig.axes[:cols]
+    np.testing.assert_array_equal(images_of(row[0])[0], common.to_rgb(image))
+    for j, (key, _) in enumerate(training.STAGE_COLUMNS, start=1):
+        strength = None if key in training.CODE_STAGES else SW.confidence(walk, key)   # codes: full colour
+        expected = training.shade(SW.label_map(walk, key), strength, K)
+        np.testing.assert_array_equal(images_of(row[j])[0], expected, err_msg=key)
+    np.testing.assert_array_equal(images_of(row[-1])[0], common.colorize(mask))
+    assert row[0].get_ylabel() == "cvlr" and fig.axes[cols].get_ylabel() == "baseline"
+    missing = {key for j, (key, _) in enumerate(training.STAGE_COLUMNS, start=1)
+               if not images_of(fig.axes[cols + j])}
+    assert missing == {"aux_cam", "mask_view2", "codes_view1", "codes_view2", "prediction_crf"}
+    assert [t.get_text() for t in fig.axes[cols + 1].texts] == ["none"]
+    assert not images_of(fig.axes[-1])                                          # the baseline walk has no mask
+    assert _legend_labels(fig) == NAMES + ["ignored"]
+    fig = training.plot_stage_walk([plain])
+    assert len(fig.axes) == 1 + len(training.STAGE_COLUMNS) and not fig.legends
+    with pytest.raises(ValueError, match="no stage walks"):
+        training.plot_stage_walk([])

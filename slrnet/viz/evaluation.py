@@ -22,7 +22,7 @@ from slrnet.viz.common import axes_grid, bare, class_colors, class_legend_handle
 
 def plot_pseudo_label_evolution(images: torch.Tensor, pseudo_history: Sequence[tuple[int, torch.Tensor]],
                                 max_epochs: int = 6, axes=None):
-    """Rows: images; columns: the image, then its pseudo label after selected epochs (white = ignored)."""
+    """Rows: images; columns: the image, then its pseudo label after selected epochs (ignored pixels in the void colour)."""
     plt = pyplot()
     if not pseudo_history:
         raise ValueError("pseudo_history is empty: train at least one epoch with snapshots first")
