@@ -187,3 +187,15 @@ def test_the_ladder_script_writes_rows_and_measures_factors_again(tmp_path):
     again = json.loads(out.read_text())["rows"][0]["factors"]
     assert again["features_s2_s1"] == pytest.approx(before["features_s2_s1"])
     assert again["code_top"] == pytest.approx(before["code_top"])
+
+
+@pytest.mark.parametrize("dataset", ["shapes", "photos"])
+def test_the_no_code_loss_configs_train_the_ladders_regime(dataset, tmp_path):
+    """configs/<dataset>_no_code_loss_quick.yaml is exactly the ladder's full_cvlr_no_code run."""
+    from slrnet.profiles import dataset_config, training_config
+
+    over = {"misc.seed": 0, "misc.device": "auto", "misc.verbose": 0}
+    config = training_config(dataset_config(dataset, "no_code_loss_quick"), "quick", tmp_path, overrides=over)
+    regime = ladder.ladder_config(dataset, "full_cvlr_no_code", "quick", tmp_path)
+    assert {k: v for k, v in config.items() if k != "_source"} == {k: v for k, v in regime.items() if k != "_source"}
+    assert config["train"]["loss_coeff"][2] == 0.0
