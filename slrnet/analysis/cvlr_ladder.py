@@ -193,11 +193,6 @@ def ladder_summary(rows: list[dict]) -> list[dict]:
     return out
 
 
-def _spread_note(entry: dict) -> str:
-    n = len(entry["seeds"])
-    return f"{n} seed{'s' if n > 1 else ''}" + (f", spread {entry['val_miou_spread']:.3f}" if n > 1 else "")
-
-
 def ladder_reading(summary: list[dict], paper_gain: float = PAPER_VOC_CVLR_GAIN) -> list[str]:
     """Sentences reading the ladder per dataset: each rung's step against the seed spread, the total against the
     paper's VOC gain, and what the test-time ablations cost. Every number comes from ``summary``."""
@@ -211,9 +206,12 @@ def ladder_reading(summary: list[dict], paper_gain: float = PAPER_VOC_CVLR_GAIN)
                 continue
             below = entries[RUNGS[RUNGS.index(setting) - 1]]
             noise = max(e["val_miou_spread"], below["val_miou_spread"])
-            verdict = ("within the seeds' spread" if abs(e["step_from_previous"]) <= noise and noise > 0 else
-                       "one seed each: no spread to judge it by" if noise == 0 else "beyond the seeds' spread")
-            steps.append(f"{SETTING_LABELS[setting]} {e['step_from_previous']:+.3f} ({verdict}; {_spread_note(e)})")
+            seeds = min(len(e["seeds"]), len(below["seeds"]))
+            verdict = ("one seed each: no spread to judge it by" if noise == 0 else
+                       f"within the larger of the two rungs' seed spreads, {noise:.3f}"
+                       if abs(e["step_from_previous"]) <= noise else
+                       f"beyond the larger of the two rungs' seed spreads, {noise:.3f}")
+            steps.append(f"{SETTING_LABELS[setting]} {e['step_from_previous']:+.3f} ({verdict}; {seeds} seed(s))")
         if steps:
             out.append(f"{dataset}: " + "; ".join(steps) + ".")
         if "one_view" in entries and "full_cvlr" in entries:

@@ -201,7 +201,9 @@ def summarize_factors(factors: Sequence[dict], masks: Sequence | None = None, nu
     code_agreement: winning atoms equal in both views; code_consistency: the L_code term;
     effective_rank_features / _reconstruction: of X' and R; final_objective, final_relative_objective;
     with masks, the pooled atom/class ``overlap`` (K, num_classes), its ``purity``, ``atom_identity_rate`` and
-    ``purity_single_atom``, the purity of one atom for every pixel (the majority class share: purity's floor).
+    ``purity_single_atom``, the purity of one atom for every pixel (the majority class share: purity's floor), and
+    the same two over the object pixels only (``purity_foreground``, ``purity_foreground_single_atom``): background
+    is every atom's majority class, so the overall purity can sit at its floor while atoms still follow objects.
     """
     if not factors:
         raise ValueError("summarize_factors: got no factors")
@@ -221,8 +223,11 @@ def summarize_factors(factors: Sequence[dict], masks: Sequence | None = None, nu
             raise ValueError(f"summarize_factors: {len(masks)} masks for {len(factors)} factors")
         k = num_classes or out["num_atoms"]
         overlap = sum(atom_class_overlap(f["codes1"], m, k) for f, m in zip(factors, masks))
+        objects = overlap[:, 1:]                                                      # ground truth not background
         out.update(overlap=overlap.tolist(), purity=purity(overlap), atom_identity_rate=atom_identity_rate(overlap),
-                   purity_single_atom=float(overlap.sum(axis=0).max() / max(overlap.sum(), 1)))
+                   purity_single_atom=float(overlap.sum(axis=0).max() / max(overlap.sum(), 1)),
+                   purity_foreground=purity(objects),
+                   purity_foreground_single_atom=float(objects.sum(axis=0).max() / max(objects.sum(), 1)))
     return out
 
 
@@ -308,15 +313,20 @@ def read_diagnostics(d: dict, temperature: float) -> list[str]:
            if d["score_range"] < 1 else "enough for the softmax to pick a winner."),
         f"Atoms: two different atoms have mean cosine {d['atom_cos']:.4f} after the iteration, "
         f"{d['init_atom_cos']:.4f} as initialised from the class activation maps; "
-        + ("the dictionary is one atom repeated K times." if d["atom_cos"] > 0.99 else
+        + ("the atoms point the same way: what tells them apart is a small part of each, which only a much lower "
+           "temperature brings out." if d["atom_cos"] > 0.99 else
            "the atoms are distinct directions." if d["atom_cos"] < 0.5 else "the atoms overlap strongly."),
         f"Rank: the reconstruction Zᵀ D has effective rank {d['effective_rank_reconstruction']:.2f} of at most "
         f"K = {K} (the features: {d['effective_rank_features']:.2f}); "
         + ("it is one vector repeated at every pixel." if d["effective_rank_reconstruction"] < 1.5 else
            "it keeps several directions."),
         f"Atoms and classes: purity {pure:.3f} against {floor:.3f} for one atom covering every pixel; "
-        + ("the atoms separate the classes barely better than a single atom would." if pure - floor < 0.05 else
-           "the atoms separate the classes."),
+        + ("the atoms separate the classes barely better than a single atom would" if pure - floor < 0.05 else
+           "the atoms separate the classes")
+        + (f". On object pixels alone (background is every atom's majority class): {d['purity_foreground']:.3f} against "
+           f"{d['purity_foreground_single_atom']:.3f}; "
+           + ("there the atoms do follow the object classes." if d["purity_foreground"] - d["purity_foreground_single_atom"] >= 0.05
+              else "there too they barely do.") if "purity_foreground" in d else "."),
         f"Views: the winning atom is the same in both views on {d['code_agreement']:.1%} of view-1 pixels.",
     ]
 
@@ -340,3 +350,37 @@ def disagreement_location(factors: Sequence[dict], masks: Sequence, border: int 
         total += m.numel()
     return {"border_share_of_pixels": near / max(total, 1), "border_share_of_disagreement": both / max(disagree, 1),
             "disagreement": disagree / max(total, 1), "border": border}
+
+
+def module_verdict(d: dict, ladder_rows: Sequence[dict] | None = None, dataset: str | None = None) -> list[str]:
+    """What the low-rank module does in this run, derived from :func:`checkpoint_diagnostics` (``d``) and, when
+    given, the ablation ladder's rows of ``dataset`` (test-time ablations and the no-code-consistency regime)."""
+    out = []
+    rank = d["effective_rank_reconstruction"]
+    if rank < 1.5:
+        out.append(f"The reconstruction Zᵀ D has effective rank {rank:.2f}: one vector at every pixel of an image, so "
+                   f"what the module adds to the features, W2 ReLU(Zᵀ D), is a per-image bias, not a low-rank picture "
+                   f"of the scene.")
+    else:
+        out.append(f"The reconstruction has effective rank {rank:.2f} of at most {d['num_atoms']}: it varies over the "
+                   f"image, so the module adds more than a per-image bias.")
+    rows = [r for r in ladder_rows or [] if dataset is None or r["dataset"] == dataset]
+    tests = [r["test_time"] for r in rows if r["setting"] == "full_cvlr" and "test_time" in r]
+    full = [r for r in rows if r["setting"] == "full_cvlr"]
+    if tests:
+        mean = np.mean([t["mean"]["val_miou"] for t in tests]) - np.mean([r["val_miou"] for r in full])
+        removed = np.mean([t["removed"]["val_miou"] for t in tests]) - np.mean([r["val_miou"] for r in full])
+        out.append(f"The ladder's SLRNet runs ({len(tests)} seed(s)): replacing the reconstruction by its spatial mean at "
+                   f"test time changes val mIoU by {mean:+.3f}, removing it by {removed:+.3f}.")
+    free = [r for r in rows if r["setting"] == "full_cvlr_no_code" and "factors" in r]
+    if free and full and "factors" in full[0]:
+        f, g = free[0]["factors"], full[0]["factors"]
+        verdict = ("that loss is what collapses it" if f["atom_cos"] < 0.99 <= g["atom_cos"] else
+                   "removing it does not undo the collapse" if f["atom_cos"] >= 0.99 else "neither run collapsed")
+        out.append(f"Without the code-consistency loss (the ladder's full_cvlr_no_code run, seed {free[0]['seed']}) the "
+                   f"atoms' cosine is {f['atom_cos']:.3f} (with it {g['atom_cos']:.3f}), the winning code "
+                   f"{f['code_top']:.3f} ({g['code_top']:.3f}), the reconstruction's rank "
+                   f"{f['effective_rank_reconstruction']:.2f} ({g['effective_rank_reconstruction']:.2f}), at mean val mIoU "
+                   f"{np.mean([r['val_miou'] for r in free]):.3f} against {np.mean([r['val_miou'] for r in full]):.3f}: "
+                   f"{verdict}.")
+    return out

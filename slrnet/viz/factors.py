@@ -303,30 +303,31 @@ FACTOR_CURVES = (("factor_code_top", "winning code (1/K .. 1)"), ("factor_atom_c
                  ("factor_init_atom_cos", "initial atom–atom cosine"), ("factor_view_agreement", "view agreement"))
 
 
-def plot_factor_history(history: Sequence[dict], num_atoms: int, ax=None):
-    """The training run's factor diagnostics per epoch (``train_factor_*`` of its history, slrnet.diagnostics):
-    winning code, atom similarities and view agreement (left axis, [0, 1], with 1/K dashed) and the
-    reconstruction's effective rank (right axis, 1 .. K)."""
-    plt = pyplot()
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(7.5, 3.4), layout="constrained")
-    else:
-        fig = ax.figure
+def plot_factor_history(history: Sequence[dict], num_atoms: int, axes=None):
+    """The training run's factor diagnostics per epoch (``train_factor_*`` of its history, slrnet.diagnostics).
+    Left: winning code, atom similarities and view agreement ([0, 1], with 1/K dashed). Right: the score range (log
+    scale: how far apart a pixel's scores are, against τ) and the reconstruction's effective rank (1 .. K)."""
+    fig, axes = axes_grid(axes, 1, 2, size=(5.2, 3.4))
+    left, right = axes[0]
     epochs = [h["epoch"] + 1 for h in history]
     for key, label in FACTOR_CURVES:
         values = [h.get("train_" + key, np.nan) for h in history]
         if not np.all(np.isnan(values)):
-            ax.plot(epochs, values, marker=".", label=label)
-    ax.axhline(1.0 / num_atoms, color="grey", linestyle="--", linewidth=0.8, label="1/K (flat codes)")
-    ax.set(xlabel="epoch", ylabel="share / cosine", ylim=(-0.02, 1.02))
-    right = ax.twinx()
-    right.plot(epochs, [h.get("train_factor_rank", np.nan) for h in history], color="k", marker="s", markersize=3,
-               label="reconstruction effective rank")
-    right.set(ylabel="effective rank", ylim=(0.9, num_atoms + 0.1))
-    lines = ax.get_legend_handles_labels()
-    more = right.get_legend_handles_labels()
-    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="center right")
-    ax.set_title("the low-rank module during training (mean over each epoch's steps)", fontsize=9)
+            left.plot(epochs, values, marker=".", label=label)
+    left.axhline(1.0 / num_atoms, color="grey", linestyle="--", linewidth=0.8, label="1/K (flat codes)")
+    left.set(xlabel="epoch", ylabel="share / cosine", ylim=(-0.02, 1.02))
+    left.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.02), ncol=2)
+    right.semilogy(epochs, [h.get("train_factor_score_range", np.nan) for h in history], marker=".", color="C4",
+                   label="score range (log)")
+    right.set(xlabel="epoch", ylabel="score range")
+    rank = right.twinx()
+    rank.plot(epochs, [h.get("train_factor_rank", np.nan) for h in history], color="k", marker="s", markersize=3,
+              label="reconstruction effective rank")
+    rank.set(ylabel="effective rank", ylim=(0.9, num_atoms + 0.1))
+    lines = right.get_legend_handles_labels()
+    more = rank.get_legend_handles_labels()
+    right.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.02))
+    fig.suptitle("the low-rank module during training (means over each epoch's steps)", fontsize=9, y=1.12)
     return fig
 
 
@@ -354,7 +355,8 @@ def plot_ladder(summary: Sequence[dict], rows: Sequence[dict], ax=None):
             ax.plot([x] * len(entry["val_miou_per_seed"]), entry["val_miou_per_seed"], "k.", markersize=4)
             ax.text(x, entry["val_miou_mean"] + 0.01, f"{entry['val_miou_mean']:.3f}", ha="center", fontsize=6)
     ax.set_xticks(range(len(settings)), [s.replace("_", " ") for s in settings], fontsize=7, rotation=15)
-    ax.set(ylabel="val mIoU", ylim=(0, 1))
+    values = [v for e in summary for v in e["val_miou_per_seed"]]
+    ax.set(ylabel="val mIoU", ylim=(max(0.0, min(values) - 0.08), min(1.0, max(values) + 0.05)))   # the steps, visible
     ax.legend(fontsize=7, loc="upper left")
     ax.set_title("the CVLR ladder: one budget, a rung at a time (dots: seeds)", fontsize=9)
     return fig
