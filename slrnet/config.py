@@ -364,12 +364,9 @@ class _StrictLoader(yaml.SafeLoader):
 
 def _read_text(path: Path) -> str:
     """The file's text as UTF-8 (a byte-order mark allowed); another encoding is named with the file."""
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start} is 0x{data[e.start]:02x}); save the config as "
-                          f"UTF-8") from None
+    from slrnet.paths import read_utf8
+
+    return read_utf8(path, ConfigError, "config")
 
 
 def _read_one(path: Path) -> dict:

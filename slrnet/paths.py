@@ -71,3 +71,15 @@ def check_output_apart(output, data_root, what: str = "--output") -> None:
         return
     raise ValueError(f"{what} {output} {relation} the data root {data_root} it reads (resolved: {out} vs {root}); "
                      f"writing there could overwrite or mix with the dataset's files; choose a folder outside it")
+
+
+def read_utf8(path, error: type[Exception], what: str) -> str:
+    """The text of ``path`` as UTF-8 (a byte-order mark allowed); another encoding raises ``error`` naming ``what``,
+    the file and the first bad byte, not a bare codec message."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise error(f"{what} {path} is not UTF-8 text (byte {e.start} is 0x{data[e.start]:02x}); save it as "
+                    f"UTF-8") from None

@@ -256,7 +256,7 @@ def test_a_non_utf8_config_is_named(tmp_path, capsys):
     text = "misc:\n  log_dir: caf\u00e9\n".encode("latin-1")
     config.write_bytes(text)
     rc, err = run_cli(["train", "--config", config, "--run", "x"], capsys)
-    one_error_line(rc, err, f"{config}: not UTF-8 text (byte {text.index(0xe9)} is 0xe9)")
+    one_error_line(rc, err, f"config {config} is not UTF-8 text (byte {text.index(0xe9)} is 0xe9)")
 
 
 @pytest.mark.parametrize("override, expected", [

@@ -30,13 +30,9 @@ class DatasetFileNotFoundError(DatasetError, FileNotFoundError):
 def read_text(path, what: str = "list file") -> str:
     """A dataset text file (list, classes) as UTF-8 (a byte-order mark allowed); another encoding is one
     ``DatasetError`` naming the file and the byte, not a bare codec message."""
-    path = Path(path)
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DatasetError(f"{what} {path} is not UTF-8 text (byte {e.start} is 0x{data[e.start]:02x}); save it "
-                           f"as UTF-8") from None
+    from slrnet.paths import read_utf8
+
+    return read_utf8(path, DatasetError, what)
 
 
 def voc_colormap(n: int = 256) -> np.ndarray:

@@ -83,6 +83,23 @@ def plot_per_class_iou(per_class_iou: Mapping[str, float | None], ax=None, title
     return fig
 
 
+def _label_matrix(ax, values: np.ndarray, class_names: Sequence[str], fmt: str, smallest: float, dark: float):
+    """Class names on both axes (prediction / ground truth) and, for up to 12 classes, each cell's value where its
+    magnitude is at least ``smallest`` (white text where it exceeds ``dark``)."""
+    ax.set_xticks(range(len(class_names)))
+    ax.set_xticklabels(class_names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(class_names)))
+    ax.set_yticklabels(class_names, fontsize=8)
+    ax.set_xlabel("prediction")
+    ax.set_ylabel("ground truth")
+    if len(class_names) <= 12:
+        for i in range(len(class_names)):
+            for j in range(len(class_names)):
+                if abs(values[i, j]) >= smallest:
+                    ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize=7,
+                            color="white" if abs(values[i, j]) > dark else "black")
+
+
 def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], ax=None, normalize: bool = True):
     """Heat map of a (K, K) confusion matrix, rows = ground truth, normalised per row (recall)."""
     plt = pyplot()
@@ -94,18 +111,7 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], ax=Non
     else:
         fig = ax.figure
     im = ax.imshow(m, cmap="Blues", vmin=0, vmax=1 if normalize else None)
-    ax.set_xticks(range(len(class_names)))
-    ax.set_xticklabels(class_names, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(len(class_names)))
-    ax.set_yticklabels(class_names, fontsize=8)
-    ax.set_xlabel("prediction")
-    ax.set_ylabel("ground truth")
-    if len(class_names) <= 12:
-        for i in range(len(class_names)):
-            for j in range(len(class_names)):
-                if m[i, j] >= 0.01:
-                    ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                            color="white" if m[i, j] > 0.5 else "black")
+    _label_matrix(ax, m, class_names, "{:.2f}", smallest=0.01, dark=0.5)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     ax.set_title("confusion matrix" + (" (row-normalised)" if normalize else ""))
     if fig.get_layout_engine() is None:
@@ -129,18 +135,7 @@ def plot_confusion_before_after(before: np.ndarray, after: np.ndarray, class_nam
     ax = axes[0, 2]
     limit = max(float(np.abs(diff).max()), 0.01)
     im = ax.imshow(diff, cmap="RdBu", vmin=-limit, vmax=limit)
-    ax.set_xticks(range(len(class_names)))
-    ax.set_xticklabels(class_names, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(len(class_names)))
-    ax.set_yticklabels(class_names, fontsize=8)
-    ax.set_xlabel("prediction")
-    ax.set_ylabel("ground truth")
-    if len(class_names) <= 12:
-        for i in range(len(class_names)):
-            for j in range(len(class_names)):
-                if abs(diff[i, j]) >= 0.005:
-                    ax.text(j, i, f"{diff[i, j]:+.2f}", ha="center", va="center", fontsize=7,
-                            color="white" if abs(diff[i, j]) > 0.6 * limit else "black")
+    _label_matrix(ax, diff, class_names, "{:+.2f}", smallest=0.005, dark=0.6 * limit)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     ax.set_title(f"{titles[1]} - {titles[0]}", fontsize=10)
     return fig
