@@ -331,9 +331,10 @@ def read_diagnostics(d: dict, temperature: float) -> list[str]:
     ]
 
 
-def disagreement_location(factors: Sequence[dict], masks: Sequence, border: int = 2) -> dict:
+def disagreement_location(factors: Sequence[dict], masks: Sequence, border: int = 4) -> dict:
     """Where do the views' winning atoms disagree? The share of view-1 pixels (at mask resolution) within
-    ``border`` pixels of a class boundary, and the share of the disagreeing pixels that lie there: near the
+    ``border`` pixels of a class boundary (default 4: one code cell of the stride-4 features at mask resolution), and
+    the share of the disagreeing pixels that lie there: near the
     boundary share of pixels means the disagreement is spread over the image, well above it that it sits at borders."""
     import torch.nn.functional as F
 
