@@ -34,7 +34,7 @@ def test_summary_ratios_and_the_paper_row():
     assert summary[0]["dataset"] == "shapes"
     assert math.isclose(summary[0]["weak_over_full"], 0.75) and math.isclose(summary[0]["cvlr_gain"], 0.1)
     paper = summary[-1]
-    assert math.isclose(paper["weak_over_full"], 67.2 / 80.8) and paper["cvlr_gain"] == 4.5
+    assert math.isclose(paper["weak_over_full"], 67.2 / 80.8) and math.isclose(paper["cvlr_gain"], 0.045)
     partial = G.gap_summary(rows[:1])[0]
     assert partial["weak_over_full"] is None and partial["cvlr_gain"] is None
 

@@ -120,7 +120,7 @@ def run_comparison(datasets, settings=SETTINGS, *, profile: str, output_dir, see
 
 def gap_summary(rows: list[dict]) -> list[dict]:
     """Per dataset: the three val mIoUs (the one protocol), weak / full and CVLR's gain (weak - no_cvlr),
-    with the paper's VOC row (in %)."""
+    with the paper's VOC row (as fractions, like the others)."""
     out = []
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         miou = {r["setting"]: r["val_miou"] for r in rows if r["dataset"] == dataset}
@@ -128,8 +128,8 @@ def gap_summary(rows: list[dict]) -> list[dict]:
         out.append({"dataset": dataset, **{s: miou.get(s) for s in SETTINGS},
                     "weak_over_full": miou["weak"] / miou["full"] if {"weak", "full"} <= has and miou["full"] else None,
                     "cvlr_gain": miou["weak"] - miou["no_cvlr"] if {"weak", "no_cvlr"} <= has else None})
-    paper = PAPER_VOC
-    out.append({"dataset": "VOC 2012 (paper, %)", "weak": paper["weak"], "no_cvlr": paper["weak"] - paper["cvlr_gain"],
+    paper = {k: v / 100 for k, v in PAPER_VOC.items()}       # the paper's percentages as fractions, like the rows above
+    out.append({"dataset": "VOC 2012 (paper)", "weak": paper["weak"], "no_cvlr": paper["weak"] - paper["cvlr_gain"],
                 "full": paper["full"], "weak_over_full": paper["weak"] / paper["full"], "cvlr_gain": paper["cvlr_gain"]})
     return out
 
