@@ -21,7 +21,10 @@ import argparse
 import json
 import re
 import sys
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:          # Python 3.10: the same parser, as pip vendors it
+    from pip._vendor import tomli as tomllib
 from importlib import metadata
 from pathlib import Path
 
@@ -172,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             changed.append(path.name)
             if not args.check:
-                path.write_text(text, encoding="utf-8")
+                from slrnet.utils import atomic_write_bytes
+
+                atomic_write_bytes(path, text.encode("utf-8"))
     verb = "differ from this Python's packages" if args.check else "rewritten"
     print(f"{', '.join(changed)} {verb}" if changed else "constraints.txt and environment.yml are up to date",
           f"({len(pinned)} pinned; left to TORCH_SPEC: {', '.join(sorted(torch_only)) or 'none'})")

@@ -17,7 +17,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -32,14 +31,9 @@ INFER_RESULTS = ("raw", "crf", "probs", "summary.json")
 
 def file_sha256(path) -> str | None:
     """SHA-256 of a file's bytes; None when there is no such file (a model handed over in memory)."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    from slrnet.utils import file_sha256 as sha256
+
+    return sha256(path) if Path(path).is_file() else None
 
 
 def _plain(obj):

@@ -44,7 +44,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from slrnet.data.files import DatasetError, DatasetFileNotFoundError, load_image, save_palette_png, voc_colormap
 from slrnet.data.transforms import normalize_to_tensor
@@ -75,10 +75,8 @@ def check_image_file(path) -> Path:
 
 
 def read_image(path) -> Image.Image:
-    """An image file as RGB, upright (EXIF orientation applied), by the dataset's reader."""
-    image = load_image(check_image_file(path))          # decodes now: a truncated file fails here, named
-    upright = ImageOps.exif_transpose(image)
-    return upright.convert("RGB") if upright.mode != "RGB" else upright
+    """An image file as RGB, upright (EXIF orientation applied), by the dataset's reader (``load_image``)."""
+    return load_image(path)                             # decodes now: a truncated file fails here, named
 
 
 def class_names_for(cfg: dict, num_classes: int, classes_file=None) -> list[str]:

@@ -33,7 +33,6 @@ default (``STREAM_DEFAULTS``, 8000 steps) 2.5-5 min (the record holds the time).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -45,6 +44,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from slrnet.utils import file_sha256
 
 DEFAULT_OPTIONS = {
     "num_images": 4000,    # pretraining images, rendered in memory (~9 s), never written to disk
@@ -205,15 +206,6 @@ def _record(width: int, opts: dict) -> dict:
     parts = {"shapes": ("shapes",), "mixed": ("shapes", "photos")}.get(opts["stream"], ("photos",))
     versions = {p: _generator(p).version for p in parts}
     return {"backbone": "tiny", "width": int(width), "generator_versions": versions, "options": opts}
-
-
-def file_sha256(path) -> str:
-    """SHA-256 of a file's bytes (the record holds the weights file's, so a replaced file is noticed)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_record(path) -> dict | None:

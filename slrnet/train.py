@@ -162,14 +162,14 @@ class Trainer:
         seg_on = epoch > t["pretrain_epochs"]
         model = self.ddp or self.model
         model.train()
-        sums: dict[str, float] = {}
+        sums, ran = {}, 0                         # ran: steps this epoch had (a short loader may end sooner)
         start = time.perf_counter()
         bar = progress(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{t['num_epochs']}",
                        disable=None if self.is_main and self.cfg["misc"]["verbose"] >= 2 else True, leave=False)
         for step, batch in zip(range(self.steps_per_epoch), self.batches.loader(epoch)):
             _notify(self.callbacks, "on_batch", self, batch)
             set_lr(self.optimizer, lr_factor(epoch, step, self.steps_per_epoch, self.cfg))
-            values = self.train_step(model, batch, epoch, step, seg_on)
+            values, ran = self.train_step(model, batch, epoch, step, seg_on), step + 1
             _notify(self.callbacks, "on_step", self, values)
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
@@ -179,7 +179,7 @@ class Trainer:
                 self._log({"step": self.global_step, "epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"],
                            **values})
         bar.close()
-        stats = {f"train_{k}": v / max(1, self.steps_per_epoch) for k, v in sums.items()}
+        stats = {f"train_{k}": v / max(1, ran) for k, v in sums.items()}
         stats["lr"] = self.optimizer.param_groups[0]["lr"]
         stats["seconds"] = time.perf_counter() - start
         return stats

@@ -135,3 +135,14 @@ def default_data_root() -> Path:
     """``$SLRNET_DATA`` if set, else ``<repo>/data``."""
     env = os.environ.get("SLRNET_DATA")
     return Path(env) if env else repo_root() / "data"
+
+
+def file_sha256(path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -130,7 +130,7 @@ def load_image(path, mask_size: tuple[int, int] | None = None) -> Image.Image:
     rgb = _to_rgb(image, path)
     if orientation == 1:
         return rgb
-    # a fresh image, without the tag: a later ImageOps.exif_transpose (slrnet.predict) must not turn it again
+    # a fresh image without the tag (transpose keeps .info, EXIF included): nothing downstream turns it twice
     upright = Image.frombytes("RGB", rgb.size[::-1] if orientation >= 5 else rgb.size,
                               rgb.transpose(_ORIENTATION[orientation]).tobytes())
     if mask_size is None or tuple(mask_size) == upright.size != rgb.size:

@@ -25,7 +25,8 @@ from slrnet.models.slrnet import build_trained_model
 
 # what a checkpoint's own config must share with a config given beside it: another value builds another network
 # (the semi variant without class scores under the weak config), or the same network with another test-time rule
-IDENTITY_KEYS = (("model", "name"), ("model", "num_classes"), ("model", "bg_pow"), ("model", "use_cvlr"))
+IDENTITY_KEYS = (("model", "name"), ("model", "num_classes"), ("model", "bg_pow"), ("model", "use_cvlr"),
+                 ("model", "reconstruction"))
 
 
 def _config_for(path: Path, ckpt, config) -> dict:

@@ -331,7 +331,7 @@ def plot_factor_history(history: Sequence[dict], num_atoms: int, axes=None):
     return fig
 
 
-def plot_ladder(summary: Sequence[dict], rows: Sequence[dict], ax=None):
+def plot_ladder(summary: Sequence[dict], ax=None):
     """Val mIoU per rung of the CVLR ladder (``slrnet.analysis.cvlr_ladder.ladder_summary``) and dataset: bars at
     the seed mean, one dot per seed; the regimes beside the ladder hatched."""
     from slrnet.analysis.cvlr_ladder import REGIMES, SETTINGS
