@@ -4,6 +4,7 @@
 #   make test-browser -- the notebooks' widgets in JupyterLab in a headless Chromium (after make test in CI)
 #   make book   -- the executed notebooks of make run as a static HTML site: open outputs/book/index.html
 #   make constraints -- rewrite constraints.txt (and environment.yml's pins) from the versions in .venv
+#   make weights -- train again the quick models that ship in weights/ (notebooks 04-06 open with them; ~12 min)
 #
 # TORCH_SPEC overrides the PyTorch requirement, e.g. for a CUDA build:
 #   make run TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124"
@@ -18,7 +19,7 @@ PROFILE ?= quick
 DATASET ?=
 STAMP := $(VENV)/.slrnet-installed
 
-.PHONY: run test test-browser install book constraints clean-outputs
+.PHONY: run test test-browser install book constraints weights clean-outputs
 
 install: $(STAMP)
 
@@ -46,6 +47,10 @@ book: $(STAMP)
 constraints:
 	@test -x $(PY) || { echo "no $(VENV): run make install first"; exit 1; }
 	$(PY) -m slrnet.constraints
+
+# the quick models in weights/ and their records (slrnet.shipped), for the default dataset or DATASET=photos
+weights: $(STAMP)
+	$(PY) -m slrnet.shipped --dataset $(or $(DATASET),shapes)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -48,33 +48,47 @@ def _relative_image_path(dataset, index: int, name: str) -> str:
 def export_pseudo_labels(model, dataset, out_root, test: TestConfig | None = None, *, allow_label_leak: bool = False,
                          mask_dir: str = "SegmentationClassAug", list_name: str = "train_aug.txt",
                          link_images: bool = True, num_workers: int | None = None, device="auto",
-                         amp: bool = True, max_images: int | None = None, job: dict | None = None) -> dict:
+                         amp: bool = True, max_images: int | None = None, job: dict | None = None,
+                         raw_mask_dir: str | None = None) -> dict:
     """Label every image of ``dataset`` with ``test`` (default: the ground-truth image labels pick the classes,
     ``TestConfig(use_cls_label=True)``; with ``apply_crf`` the CRF output is written) and write a VOC-layout root
     at ``out_root``; returns a summary (with ``job``, what made the labels: ``slrnet.output_folder.describe_job``).
-    ``mask_dir`` and ``list_name`` are names under ``out_root``, which lies apart from the dataset's root."""
+    ``mask_dir`` and ``list_name`` are names under ``out_root``, which lies apart from the dataset's root.
+    With ``apply_crf``, ``raw_mask_dir`` (a name under ``out_root``) also receives the labels before the CRF, from
+    the same predictions, and the summary's ``quality_before_crf`` scores them."""
     from slrnet.data.files import save_palette_png
     from slrnet.metrics import ConfusionMatrix, default_class_names
     from slrnet.utils import atomic_write_bytes, write_json
 
     test = test if test is not None else TestConfig(use_cls_label=True)
     mask_dir, list_name = check_export_names(mask_dir, list_name)
+    if raw_mask_dir is not None:
+        raw_mask_dir = relative_name(raw_mask_dir, "raw_mask_dir")
+        if not test.apply_crf or raw_mask_dir == mask_dir:
+            raise ValueError(f"raw_mask_dir: the labels before the CRF need apply_crf and a folder other than "
+                             f"mask_dir ({mask_dir!r}), got {raw_mask_dir!r}")
     check_before_writing(model, dataset, out_root, test.use_cls_label, allow_label_leak, max_images)
     out_root = Path(out_root)
     src_root = getattr(dataset, "root", None)
     labels_dir = out_root / mask_dir
-    cm = None
+    cm = cm_raw = None
     names, pairs = [], []
     records = Predictor(model, test, device=device, amp=amp).iter_dataset(dataset, max_images=max_images,
                                                                           num_workers=num_workers)
     for index, rec in enumerate(records):
         label = rec["pred_crf"] if test.apply_crf else rec["pred"]               # (H, W) uint8
         save_palette_png(label, labels_dir / f"{rec['name']}.png")
+        if raw_mask_dir is not None:
+            save_palette_png(rec["pred"], out_root / raw_mask_dir / f"{rec['name']}.png")
         names.append(rec["name"])
         pairs.append(f"{_relative_image_path(dataset, index, rec['name'])} /{mask_dir}/{rec['name']}.png")
         if rec["mask"] is not None:  # how good are the pseudo labels where pixel labels exist?
-            cm = cm or ConfusionMatrix(getattr(dataset, "num_classes", None) or rec["num_classes"])
+            num_classes = getattr(dataset, "num_classes", None) or rec["num_classes"]
+            cm = cm or ConfusionMatrix(num_classes)
             cm.update(label, rec["mask"])
+            if raw_mask_dir is not None:
+                cm_raw = cm_raw or ConfusionMatrix(num_classes)
+                cm_raw.update(rec["pred"], rec["mask"])
 
     lists = out_root / "ImageSets" / "Segmentation"
     pairs_name = pairs_list_name(list_name)
@@ -95,6 +109,9 @@ def export_pseudo_labels(model, dataset, out_root, test: TestConfig | None = Non
         "list_file": str(lists / list_name), "pairs_list_file": str(lists / pairs_name),
         "uses_gt_labels": test.use_cls_label, "settings": test.as_dict(),
         "quality": None if cm is None else cm.summary(class_names or default_class_names(cm.num_classes)),
+        "raw_mask_dir": raw_mask_dir,
+        "quality_before_crf": None if cm_raw is None else cm_raw.summary(class_names
+                                                                         or default_class_names(cm_raw.num_classes)),
         "job": job,
     }
     write_json(out_root / "export_summary.json", summary)

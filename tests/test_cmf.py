@@ -232,3 +232,15 @@ def test_notebook_helpers_and_figures(planted, planted_nonneg):
             viz_cmf.plot_cross_view_agreement(maps[0][0], maps[1][0])]
     assert all(isinstance(f, Figure) for f in figs)
     matplotlib.pyplot.close("all")
+
+
+def test_readings_of_the_error_curves():
+    from slrnet.analysis import factorization_study as study
+
+    assert study.rises([3.0, 2.0, 2.5, 1.0]) == [(2, 2.0, 2.5)]
+    text = study.iteration_reading({"CVLR": [0.3, 0.1, 0.12, 0.11], "NMF": [0.3, 0.2, 0.1, 0.1]})
+    assert text.splitlines() == ["CVLR: the error rose at 1 of 3 steps (first at step 2: 0.10000 -> 0.12000); "
+                                 "it ends at 0.11000", "NMF: the error never rose; it ends at 0.10000"]
+    text = study.rank_reading([1, 2, 4], {"CVLR": [0.2, 0.1, 0.15], "SVD": [0.2, 0.1, 0.05]})
+    assert text.splitlines() == ["CVLR: the error rises with K at K=2->4 (0.1000 -> 0.1500)",
+                                 "SVD: the error never rises with K"]

@@ -171,8 +171,9 @@ def test_rows_and_markdown_table(result):
     assert table.count("\n") == 1 + len(rows) and "| multi-scale + flip + CRF | val_miou_crf |" in table
 
     assert R.markdown_table([{"a": 1.234, "b": None}, {"a": "x|y", "b": 2}]) == \
-        "| a | b |\n|---|---|\n| 1.23 | n/a |\n| x\\|y | 2 |"
+        "| a | b |\n|---|---|\n| 1.234 | n/a |\n| x\\|y | 2 |"
     assert R.markdown_table([{"a": 1, "b": 2}], columns=["b"]) == "| b |\n|---|\n| 2 |"
+    assert R.markdown_table([{"a": 0.5, "b": 0.0681}]) == "| a | b |\n|---|---|\n| 0.5 | 0.068 |"
     with pytest.raises(ValueError, match="no rows"):
         R.markdown_table([])
 
@@ -296,6 +297,17 @@ def test_median_and_crf_change_examples(result):
     worst = {e["index"] for e in result.examples["worst"]}
     assert not worst & {e["index"] for e in R.median_examples(result, 3)}
     assert [e["failure"] for e in default] == [result.failure_modes[e["index"]] for e in default]
+    # most images perfect: the median of the others, never a perfect image
+    import copy
+    mostly_perfect = copy.copy(result)
+    ious = np.array(scores, dtype=np.float64)
+    ious[order[:5]] = 1.0                                                   # 5 of 8 perfect
+    mostly_perfect.image_ious = {**result.image_ious, result.final_key: ious}
+    assert R.perfect_share(mostly_perfect) == 5 / 8 and R.perfect_share(result) == float((scores >= 1).mean())
+    assert all(e["iou"] == 1.0 for e in R.median_examples(mostly_perfect, 2, exclude=[]))
+    typical = R.median_examples(mostly_perfect, 2, exclude=[], skip_perfect=True)
+    assert [e["index"] for e in typical] == sorted(order[5:], key=lambda i: (ious[i], i))[:2]
+    assert all(e["iou"] < 1.0 for e in typical)
     change = R.crf_change_examples(result, 4)
     delta = np.asarray(result.image_ious["multi_scale_crf"]) - np.asarray(result.image_ious["multi_scale"])
     assert [e["delta"] for e in change] == sorted((e["delta"] for e in change), reverse=True)

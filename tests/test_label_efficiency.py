@@ -7,6 +7,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import numpy as np
 import pytest
 import torch
 
@@ -61,10 +62,10 @@ def test_study_configs_per_setting(profile, tmp_path, tiny_root):
     assert len(set(batches.values())) == 1
     images = {"smoke": 48, "quick": 20, "full": 20}[profile]          # quick and full read the tiny dataset
     batch = cfgs["weak"]["train"]["batch_size"]
-    steps = {"smoke": min(images // batch, 3), "quick": min(images // batch, 24), "full": images // batch}[profile]
+    steps = {"smoke": min(images // batch, 3), "quick": min(images // batch, 60), "full": images // batch}[profile]
     assert cfgs["weak"]["train"]["max_steps_per_epoch"] == steps
     epochs = (cfgs["weak"]["train"]["num_epochs"], cfgs["weak"]["train"]["pretrain_epochs"])
-    assert epochs == {"smoke": (2, 0), "quick": (6, 1), "full": (30, 5)}[profile]
+    assert epochs == {"smoke": (2, 0), "quick": (8, 1), "full": (30, 5)}[profile]
     # the baseline: each step as many pixel-labelled images as the wo_cls variant's batches hold on average
     wo = S.study_train_set(cfgs["semi_wo_cls"], "semi_wo_cls")
     batch = cfgs["semi_wo_cls"]["train"]["batch_size"]
@@ -83,7 +84,9 @@ def test_study_rejects_bad_settings_and_fractions(tmp_path):
     assert S.study_config("weak", None, "smoke", tmp_path)["model"]["name"] == "slrnet"   # no fraction needed
     with pytest.raises(ValueError, match="profile"):
         S.default_fractions("fast")
-    assert S.default_fractions("quick") == [0.05, 0.138, 0.5] and len(S.default_fractions("full")) == 4
+    assert S.default_fractions("quick") == [0.138] and len(S.default_fractions("full")) == 4
+    assert S.seed_study_fractions("quick") == [0.05, 0.138, 0.5]          # the curve: the several-seed study's
+    assert set(S.default_fractions("quick")) <= set(S.seed_study_fractions("quick"))
 
 
 def test_semi_quick_configs_mirror_the_weak_one():
@@ -141,6 +144,9 @@ def test_training_sets_per_setting_and_no_leak(tiny_root, tmp_path):
     titles = [ax.get_title() for ax in fig.axes]
     assert titles[0] == "pixel labels" and titles[2] == "image labels" and titles[6] == "no labels"
     assert not fig.axes[10].axison                                  # labelled only: nothing unlabelled to show
+    # a mask panel without pixel labels says so instead of drawing a flat all-void box
+    assert not fig.axes[3].images and "no pixel" in fig.axes[3].texts[0].get_text()
+    assert fig.axes[1].images and not fig.axes[1].texts             # the pixel-labelled item's mask is drawn
     plt.close(fig)
 
 
@@ -196,6 +202,9 @@ def test_plot_label_efficiency(tmp_path):
     assert list(curves[S.SETTING_LABELS["semi_w_cls"]].get_xdata()) == [2.0, 10.0]
     assert list(curves[S.SETTING_LABELS["labelled_only"]].get_ydata()) == pytest.approx([0.37, 0.45])
     assert ax.get_xscale() == "log"
+    assert list(ax.get_xticks()) == [2.0, 10.0] and [t.get_text() for t in ax.get_xticklabels()] == ["2", "10"]
+    assert not ax.xaxis.get_minor_ticks()                   # no automatic log ticks beside the fractions
+    assert not ax.collections                               # no error bars without a std
     fig.savefig(tmp_path / "le.png")
     assert (tmp_path / "le.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     plt.close(fig)
@@ -212,6 +221,14 @@ def test_plot_label_efficiency(tmp_path):
         plt.close(fig)
     with pytest.raises(ValueError, match="no rows"):
         V.plot_label_efficiency([])
+    # several-seed means: error bars of one std on the curves, a band around the weak line
+    fig = V.plot_label_efficiency([{**r, "std": 0.02} for r in fake_rows()], title="over seeds")
+    ax = fig.axes[0]
+    assert ax.get_title() == "over seeds" and len(ax.patches) == 1          # the weak band
+    bars = [c for c in ax.containers if c.__class__.__name__ == "ErrorbarContainer"]
+    assert len(bars) == 3 and all(np.allclose(np.diff(seg, axis=0)[:, 1], 0.04) for c in bars
+                                   for seg in c.lines[2][0].get_segments())
+    plt.close(fig)
 
 
 def test_summary_metrics_margins_and_row_order():
@@ -335,10 +352,17 @@ def test_run_study_checks_workers(tmp_path):
     for bad in (0, -1, 1.5, "two", True):
         with pytest.raises(ValueError, match="workers"):
             S.run_study([0.1], ("semi_w_cls", "semi_wo_cls"), profile="smoke", output_dir=tmp_path, workers=bad)
-    threads = torch.get_num_threads()
-    assert S.default_workers(3, "cpu") == (min(3, threads + 1) if threads >= 2 else 1)
-    assert S.default_workers(40, "cpu") == (threads + 1 if threads >= 2 else 1)
-    assert S.default_workers(0, "cpu") == 1
+    assert S.default_workers(0, "cpu") == S.default_workers(1, "cpu") == 1
+
+
+@pytest.mark.parametrize("pending, expected", [(2, 2), (3, 3), (4, 2), (5, 2), (10, 2)])
+def test_default_workers_finish_equal_runs_first(pending, expected, monkeypatch):
+    """On 2 threads a round of w runs takes max(1, w / 2) run-times: 4 runs two by two (2) beat three then one (3);
+    a tie goes to fewer processes (5 runs: 2 + 2 + 1 or 3 + 2, both 3)."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert S.default_workers(pending, "cpu") == expected
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert S.default_workers(pending, "cpu") == 1
 
 
 def test_worker_log_lines_name_their_run():
@@ -350,3 +374,33 @@ def test_worker_log_lines_name_their_run():
     stream.write(" val mIoU 0.3\nepoch 2")
     stream.write(": done\n\n")
     assert out.getvalue() == "[semi_w_cls_0.1] epoch 1: loss 0.5 val mIoU 0.3\n[semi_w_cls_0.1] epoch 2: done\n[semi_w_cls_0.1] \n"
+
+
+def test_learning_and_seed_readings():
+    rows = [{"setting": "weak", "fraction": None, "learned": True, "learning_findings": [], "steps": 480,
+             "batch_size": 16, "val_miou": 0.69},
+            {"setting": "semi_w_cls", "fraction": 0.138, "learned": False, "steps": 480, "batch_size": 16,
+             "learning_findings": ["the val mIoU is 0.143, what predicting background everywhere scores"],
+             "val_miou": 0.14}]
+    assert S.learning_reading(rows[:1]).startswith("all 1 runs passed")
+    text = S.learning_reading(rows)
+    assert "1 of 2 runs did NOT learn" in text and "semi_w_cls_0.138: the val mIoU is 0.143" in text
+
+    seed_rows = [{**r, "seed": seed, "val_miou": r["val_miou"] + 0.01 * seed} for seed in (0, 1) for r in rows]
+    seed_rows += [{"setting": "labelled_only", "fraction": 0.138, "seed": seed, "val_miou": v, "steps": 480,
+                   "batch_size": 5} for seed, v in ((0, 0.10), (1, 0.30))]
+    assert "with this notebook's budget" in S.seed_study_budget_reading(seed_rows, rows)
+    shorter = [{**r, "steps": 144} for r in seed_rows]
+    assert "another budget ([144] SGD steps" in S.seed_study_budget_reading(shorter, rows)
+    summary = S.seed_summary(seed_rows)
+    reading = S.seed_reading(summary)
+    # semi 0.14 / 0.15 against labelled only 0.10 / 0.30: margins +0.04 and -0.15, spread of labelled only 0.141
+    assert reading == ("semi + image labels at 13.8 %: -0.055 over labelled only on average, within the seed "
+                       "spread (0.141); it won at 1 of 2 seeds")
+    one_seed = S.seed_reading(S.seed_summary([r for r in seed_rows if r["seed"] == 0]))
+    assert one_seed.endswith("+0.040 over labelled only on average, one seed, so no spread to compare it with; it "
+                             "won at 1 of 1 seeds")
+    curve = S.summary_rows(summary)
+    assert {(r["setting"], r["fraction"]) for r in curve} == {("weak", None), ("semi_w_cls", 0.138),
+                                                              ("labelled_only", 0.138)}
+    assert all(r["std"] is not None for r in curve)

@@ -45,7 +45,7 @@ def test_every_profile_sizes_the_same_analyses():
         assert P.cell_timeout(p) > 0
         for analysis, settings in P.profile_spec(p)["analysis"].items():
             assert settings.keys() - {"config"} == P.profile_spec("quick")["analysis"][analysis].keys() - {"config"}
-    assert len(P.analysis_settings("quick", "label_efficiency")["fractions"]) >= 3   # a curve, not a point
+    assert len(P.analysis_settings("quick", "label_efficiency")["seed_study_fractions"]) >= 3   # a curve
     with pytest.raises(KeyError, match="nothing"):
         P.analysis_settings("quick", "nothing")
     with pytest.raises(ValueError, match="profile"):

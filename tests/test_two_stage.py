@@ -141,3 +141,75 @@ def test_the_export_folder_trains_the_second_stage(tmp_path):
     assert not list((tmp_path / "run" / "snapshots").glob("*.png"))        # no pseudo labels to draw
     model, _ = load_trained_model(tmp_path / "run" / "checkpoints" / "last.pth")
     assert isinstance(model, DeepLabV3Plus)
+
+
+def test_export_writes_the_labels_before_the_crf_from_the_same_pass(tmp_path):
+    shapes = ensure_default_dataset(tmp_path / "shapes", num_train=3, num_val=1, image_size=32)
+    torch.manual_seed(0)
+    first = build_model({"name": "slrnet", "backbone": "tiny", "num_classes": 7, "decoder_channels": 16,
+                         "aspp_dilations": [1, 2, 3, 4], "backbone_kwargs": {"width": 8}}).eval()
+    train = VOCSegmentation(shapes, "train")
+    crf = TestConfig(scales=[1.0], flip=False, use_cls_label=True, apply_crf=True)
+    info = export_pseudo_labels(first, train, tmp_path / "both", crf, device="cpu", raw_mask_dir="Raw")
+    raw_only = export_pseudo_labels(first, train, tmp_path / "raw", crf.replace(apply_crf=False), device="cpu")
+    for name in train.names:                 # the raw folder holds what an export without the CRF writes
+        assert np.array_equal(np.array(Image.open(tmp_path / "both" / "Raw" / f"{name}.png")),
+                              np.array(Image.open(tmp_path / "raw" / "SegmentationClassAug" / f"{name}.png")))
+        assert (tmp_path / "both" / "SegmentationClassAug" / f"{name}.png").is_file()
+    assert info["quality_before_crf"]["miou"] == pytest.approx(raw_only["quality"]["miou"])
+    assert info["raw_mask_dir"] == "Raw" and raw_only["quality_before_crf"] is None
+    with pytest.raises(ValueError, match="raw_mask_dir"):
+        export_pseudo_labels(first, train, tmp_path / "x", crf.replace(apply_crf=False), device="cpu",
+                             raw_mask_dir="Raw")
+    with pytest.raises(ValueError, match="raw_mask_dir"):
+        export_pseudo_labels(first, train, tmp_path / "x", crf, device="cpu", raw_mask_dir="../Raw")
+
+
+def test_segmenters_train_on_equal_terms_with_the_first_stage(tmp_path):
+    """Quick profile: both DeepLabV3+ train as many images, SGD steps and batch as shapes_quick.yaml's model; the
+    second stage reads the pseudo labels, the ceiling the real masks of the same list, both validate on the real val."""
+    from slrnet.analysis import two_stage
+    from slrnet.profiles import dataset_config, training_config
+
+    first = training_config(dataset_config("shapes", "quick"), "quick", tmp_path)
+    real = tmp_path / "shapes"
+    cfgs = {kind: two_stage.segmenter_config(kind, None, "quick", tmp_path, tmp_path / "labels", real,
+                                             "SegmentationClass", 7, real_list=real / "list.txt")
+            for kind in two_stage.SEGMENTERS}
+    second, ceiling = cfgs["second_stage"]["dataset"], cfgs["real_masks"]["dataset"]
+    assert (second["root"], second["mask_dir"]) == (str(tmp_path / "labels"), two_stage.PSEUDO_MASK_DIR)
+    assert (ceiling["root"], ceiling["mask_dir"], ceiling["train_list"]) == (str(real), "SegmentationClass",
+                                                                             str(real / "list.txt"))
+    assert second["val_root"] == ceiling["val_root"] == str(real)
+    assert all(c["model"]["name"] == "deeplabv3plus" and c["model"]["pretrained"] == first["model"]["pretrained"]
+               for c in cfgs.values())
+    rows = [two_stage.budget_row("single stage", first, 2000)]
+    rows += [two_stage.budget_row(kind, c, 2000) for kind, c in cfgs.items()]
+    assert two_stage.equal_budget(rows) and rows[1]["SGD steps"] == 12 * 125 and rows[1]["batch"] == 16
+    assert not two_stage.equal_budget(rows[:1] + [two_stage.budget_row("half", cfgs["second_stage"], 1000)])
+    raw = two_stage.segmenter_config("second_stage", None, "quick", tmp_path, tmp_path / "labels", real,
+                                     "SegmentationClass", 7, pseudo_mask_dir=two_stage.RAW_MASK_DIR)
+    assert raw["dataset"]["mask_dir"] == two_stage.RAW_MASK_DIR
+    with pytest.raises(ValueError, match="kind"):
+        two_stage.segmenter_config("third", None, "quick", tmp_path, tmp_path, real, "SegmentationClass", 7)
+
+
+def test_crf_label_changes_name_the_confusion_the_crf_introduced():
+    from slrnet.analysis import two_stage
+
+    names = ["background", "circle", "triangle"]
+    mask = np.array([[0, 1, 1, 2], [0, 1, 1, 2]], np.uint8)
+    raw = [mask.copy(), np.zeros_like(mask)]
+    crf = [np.array([[0, 2, 2, 2], [0, 1, 1, 2]], np.uint8), mask.copy()]     # 2 circle pixels became triangle
+    masks = [mask, mask]
+    changes = two_stage.crf_label_changes(raw, crf, masks, ["a", "b"], names)
+    assert (changes["images"], changes["better"], changes["worse"], changes["unchanged"]) == (2, 1, 1, 0)
+    hurt = changes["most_hurt"]
+    assert hurt["name"] == "a" and hurt["accuracy_before"] == 1.0 and hurt["accuracy_after"] == 0.75
+    assert hurt["worst_confusion"] == {"true": "circle", "crf": "triangle", "pixels": 2}
+    text = two_stage.crf_reading(changes)
+    assert "made 1 of 2 pseudo labels more accurate and 1 less" in text
+    assert "It hurt a most (pixel accuracy 1.000 -> 0.750): 2 pixels of circle that were right became triangle" in text
+    void = np.full_like(mask, 255)
+    with pytest.raises(ValueError, match="no image has scored pixels"):
+        two_stage.crf_label_changes([mask], [mask], [void], ["v"], names)

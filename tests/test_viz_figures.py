@@ -143,6 +143,22 @@ def test_label_columns_and_miou_bars():
     assert [t.get_text() for t in fig.axes[0].texts] == ["0.500", "0.550", "0.600"]
 
 
+def test_grouped_miou_bars_one_colour_per_setting():
+    table = {"single stage": {"no CRF": 0.8, "+ CRF": 0.9}, "second stage": {"no CRF": 0.85, "+ CRF": 0.88},
+             "ceiling": {"no CRF": 0.95}}
+    fig = E.plot_miou_groups(table, title="val")
+    ax = fig.axes[0]
+    bars = ax.patches
+    assert [b.get_height() for b in bars] == pytest.approx([0.8, 0.85, 0.95, 0.9, 0.88])   # setting by setting
+    assert len({tuple(b.get_facecolor()) for b in bars[:3]}) == 1 != len({bars[0].get_facecolor(), bars[3].get_facecolor()})
+    assert bars[0].get_x() < bars[3].get_x() < bars[1].get_x()                 # a group's bars side by side
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(table)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["no CRF", "+ CRF"] and ax.get_title() == "val"
+    assert [t.get_text() for t in ax.texts] == ["0.800", "0.850", "0.950", "0.900", "0.880"]
+    with pytest.raises(ValueError, match="nothing to draw"):
+        E.plot_miou_groups({})
+
+
 def test_confusion_before_after_draws_both_and_their_difference():
     before, after = np.array([[8, 2], [1, 3]]), np.array([[9, 1], [0, 4]])
     fig = E.plot_confusion_before_after(before, after, ["bg", "x"])

@@ -28,6 +28,8 @@ Readings (text the notebook prints, every number computed from the result):
 """
 from __future__ import annotations
 
+import math
+
 import heapq
 import time
 from dataclasses import dataclass, field
@@ -487,19 +489,31 @@ def error_breakdown(matrix, class_names: Sequence[str] | None = None) -> dict:
 
 # ----------------------------------------------------------------------------- examples beyond best / worst
 
+PERFECT_IOU = 1.0 - 1e-9
+
+
+def perfect_share(result: EvaluationResult, key: str | None = None) -> float:
+    """The share of scored images whose per-image IoU (setting ``key``, default the final one) is perfect."""
+    scores = np.asarray(result.image_ious[key or result.final_key], dtype=np.float64)
+    scores = scores[np.isfinite(scores)]
+    return float((scores >= PERFECT_IOU).mean()) if scores.size else 0.0
+
+
 def median_examples(result: EvaluationResult, k: int, key: str | None = None,
-                    exclude: Sequence[int] | None = None) -> list[dict]:
+                    exclude: Sequence[int] | None = None, skip_perfect: bool = False) -> list[dict]:
     """The ``k`` scored images whose per-image IoU (setting ``key``, default the final one) sits around the
     median, in rising IoU: what a typical image looks like. ``{"index", "name", "iou", "failure"}`` entries.
     ``exclude``: image indices not to pick (default: the result's worst examples, so no image is shown twice
     when many images tie); the median's place is taken over all scored images, and the ``k`` images picked are
-    the ones not excluded that rank closest to it."""
+    the ones not excluded that rank closest to it. ``skip_perfect``: the median of the images that are not
+    perfect (when most images are, the plain median shows perfect images, which teach nothing)."""
     key = key or result.final_key
     if exclude is None:
         exclude = [e["index"] for e in result.examples.get("worst", [])]
     excluded = set(int(i) for i in exclude)
     scores = np.asarray(result.image_ious[key], dtype=np.float64)
-    order = sorted(np.flatnonzero(np.isfinite(scores)).tolist(), key=lambda i: (scores[i], i))   # all scored
+    ranked = np.isfinite(scores) & ((scores < PERFECT_IOU) if skip_perfect else True)
+    order = sorted(np.flatnonzero(ranked).tolist(), key=lambda i: (scores[i], i))   # all scored (not perfect)
     centre = (len(order) - 1) / 2                                       # the median's place among all of them
     free = [pos for pos, i in enumerate(order) if i not in excluded]
     picked = sorted(sorted(free, key=lambda pos: (abs(pos - centre), pos))[:max(0, int(k))])
@@ -710,8 +724,8 @@ def markdown_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -
     def cell(v) -> str:
         if v is None:
             return "n/a"
-        if isinstance(v, float):
-            return f"{v:.2f}"
+        if isinstance(v, float):                 # three decimals, as the readings print mIoU; no trailing zeros
+            return f"{v:.3f}".rstrip("0").rstrip(".") if math.isfinite(v) else str(v)
         return str(v).replace("|", "\\|")
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]

@@ -194,3 +194,33 @@ def format_agreement(comparison: dict) -> str:
         + ", ".join(f"{c:.3f}" for c in comparison["matched_cosine"].tolist()),
         f"gain of the shared dictionary: {a['joint'] - a['separate']:+.3f} over separate atoms as they come, "
         f"{a['joint'] - a['separate (matched)']:+.3f} over separate atoms matched"])
+
+
+def rises(values: Sequence[float], tolerance: float = 1e-6) -> list[tuple[int, float, float]]:
+    """``(i, values[i - 1], values[i])`` wherever the sequence goes up by more than ``tolerance`` (relative)."""
+    return [(i, float(a), float(b)) for i, (a, b) in enumerate(zip(values, values[1:]), start=1)
+            if b > a * (1 + tolerance)]
+
+
+def iteration_reading(errors: dict) -> str:
+    """One line per solver on its relative error per iteration (``{name: (T,) errors}``): whether it ever rose,
+    and its last value."""
+    lines = []
+    for name, curve in errors.items():
+        curve = [float(x) for x in curve]
+        up = rises(curve)
+        told = (f"rose at {len(up)} of {len(curve) - 1} steps (first at step {up[0][0]}: {up[0][1]:.5f} -> "
+                f"{up[0][2]:.5f})" if up else "never rose")
+        lines.append(f"{name}: the error {told}; it ends at {curve[-1]:.5f}")
+    return "\n".join(lines)
+
+
+def rank_reading(ranks: Sequence[int], errors: dict) -> str:
+    """One line per solver on its error against the rank (``{name: errors per rank}``): where it rose with K."""
+    lines = []
+    for name, values in errors.items():
+        up = rises(values)
+        told = ("rises with K at " + ", ".join(f"K={ranks[i - 1]}->{ranks[i]} ({a:.4f} -> {b:.4f})" for i, a, b in up)
+                if up else "never rises with K")
+        lines.append(f"{name}: the error {told}")
+    return "\n".join(lines)

@@ -65,8 +65,14 @@ LOSS_WEIGHTS_FROM = {"weak": "weak", "semi_w_cls": "semi_w_cls", "semi_wo_cls": 
 
 
 def default_fractions(profile: str) -> list[float]:
-    """The profile's pixel-label fractions (``configs/profiles.yaml``: analysis.label_efficiency.fractions)."""
+    """The pixel-label fractions notebook 03 trains (``configs/profiles.yaml``: analysis.label_efficiency.fractions)."""
     return [float(f) for f in analysis_settings(profile, "label_efficiency")["fractions"]]
+
+
+def seed_study_fractions(profile: str) -> list[float]:
+    """The fractions of the several-seed study, the label-efficiency curve (``experiments/label_efficiency_seeds.py``;
+    analysis.label_efficiency.seed_study_fractions)."""
+    return [float(f) for f in analysis_settings(profile, "label_efficiency")["seed_study_fractions"]]
 
 
 def _check_setting(setting: str) -> str:
@@ -218,6 +224,7 @@ class StudyRun:
 
 def _row(setting: str, fraction: float | None, cfg: dict, train_set, trainer, seconds: float) -> dict:
     final = trainer.history[-1]                            # validate() runs after the last epoch
+    check = trainer.learning_check or {"learned": None}
     return {"setting": setting, "label": SETTING_LABELS[setting], "fraction": fraction,
             "num_labelled": len(train_set.labelled_indices) if isinstance(train_set, SemiSupervisedSplit) else 0,
             "num_train_images": len(getattr(train_set, "dataset", train_set)),
@@ -225,7 +232,9 @@ def _row(setting: str, fraction: float | None, cfg: dict, train_set, trainer, se
             "val_miou": float(final["val_miou"]), "val_pixel_acc": float(final["val_pixel_acc"]),
             "epochs": cfg["train"]["num_epochs"], "steps": trainer.global_step,
             "batch_size": cfg["train"]["batch_size"], "train_seconds": round(seconds, 1),
-            "threads": torch.get_num_threads(), "source": "trained"}
+            "threads": torch.get_num_threads(), "source": "trained",
+            # slrnet.learning_check: a comparison is only worth reading between runs that learned
+            "learned": check["learned"], "learning_findings": list(check.get("findings") or [])}
 
 
 def train_setting(setting: str, fraction: float | None, profile: str, output_dir, dataset: str = "shapes",
@@ -289,14 +298,23 @@ def load_study_run(setting: str, fraction: float | None, row: dict, output_dir, 
 def default_workers(pending: int, device="auto") -> int:
     """How many runs :func:`run_study` trains at once for ``workers="auto"``: on a GPU one after another;
     on a CPU with two or more threads, side by side, one process each with the threads shared out, up to one
-    process more than there are threads (on 2 cores, notebook 03's three runs with one thread each finish
-    1.2-1.4x sooner than one after another with two threads; benchmarks/label_efficiency_workers.py)."""
+    process more than there are threads (on 2 cores, three runs with one thread each finish 1.2-1.4x sooner
+    than one after another with two threads; benchmarks/label_efficiency_workers.py).
+
+    Among those counts, the one that finishes ``pending`` equal runs first, with a round of ``w`` workers on
+    ``threads`` cores taking ``max(1, w / threads)`` run-times: four runs on 2 cores go two by two (2 run-times)
+    rather than three then one (3), three runs all at once (1.5 rather than 2).
+    """
     from slrnet.utils import resolve_device
 
     threads = torch.get_num_threads()
-    if resolve_device(device).type != "cpu" or threads < 2:
+    if resolve_device(device).type != "cpu" or threads < 2 or pending < 2:
         return 1
-    return max(1, min(int(pending), threads + 1))
+
+    def makespan(w: int) -> float:
+        return math.ceil(pending / w) * max(1.0, w / threads)
+
+    return min(range(2, min(int(pending), threads + 1) + 1), key=lambda w: (makespan(w), w))
 
 
 def run_study(fractions, settings=SETTINGS, *, profile: str, output_dir, dataset: str = "shapes", data_root=None,
@@ -405,3 +423,54 @@ def seed_summary(rows: list[dict]) -> list[dict]:
             entry.update(mean_margin=float(margins.mean()), wins=int((margins > 0).sum()), paired=len(margins))
         out.append(entry)
     return out
+
+
+def summary_rows(summary: list[dict]) -> list[dict]:
+    """:func:`seed_summary`'s entries as rows :func:`slrnet.viz.label_efficiency.plot_label_efficiency` draws:
+    the mean as ``val_miou``, with its ``std``."""
+    return [{"setting": e["setting"], "fraction": e["fraction"], "val_miou": e["mean"], "std": e["std"]}
+            for e in summary]
+
+
+def learning_reading(rows: list[dict]) -> str:
+    """Which runs learned (``slrnet.learning_check``), in one line; the runs that did not, with their reason."""
+    failed = [r for r in rows if r.get("learned") is False]
+    if not failed:
+        return f"all {len(rows)} runs passed the learning check: every comparison below is between runs that learned"
+    names = "\n".join(f"  {run_name(r['setting'], r['fraction'])}: {'; '.join(r['learning_findings'])}"
+                      for r in failed)
+    return (f"{len(failed)} of {len(rows)} runs did NOT learn, so a comparison with them measures a failed run, "
+            f"not a setting (slrnet.learning_check):\n{names}")
+
+
+def seed_study_budget_reading(seed_rows: list[dict], rows: list[dict]) -> str:
+    """Whether the seed study trained its runs with this run's budget (SGD steps and batch per setting)."""
+    def budgets(rs):
+        return {(r["setting"], r["steps"], r["batch_size"]) for r in rs if r["fraction"] in (None, rows_fraction)}
+
+    rows_fraction = next((r["fraction"] for r in rows if r["fraction"] is not None), None)
+    here, there = budgets(rows), budgets(seed_rows)
+    if here and here <= there:
+        return "the seed study trained every setting with this notebook's budget (the same SGD steps and batch)"
+    steps = sorted({r["steps"] for r in seed_rows})
+    return (f"the seed study trained with another budget ({steps} SGD steps per run, this notebook "
+            f"{sorted({r['steps'] for r in rows})}): remake it with the command above before comparing")
+
+
+def seed_reading(summary: list[dict]) -> str:
+    """Per semi setting and fraction of :func:`seed_summary`: its mean margin over the labelled-only run, the
+    seed spread, and how many seeds it won; in a few lines."""
+    spread = {(e["setting"], e["fraction"]): e["std"] for e in summary}
+    lines = []
+    for e in summary:
+        if "mean_margin" not in e:
+            continue
+        spreads = [spread.get((e["setting"], e["fraction"])), spread.get(("labelled_only", e["fraction"]))]
+        if any(v is None for v in spreads):
+            verdict = "one seed, so no spread to compare it with"
+        else:
+            noise = max(spreads)
+            verdict = ("larger than" if abs(e["mean_margin"]) > noise else "within") + f" the seed spread ({noise:.3f})"
+        lines.append(f"{SETTING_SHORT[e['setting']]} at {100 * e['fraction']:g} %: {e['mean_margin']:+.3f} over "
+                     f"labelled only on average, {verdict}; it won at {e['wins']} of {e['paired']} seeds")
+    return "\n".join(lines) if lines else "the seed study holds no semi-supervised rows"

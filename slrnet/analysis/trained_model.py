@@ -4,9 +4,10 @@ Notebooks 04 (low-rank factors) and 05 (evaluation) look at a trained SLRNet. Th
 weakly supervised model (02) publishes it with :func:`publish_model` under the output root, in
 ``<output root>/models/weakly_supervised.pth`` (``weakly_supervised_photos.pth`` for the photos dataset: one
 published model per embedded dataset, :func:`published_name`); the analyses read it from there
-(:func:`published_model`). A ``checkpoint`` parameter names any other file, and when there is none they train the
-profile's short run of ``configs/<dataset>_quick.yaml`` first (``short_run`` in ``configs/profiles.yaml``), so
-every notebook also runs alone.
+(:func:`published_model`). A ``checkpoint`` parameter names any other file. When there is none, the quick profile
+uses the model that ships in ``weights/`` (``slrnet.shipped``: the same training as notebook 02's), so notebooks
+04-06 open in seconds; otherwise they train the profile's short run of ``configs/<dataset>_quick.yaml`` first
+(``short_run`` in ``configs/profiles.yaml``), so every notebook also runs alone.
 
     >>> from slrnet.analysis.trained_model import evaluation_set, load_or_train
     >>> model, cfg, info = load_or_train(None, "outputs/05_evaluate", profile="quick")
@@ -76,10 +77,11 @@ def train_small_model(output_dir, profile: str = "quick", seed: int = 0, device=
 def load_or_train(checkpoint, output_dir, profile: str = "quick", seed: int = 0, device="auto", config=None,
                   data_root=None, dataset: str = "shapes"):
     """The notebook's model: ``checkpoint`` if given (it must exist); else the published weakly supervised
-    model of ``dataset`` in ``output_dir``'s root if present; else ``train_small_model(output_dir, profile, seed,
-    device, config, data_root, dataset)``.
+    model of ``dataset`` in ``output_dir``'s root if present; else, in the quick profile with the embedded dataset
+    and its config, the shipped quick model (``slrnet.shipped``); else ``train_small_model(output_dir, profile,
+    seed, device, config, data_root, dataset)``.
 
-    Returns (model in eval mode, config, info) with info {"source": "checkpoint" / "trained here",
+    Returns (model in eval mode, config, info) with info {"source": "checkpoint" / "shipped" / "trained here",
     "checkpoint": the weights' file, "train_seconds", "learning_check": the trainer's verdict on the run or None,
     "history": its per-epoch records (losses, factor diagnostics) or None}. ``config`` also reads a checkpoint saved
     without one (the authors' released files).
@@ -92,11 +94,17 @@ def load_or_train(checkpoint, output_dir, profile: str = "quick", seed: int = 0,
                                 f"model, {published_model(output_dir, published_name(dataset))}, or trains one)")
     path = (Path(checkpoint).expanduser() if checkpoint is not None
             else published_model(output_dir, published_name(dataset)))
+    source = "checkpoint"
+    if not path.is_file() and checkpoint is None and config is None and data_root is None:
+        from slrnet.shipped import shipped_model
+
+        shipped = shipped_model("weakly_supervised", dataset, profile)
+        path, source = (shipped, "shipped") if shipped is not None else (path, source)
     if path.is_file():
         model, cfg = load_trained_model(path, config, device=device)      # config: for a file without one inside
         saved = load_checkpoint(path, map_location="cpu")
         saved = saved if isinstance(saved, dict) else {}
-        model_info = {"source": "checkpoint", "checkpoint": str(path), "train_seconds": 0.0,
+        model_info = {"source": source, "checkpoint": str(path), "train_seconds": 0.0,
                       "learning_check": saved.get("learning_check"), "history": saved.get("history")}
     else:
         model, cfg, model_info = train_small_model(output_dir, profile, seed, device, config=config,

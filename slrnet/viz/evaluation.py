@@ -364,17 +364,43 @@ def plot_label_columns(images: Sequence[np.ndarray], columns: Mapping[str, Seque
     return fig
 
 
+def _miou_bar_axes(ax, bars, heights, labels, title: str, top: float) -> None:
+    """Each bar's value written on it; the groups' labels under them, mIoU from 0 to ``top``."""
+    for bar, h in zip(bars, heights):
+        ax.text(bar.get_x() + bar.get_width() / 2, h + 0.01, f"{h:.3f}", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
+    ax.set_ylim(0, top)
+    ax.set_ylabel("mIoU")
+    ax.set_title(title)
+
+
+def plot_miou_groups(values: Mapping[str, Mapping[str, float]], ax=None, title: str = "val mIoU"):
+    """Grouped bars: one group per model (``{model: {setting: mIoU}}``), one bar per setting in each (the same
+    colour for a setting in every group), its value written on it."""
+    groups = list(values)
+    settings = list(dict.fromkeys(k for group in values.values() for k in group))
+    if not groups or not settings:
+        raise ValueError("plot_miou_groups: nothing to draw")
+    fig, ax = (pyplot().subplots(figsize=(2.4 * len(groups) + 1.5, 3.4)) if ax is None else (ax.figure, ax))
+    width = 0.8 / len(settings)
+    bars, heights = [], []
+    for j, setting in enumerate(settings):
+        xs = [i - 0.4 + width * (j + 0.5) for i, g in enumerate(groups) if setting in values[g]]
+        hs = [float(values[g][setting]) for g in groups if setting in values[g]]
+        bars += list(ax.bar(xs, hs, width, color=f"C{j}", label=setting))
+        heights += hs
+    _miou_bar_axes(ax, bars, heights, groups, title, top=1.1)          # room above the bars for the legend
+    ax.legend(fontsize=8, loc="upper left", ncol=len(settings))
+    fig.tight_layout()
+    return fig
+
+
 def plot_miou_bars(values: Mapping[str, float], ax=None, title: str = "val mIoU"):
     """One bar per setting (``{label: mIoU}``), its value written on it."""
     fig, ax = (pyplot().subplots(figsize=(1.6 * len(values) + 1.5, 3.2)) if ax is None else (ax.figure, ax))
     labels = list(values)
     heights = [float(values[k]) for k in labels]
     bars = ax.bar(range(len(labels)), heights, color=[f"C{i}" for i in range(len(labels))])
-    for bar, h in zip(bars, heights):
-        ax.text(bar.get_x() + bar.get_width() / 2, h + 0.01, f"{h:.3f}", ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(range(len(labels)), labels, fontsize=8)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("mIoU")
-    ax.set_title(title)
+    _miou_bar_axes(ax, bars, heights, labels, title, top=1.0)
     fig.tight_layout()
     return fig

@@ -19,10 +19,13 @@ from slrnet.analysis.label_efficiency import SETTING_LABELS, SETTINGS, StudyRun
 from slrnet.viz.common import colorize, to_rgb
 
 
-def plot_label_efficiency(rows: list[dict], ax=None):
+def plot_label_efficiency(rows: list[dict], ax=None, title: str = "label efficiency"):
     """Pixel-label fraction (x, % of training images) vs val mIoU (y), one line per setting; the weak
-    setting, which uses no pixel labels, is a horizontal line. Returns the Figure."""
+    setting, which uses no pixel labels, is a horizontal line. A row with ``std`` (a several-seed mean, from
+    :func:`slrnet.analysis.label_efficiency.seed_summary` through :func:`summary_rows`) gets an error bar of one
+    standard deviation, and the weak line a band. Only the fractions studied are ticked. Returns the Figure."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, NullLocator
 
     if not rows:
         raise ValueError("plot_label_efficiency: no rows to plot")
@@ -33,15 +36,12 @@ def plot_label_efficiency(rows: list[dict], ax=None):
     fractions = sorted({r["fraction"] for r in rows if r["fraction"] is not None})
     styles = {"semi_w_cls": ("tab:blue", "o"), "semi_wo_cls": ("tab:orange", "s"),
               "labelled_only": ("tab:green", "^"), "weak": ("tab:gray", None)}
-    above, below, left = (6, 5), (6, -11), (-34, -3)         # value labels, offsets in points
+    above, below = (0, 7), (0, -13)                         # value labels, offsets in points
 
     def label_offset(setting: str, fraction: float, y: float) -> tuple[int, int]:
-        """The baseline's value to the left; of the two semi variants at a fraction, the higher one's above."""
-        if setting == "labelled_only":
-            return left
-        other = [r["val_miou"] for r in rows if r["fraction"] == fraction and r["setting"] != setting
-                 and r["setting"] in ("semi_w_cls", "semi_wo_cls")]
-        return above if all(y > o or (y == o and setting == "semi_w_cls") for o in other) else below
+        """Above the point when it is the highest of the settings at its fraction, else below it."""
+        others = [r["val_miou"] for r in rows if r["fraction"] == fraction and r["setting"] != setting]
+        return above if all(y > o or (y == o and setting == "semi_w_cls") for o in others) else below
 
     for setting in SETTINGS:
         hits = sorted((r for r in rows if r["setting"] == setting), key=lambda r: r["fraction"] or 0.0)
@@ -49,27 +49,35 @@ def plot_label_efficiency(rows: list[dict], ax=None):
             continue
         color, marker = styles[setting]
         if setting == "weak":
-            ax.axhline(hits[0]["val_miou"], color=color, ls="--", label=f"{SETTING_LABELS[setting]}: "
-                                                                          f"{hits[0]['val_miou']:.3f}")
+            y, std = hits[0]["val_miou"], hits[0].get("std")
+            ax.axhline(y, color=color, ls="--", label=f"{SETTING_LABELS[setting]}: {y:.3f}")
+            if std:
+                ax.axhspan(y - std, y + std, color=color, alpha=0.15, lw=0)
             continue
         x = [100 * r["fraction"] for r in hits]
         y = [r["val_miou"] for r in hits]
+        std = [r.get("std") or 0.0 for r in hits]
         ax.plot(x, y, color=color, marker=marker, label=SETTING_LABELS[setting])
+        if any(std):
+            ax.errorbar(x, y, yerr=std, fmt="none", ecolor=color, capsize=3)
         for r, xi, yi in zip(hits, x, y):
-            ax.annotate(f"{yi:.3f}", (xi, yi), textcoords="offset points", fontsize=8, color=color,
-                        xytext=label_offset(setting, r["fraction"], yi))
+            ax.annotate(f"{yi:.3f}", (xi, yi), textcoords="offset points", fontsize=8, color=color, ha="center",
+                        xytext=label_offset(setting, r["fraction"], yi), annotation_clip=False,
+                        bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
     if len(fractions) > 1:
         ax.set_xscale("log")
-        ax.set_xticks([100 * f for f in fractions])
-        ax.set_xticklabels([f"{100 * f:g}" for f in fractions])
+        ax.set_xlim(100 * fractions[0] / 1.5, 100 * fractions[-1] * 1.5)
     elif fractions:
         ax.set_xlim(50 * fractions[0], 150 * fractions[0])
+    ax.set_xticks([100 * f for f in fractions], [f"{100 * f:g}" for f in fractions])
+    ax.xaxis.set_minor_locator(NullLocator())               # no automatic log ticks beside the studied fractions
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("pixel-labelled training images (%)")
     ax.set_ylabel("val mIoU (single scale)")
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.05)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")   # the curves sit high, the lower part of the axes is free
-    ax.set_title("label efficiency")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(title)
     fig.tight_layout()
     return fig
 
@@ -120,7 +128,7 @@ def plot_setting_predictions(runs: dict, dataset, indices, device="cpu", axes=No
 
 def plot_split_examples(splits: dict, per_split: int = 3, axes=None):
     """What the trainer sees: for each named split (a row), one pixel-labelled item, then others, each as
-    image | mask (white = void, i.e. no pixel label) with the image labels the item carries.
+    image | mask (an item without pixel labels says so in its mask panel) with the image labels the item carries.
     ``axes``: optional (len(splits), 2 * per_split) axes to draw into."""
     import matplotlib.pyplot as plt
 
@@ -142,7 +150,13 @@ def plot_split_examples(splits: dict, per_split: int = 3, axes=None):
             present = [names[k + 1] if names else str(k + 1) for k in np.flatnonzero(sample["labels"].numpy())]
             kind = "pixel labels" if sample["has_mask"] else ("image labels" if sample["has_labels"] else "no labels")
             axes[row, 2 * j].imshow(to_rgb(sample["image"]))
-            axes[row, 2 * j + 1].imshow(colorize(sample["mask"]))
+            if sample["has_mask"]:
+                axes[row, 2 * j + 1].imshow(colorize(sample["mask"]))
+            else:                                          # an all-void mask would draw as a flat box: say it
+                axes[row, 2 * j + 1].set_facecolor("0.92")
+                axes[row, 2 * j + 1].text(0.5, 0.5, "no pixel\nlabels\n(mask all void)", ha="center",
+                                          va="center", fontsize=7, color="0.35",
+                                          transform=axes[row, 2 * j + 1].transAxes)
             axes[row, 2 * j].set_title(kind, fontsize=8)
             axes[row, 2 * j + 1].set_title(", ".join(present) or "-", fontsize=7)
         for col, ax in enumerate(axes[row]):
