@@ -48,9 +48,9 @@ constraints:
 	@test -x $(PY) || { echo "no $(VENV): run make install first"; exit 1; }
 	$(PY) -m slrnet.constraints
 
-# the quick models in weights/ and their records (slrnet.shipped), for the default dataset or DATASET=photos
+# the quick models in weights/ and their records (slrnet.analysis.shipped), for the default dataset or DATASET=photos
 weights: $(STAMP)
-	$(PY) -m slrnet.shipped --dataset $(or $(DATASET),shapes)
+	$(PY) -m slrnet.analysis.shipped --dataset $(or $(DATASET),shapes)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -1,4 +1,4 @@
-"""The quick models that ship in weights/ (slrnet.shipped): each is present, small, learned, and described by a
+"""The quick models that ship in weights/ (slrnet.analysis.shipped): each is present, small, learned, and described by a
 record that still matches today's configs, files and code's reading of the weights; the notebooks' loader uses
 them in the quick profile only."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from slrnet import shipped
+from slrnet.analysis import shipped
 from slrnet.analysis import trained_model as NM
 from slrnet.models.loading import load_trained_model
 
@@ -20,7 +20,7 @@ def test_shipped_model_matches_its_record(kind):
     record = shipped.read_record(path)
     assert path.stat().st_size < 5e6                                   # a few MB in the repository
     assert record["learned"] is True and record["profile"] == "quick" and record["dataset"] == "shapes"
-    assert record["command"].startswith("python -m slrnet.shipped") and record["code"]["commit"]
+    assert record["command"].startswith("python -m slrnet.analysis.shipped") and record["code"]["commit"]
     model, cfg = load_trained_model(path)                             # strict: today's network takes every tensor
     check = shipped.reading_check(model, cfg)
     assert check["images"] == record["reading_check"]["images"] == shipped.READING_CHECK["num_val"]

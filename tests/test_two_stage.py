@@ -213,3 +213,19 @@ def test_crf_label_changes_name_the_confusion_the_crf_introduced():
     void = np.full_like(mask, 255)
     with pytest.raises(ValueError, match="no image has scored pixels"):
         two_stage.crf_label_changes([mask], [mask], [void], ["v"], names)
+
+
+def test_comparison_reading_says_when_the_ceiling_is_none():
+    from slrnet.analysis import two_stage
+
+    assert two_stage.comparison_reading("no CRF", 0.80, 0.85, 0.90) == (
+        "no CRF: second stage 0.850 vs single stage 0.800 (+0.050); it closes 50% of the single stage's gap to the "
+        "real-mask model (0.900)")
+    assert "closes none of the single stage's gap of 0.100" in two_stage.comparison_reading("x", 0.80, 0.78, 0.90)
+    low = two_stage.comparison_reading("+ CRF", 0.81, 0.80, 0.79, ceiling_rising=True)
+    assert low.endswith("(0.790) scores below the single stage and the second stage, so at this budget it is no "
+                        "ceiling: the number of SGD steps, not the labels, limits it (its val mIoU was still rising "
+                        "at its last validation)")
+    assert "below the single stage, so" in two_stage.comparison_reading("x", 0.81, 0.78, 0.80)
+    assert two_stage.still_rising([{"val_miou": 0.7}, {"epoch": 1}, {"val_miou": 0.72}])
+    assert not two_stage.still_rising([{"val_miou": 0.7}, {"val_miou": 0.703}]) and not two_stage.still_rising([])

@@ -5,7 +5,7 @@ weakly supervised model (02) publishes it with :func:`publish_model` under the o
 ``<output root>/models/weakly_supervised.pth`` (``weakly_supervised_photos.pth`` for the photos dataset: one
 published model per embedded dataset, :func:`published_name`); the analyses read it from there
 (:func:`published_model`). A ``checkpoint`` parameter names any other file. When there is none, the quick profile
-uses the model that ships in ``weights/`` (``slrnet.shipped``: the same training as notebook 02's), so notebooks
+uses the model that ships in ``weights/`` (``slrnet.analysis.shipped``: the same training as notebook 02's), so notebooks
 04-06 open in seconds; otherwise they train the profile's short run of ``configs/<dataset>_quick.yaml`` first
 (``short_run`` in ``configs/profiles.yaml``), so every notebook also runs alone.
 
@@ -78,7 +78,7 @@ def load_or_train(checkpoint, output_dir, profile: str = "quick", seed: int = 0,
                   data_root=None, dataset: str = "shapes"):
     """The notebook's model: ``checkpoint`` if given (it must exist); else the published weakly supervised
     model of ``dataset`` in ``output_dir``'s root if present; else, in the quick profile with the embedded dataset
-    and its config, the shipped quick model (``slrnet.shipped``); else ``train_small_model(output_dir, profile,
+    and its config, the shipped quick model (``slrnet.analysis.shipped``); else ``train_small_model(output_dir, profile,
     seed, device, config, data_root, dataset)``.
 
     Returns (model in eval mode, config, info) with info {"source": "checkpoint" / "shipped" / "trained here",
@@ -96,7 +96,7 @@ def load_or_train(checkpoint, output_dir, profile: str = "quick", seed: int = 0,
             else published_model(output_dir, published_name(dataset)))
     source = "checkpoint"
     if not path.is_file() and checkpoint is None and config is None and data_root is None:
-        from slrnet.shipped import shipped_model
+        from slrnet.analysis.shipped import shipped_model
 
         shipped = shipped_model("weakly_supervised", dataset, profile)
         path, source = (shipped, "shipped") if shipped is not None else (path, source)

@@ -85,17 +85,6 @@ def equal_budget(rows: list[dict]) -> bool:
     return len({tuple(r[k] for k in keys) for r in rows}) == 1
 
 
-def shipped_segmenters(stage1_source: str, dataset: str, profile: str) -> dict | None:
-    """``{kind: path}`` of the shipped second stages (``slrnet.shipped``) when the first stage is the shipped quick
-    model and both are current, so that notebook 06 run alone opens in seconds; None: train them here."""
-    from slrnet.shipped import shipped_model
-
-    if stage1_source != "shipped":
-        return None
-    paths = {kind: shipped_model(kind, dataset, profile) for kind in SEGMENTERS}
-    return paths if all(p is not None for p in paths.values()) else None
-
-
 def crf_label_changes(raw_labels, crf_labels, masks, names, class_names) -> dict:
     """What the CRF did to each pseudo label, judged against the real mask (void ignored): the images it made
     more or less accurate, and for the image it hurt most the confusion it introduced (the (true class, CRF class)
@@ -143,3 +132,30 @@ def crf_reading(changes: dict) -> str:
                  f"thin part of one is a few pixels wide, it can hand a region to the neighbour's class; a second "
                  f"stage learns such errors only when they repeat across many labels.")
     return text
+
+
+def still_rising(history: list[dict], margin: float = 0.005) -> bool:
+    """True when a run's last validation beat the one before by more than ``margin`` mIoU: it had not converged."""
+    vals = [h["val_miou"] for h in history if h.get("val_miou") is not None]
+    return len(vals) >= 2 and vals[-1] > vals[-2] + margin
+
+
+def comparison_reading(setting: str, first: float, second: float, ceiling: float,
+                       ceiling_rising: bool | None = None) -> str:
+    """One line on the second stage against the single stage and the real-mask model, for one test setting."""
+    gain = second - first
+    line = f"{setting}: second stage {second:.3f} vs single stage {first:.3f} ({gain:+.3f})"
+    if ceiling < max(first, second):
+        beaten = " and the ".join(name for name, v in (("single stage", first), ("second stage", second))
+                                  if v > ceiling)
+        line += (f"; the DeepLabV3+ on the real masks ({ceiling:.3f}) scores below the {beaten}, so at this budget it "
+                 f"is no ceiling: the number of SGD steps, not the labels, limits it")
+        if ceiling_rising:
+            line += " (its val mIoU was still rising at its last validation)"
+        return line
+    room = ceiling - first
+    if room <= 0:
+        return line + f"; the single stage is already at the real-mask model's {ceiling:.3f}"
+    if gain <= 0:
+        return line + f"; it closes none of the single stage's gap of {room:.3f} to the real-mask model ({ceiling:.3f})"
+    return line + f"; it closes {gain / room:.0%} of the single stage's gap to the real-mask model ({ceiling:.3f})"

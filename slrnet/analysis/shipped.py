@@ -17,8 +17,8 @@ today's configs and files, and ``tests/test_shipped.py`` also repeats the readin
 The notebooks use a shipped model only in the quick profile, for an embedded dataset, when no model of their own
 run exists (``slrnet.analysis.trained_model.load_or_train``); ``make run`` trains notebook 02 and analyses that.
 
-    python -m slrnet.shipped --dataset shapes      # make the three again (about 12 minutes on 2 CPU cores)
-    >>> from slrnet.shipped import shipped_model
+    python -m slrnet.analysis.shipped --dataset shapes      # make the three again (about 12 minutes on 2 CPU cores)
+    >>> from slrnet.analysis.shipped import shipped_model
     >>> shipped_model("weakly_supervised", "shapes", profile="quick")   # the path, or None (absent / stale)
 """
 from __future__ import annotations
@@ -163,6 +163,15 @@ def shipped_model(kind: str, dataset: str = "shapes", profile: str = PROFILE) ->
     return path
 
 
+def shipped_segmenters(stage1_source: str, dataset: str, profile: str) -> dict | None:
+    """``{kind: path}`` of the shipped second stages when the first stage is the shipped quick model and both are
+    current, so that notebook 06 run alone trains nothing; None: train them there."""
+    if stage1_source != "shipped":
+        return None
+    paths = {kind: shipped_model(kind, dataset, profile) for kind in ("second_stage", "real_masks")}
+    return paths if all(p is not None for p in paths.values()) else None
+
+
 def reading_check(model, cfg: dict, dataset: str = "shapes", device="cpu") -> dict:
     """Single-scale mIoU (no flip, no CRF, the config's class filter) of ``model`` on a few images generated for
     the check: what a record stores and the test recomputes, to show that today's code reads the weights as they
@@ -215,7 +224,7 @@ def make_shipped_models(dataset: str = "shapes", kinds=KINDS, command: str = "")
     """Train ``kinds`` as notebooks 02 and 06 do with their default parameters and write them to ``weights/``.
     A second stage needs the shipped first stage (made first when it is among ``kinds``)."""
     from slrnet.analysis import two_stage
-    from slrnet.analysis.trained_model import evaluation_set
+    from slrnet.data import build_dataset
     from slrnet.export import export_pseudo_labels
     from slrnet.infer import TestConfig
     from slrnet.models.loading import load_trained_model
@@ -234,7 +243,7 @@ def make_shipped_models(dataset: str = "shapes", kinds=KINDS, command: str = "")
             return made
         first = shipped_path("weakly_supervised", dataset)
         model, cfg1 = load_trained_model(first)
-        train_set = evaluation_set(cfg1, split="train", num_classes=model.num_classes)
+        train_set = build_dataset(cfg1["dataset"], "train", train=False)     # full images, as notebook 06 labels them
         labels = tmp / "pseudo_labels"
         if "second_stage" in segmenters:
             export_pseudo_labels(model, train_set, labels, TestConfig.from_config(cfg1, use_cls_label=True,
@@ -250,12 +259,12 @@ def make_shipped_models(dataset: str = "shapes", kinds=KINDS, command: str = "")
 def main(argv=None) -> int:
     from slrnet.profiles import EMBEDDED_DATASETS
 
-    parser = argparse.ArgumentParser(prog="python -m slrnet.shipped", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m slrnet.analysis.shipped", description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="shapes", choices=EMBEDDED_DATASETS)
     parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
     args = parser.parse_args(argv)
     given = sys.argv[1:] if argv is None else list(argv)
-    command = " ".join(["python -m slrnet.shipped", *given])
+    command = " ".join(["python -m slrnet.analysis.shipped", *given])
     for path in make_shipped_models(args.dataset, args.kinds, command):
         record = read_record(path)
         print(f"{path.relative_to(repo_root())}: val mIoU {record['val_miou']:.3f}, learned {record['learned']}, "
