@@ -1,4 +1,4 @@
-"""The quick models that ship in ``weights/``, so that notebooks 04-06 open in seconds without training.
+"""The quick models that ship in ``weights/``, so that notebooks 04-06 run alone without training.
 
 For an embedded dataset (``shapes``; ``photos`` adds ``_photos`` to each name):
 
@@ -6,7 +6,7 @@ For an embedded dataset (``shapes``; ``photos`` adds ``_photos`` to each name):
   profile, seed 0;
 * ``weights/second_stage_quick.pth``      -- notebook 06's DeepLabV3+ on the CRF pseudo labels that this model
   exports for every training image;
-* ``weights/real_masks_quick.pth``        -- notebook 06's ceiling: the same DeepLabV3+ on the real masks.
+* ``weights/real_masks_quick.pth``        -- notebook 06's real-mask model: the same DeepLabV3+ on the real masks.
 
 Each file has a record beside it, ``<file>.json``: the command and the code (git commit) that made it, the config it
 trained with, the SHA-256 of the file, of its starting weights and (second stages) of the first-stage file whose
@@ -192,8 +192,9 @@ def _git_commit() -> dict:
         return subprocess.run(["git", *args], cwd=repo_root(), capture_output=True, text=True, check=True).stdout
 
     try:
-        return {"commit": git("rev-parse", "HEAD").strip(),
-                "uncommitted_changes": bool(git("status", "--porcelain", "--untracked-files=no").strip())}
+        # the files being made are not part of the code that makes them
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)weights")
+        return {"commit": git("rev-parse", "HEAD").strip(), "uncommitted_changes": bool(changed.strip())}
     except (OSError, subprocess.CalledProcessError):
         return {"commit": None, "uncommitted_changes": None}
 
