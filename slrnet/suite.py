@@ -14,8 +14,9 @@ Each notebook runs in a fresh ``python3`` kernel whose working directory is the 
 ``profile`` and ``output_dir`` (absolute ``<output root>/<notebook stem>/``), ``interactive=False`` and the
 user's parameter overrides, but only those the notebook declares in its cell tagged ``parameters``. What a
 profile *means* (epochs, image counts, ...) is written once, in ``configs/profiles.yaml`` (``slrnet.profiles``).
-Every notebook writes its figures (PNG) and a ``metrics.json`` into its output_dir; the runner adds
-the executed copy ``<stem>.ipynb`` there and reports a few headline metrics from ``metrics.json``.
+Every notebook writes its figures (PNG) and a ``metrics.json`` into its output_dir; the runner removes the
+figures an earlier run left there first, adds the executed copy ``<stem>.ipynb`` and reports a few headline metrics
+from ``metrics.json``.
 
 Profiles: ``smoke`` (the tests: seconds per notebook), ``quick`` (``make run``: minutes on a CPU)
 and ``full`` (a real run: hours, meant for a GPU).
@@ -187,6 +188,8 @@ def run_notebook(notebook: str | Path, output_dir: str | Path, parameters: dict[
     injected = {k: v for k, v in (parameters or {}).items() if k in declared}
     injected["output_dir"] = str(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    for stale in output_dir.glob("*.png"):            # figures of an earlier run must not pass for this run's
+        stale.unlink()
     executed = output_dir / f"{notebook.stem}.ipynb"
     result = {"notebook": notebook.stem, "path": str(notebook), "output_dir": str(output_dir),
               "executed": str(executed), "parameters": injected, "status": "ok", "seconds": 0.0,

@@ -360,3 +360,11 @@ def test_crf_without_iterations_changes_nothing(smoke_setup):
     text = R.crf_reading(res)
     assert "(+0.0 points)" in text and "0 of 3 improve, 0 get worse, 3 are unchanged" in text
     assert "the CRF changed no scored pixel" in text and res.metrics()["settings"]["crf_iters"] == 0
+
+
+def test_error_kind_changes_split_the_crf_gain():
+    before = np.array([[90, 4, 1], [3, 40, 6], [0, 2, 30]])     # background row 0; 8 object->object, 5 bg->obj, 3 obj->bg
+    after = np.array([[92, 2, 1], [1, 46, 2], [0, 0, 32]])      # 2 object->object, 3 bg->obj, 1 obj->bg
+    assert R.error_kind_changes(before, after) == {"object as another object": 6, "background as object": 2,
+                                                   "object as background": 2}
+    assert R.error_kind_changes(after, before)["object as another object"] == -6

@@ -404,3 +404,20 @@ def test_learning_and_seed_readings():
     assert {(r["setting"], r["fraction"]) for r in curve} == {("weak", None), ("semi_w_cls", 0.138),
                                                               ("labelled_only", 0.138)}
     assert all(r["std"] is not None for r in curve)
+
+
+def test_convergence_reading_says_which_runs_were_still_rising():
+    def run(setting, fraction, vals):
+        return S.StudyRun(setting, fraction, {}, history=[{"epoch": 3 + 4 * i, "val_miou": v} for i, v in
+                                                           enumerate(vals)] + [{"epoch": 9}])
+
+    runs = {("weak", None): run("weak", None, [0.385, 0.691]),
+            ("labelled_only", 0.138): run("labelled_only", 0.138, [0.70, 0.702])}
+    text = S.convergence_reading(runs)
+    assert text.splitlines() == [
+        "1 of 2 runs were still rising at their last validation: the margins compare how far each got in this "
+        "budget, not where each would end:",
+        "  weak: 0.385 (epoch 4) -> 0.691 (epoch 8), still rising",
+        "  labelled_only_0.138: 0.700 (epoch 4) -> 0.702 (epoch 8)"]
+    flat = S.convergence_reading({("weak", None): run("weak", None, [0.70, 0.70])})
+    assert flat.startswith("no run was still rising")

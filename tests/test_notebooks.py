@@ -279,3 +279,16 @@ def test_notebooks_run_on_the_photos_dataset(output_root: Path):
     assert not (output_root / "models" / "weakly_supervised.pth").exists()
     evaluation = json.loads((output_root / "05_evaluate" / "metrics.json").read_text())
     assert evaluation["model_source"] == "checkpoint", evaluation
+
+
+def test_runner_removes_an_earlier_runs_figures_first(tmp_path):
+    """A figure the notebook no longer draws must not be shown as this run's (e.g. after a profile change)."""
+    nb = _write_notebook(tmp_path / "00_draw.ipynb", "",
+                         'import pathlib\n(pathlib.Path(output_dir) / "new.png").write_bytes(b"x")\n' + WRITE_METRICS
+                         .replace("* scale", ""))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.png").write_bytes(b"stale")
+    (out / "data.npy").write_bytes(b"kept")
+    assert suite.run_notebook(nb, out, {"profile": "smoke"})["status"] == "ok"
+    assert sorted(p.name for p in out.glob("*.png")) == ["new.png"] and (out / "data.npy").read_bytes() == b"kept"

@@ -226,3 +226,17 @@ def test_snapshot_trend_words_follow_relative_changes():
     two = _history()[::2]                                                          # epochs 2 and 6 only
     text = SW.snapshot_reading(two)
     assert "largest change between consecutive" not in text and "changed on 37.5 %" in text
+
+
+def test_factor_history_reading_names_a_collapse():
+    from slrnet.analysis import stage_walk as W
+
+    def epoch(i, cos, rank, top):
+        return {"epoch": i, "train_factor_atom_cos": cos, "train_factor_rank": rank, "train_factor_code_top": top}
+
+    collapsed = W.factor_history_reading([epoch(0, 0.995, 1.05, 0.165), {"epoch": 1}, epoch(2, 1.0, 1.0, 0.144)])
+    assert collapsed.startswith("Low-rank module, epoch 1 -> 3: mean cosine between atoms 0.995 -> 1.000, effective "
+                                "rank of the reconstruction 1.05 -> 1.00, winning code 0.165 -> 0.144.")
+    assert "The dictionary has collapsed" in collapsed
+    assert "collapsed" not in W.factor_history_reading([epoch(0, 0.9, 1.2, 0.2), epoch(1, 0.75, 1.8, 0.26)])
+    assert W.factor_history_reading([{"epoch": 0, "train_loss": 1.0}]).startswith("no factor diagnostics")

@@ -474,3 +474,21 @@ def seed_reading(summary: list[dict]) -> str:
         lines.append(f"{SETTING_SHORT[e['setting']]} at {100 * e['fraction']:g} %: {e['mean_margin']:+.3f} over "
                      f"labelled only on average, {verdict}; it won at {e['wins']} of {e['paired']} seeds")
     return "\n".join(lines) if lines else "the seed study holds no semi-supervised rows"
+
+
+def convergence_reading(runs: dict) -> str:
+    """Each run's val mIoU at its validations, and whether it was still rising at the last one: a margin between
+    runs that had not converged compares how far each got within the budget, not where each would end."""
+    lines, rising = [], 0
+    for key in sorted(runs, key=lambda k: (SETTINGS.index(k[0]), k[1] or 0.0)):
+        vals = [(h["epoch"] + 1, h["val_miou"]) for h in runs[key].history or [] if h.get("val_miou") is not None]
+        if not vals:
+            continue
+        up = len(vals) >= 2 and vals[-1][1] > vals[-2][1] + 0.005
+        rising += up
+        lines.append(f"  {run_name(*key)}: " + " -> ".join(f"{v:.3f} (epoch {e})" for e, v in vals)
+                     + (", still rising" if up else ""))
+    head = (f"{rising} of {len(lines)} runs were still rising at their last validation: the margins compare how far "
+            f"each got in this budget, not where each would end" if rising else
+            "no run was still rising at its last validation")
+    return head + ":\n" + "\n".join(lines)

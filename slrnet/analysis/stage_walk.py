@@ -391,3 +391,22 @@ def per_class_reading(per_class_iou: dict, top: int = 2) -> str:
     return (f"Per-class IoU: highest {high}; lowest {low} (a spread of {spread:.3f}). A low bar says that class's "
             "pixels and predictions overlap poorly, not what they were taken for: that is the confusion matrix's "
             "job (notebook 05).")
+
+
+def factor_history_reading(history: Sequence[dict]) -> str:
+    """What the low-rank module's training diagnostics (``train_factor_*``, :mod:`slrnet.diagnostics`) show at the
+    first and the last epoch: whether its atoms stayed distinct and its reconstruction low-rank, or collapsed."""
+    rows = [h for h in history if h.get("train_factor_atom_cos") is not None]
+    if not rows:
+        return "no factor diagnostics in this run's history (a run without the low-rank module)"
+    first, last = rows[0], rows[-1]
+    text = (f"Low-rank module, epoch {first['epoch'] + 1} -> {last['epoch'] + 1}: mean cosine between atoms "
+            f"{first['train_factor_atom_cos']:.3f} -> {last['train_factor_atom_cos']:.3f}, effective rank of the "
+            f"reconstruction {first['train_factor_rank']:.2f} -> {last['train_factor_rank']:.2f}, winning code "
+            f"{first['train_factor_code_top']:.3f} -> {last['train_factor_code_top']:.3f}.")
+    if last["train_factor_atom_cos"] > 0.99 and last["train_factor_rank"] < 1.5:
+        text += (" The dictionary has collapsed: every atom is the same vector and every pixel the same mix of them, "
+                 "so the reconstruction adds one vector per image to the features, not a low-rank picture of the "
+                 "scene. What this model segments with comes from the rest of the network; notebook 04 measures "
+                 "the collapse and its cause, and what each part of CVLR earns.")
+    return text

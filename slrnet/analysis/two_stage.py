@@ -26,7 +26,7 @@ from slrnet.profiles import dataset_config, training_config
 
 SEGMENTERS = ("second_stage", "real_masks")
 SEGMENTER_LABELS = {"second_stage": "second stage (DeepLabV3+ on the CRF pseudo labels)",
-                    "real_masks": "DeepLabV3+ on the real masks (ceiling)"}
+                    "real_masks": "DeepLabV3+ on the real masks"}
 PSEUDO_MASK_DIR = "SegmentationClassAug"          # where export_pseudo_labels writes the (CRF) labels
 RAW_MASK_DIR = "SegmentationClassRaw"              # and the labels before the CRF
 
@@ -148,10 +148,10 @@ def comparison_reading(setting: str, first: float, second: float, ceiling: float
     if ceiling < max(first, second):
         beaten = " and the ".join(name for name, v in (("single stage", first), ("second stage", second))
                                   if v > ceiling)
-        line += (f"; the DeepLabV3+ on the real masks ({ceiling:.3f}) scores below the {beaten}, so at this budget it "
-                 f"is no ceiling: the number of SGD steps, not the labels, limits it")
+        line += (f"; the DeepLabV3+ on the real masks ({ceiling:.3f}) scores below the {beaten}: with perfect labels "
+                 f"and this budget it does not beat them, so it is no ceiling here")
         if ceiling_rising:
-            line += " (its val mIoU was still rising at its last validation)"
+            line += " (its val mIoU was still rising at its last validation: it had not converged)"
         return line
     room = ceiling - first
     if room <= 0:
