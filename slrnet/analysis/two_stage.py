@@ -4,8 +4,9 @@ A second stage is a fully supervised segmenter trained on the first stage's pseu
 Whether it "beats" the first stage is only a fair question when both had the same chance, so notebook 06 trains:
 
 * ``second_stage`` -- DeepLabV3+ on the CRF pseudo labels of **every** training image the first stage trained on;
-* ``real_masks``   -- the same DeepLabV3+ on the real masks of those images: the ceiling a perfect first stage
-                      would give the second;
+* ``real_masks``   -- the same DeepLabV3+ on the real masks of those images: what a perfect first stage would
+                      give the second, a ceiling when the budget lets it converge (:func:`comparison_reading` says
+                      when it does not);
 
 both with the training config of the second stage (``configs/<dataset>_two_stage_quick.yaml``: the first stage's
 backbone, its starting weights, crop, batch size and number of epochs, hence the same number of SGD steps), and
