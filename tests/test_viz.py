@@ -97,6 +97,11 @@ def test_history_draws_the_losses_and_the_val_miou():
     assert lines["cls"].get_ydata()[0] == 0.5 and np.isnan(lines["cls"].get_ydata()[1])
     (miou,) = fig.axes[1].get_lines()
     assert list(miou.get_xdata()) == [2] and list(miou.get_ydata()) == [0.3]
+    # one legend for both axes, outside them (it hides no point), naming the validation's single scale
+    legend = fig.axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["loss", "cls", "val mIoU (single scale)"]
+    fig.canvas.draw()
+    assert legend.get_window_extent().x0 > fig.axes[1].get_window_extent().x1
 
 
 # ----------------------------------------------------------------------------- factor figures

@@ -99,14 +99,16 @@ def plot_history(history: Sequence[dict], ax=None, keys: Sequence[str] | None = 
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.set_yscale("log")
+    handles = ax.get_lines()
     vals = [(h["epoch"] + 1, h["val_miou"]) for h in history if "val_miou" in h]
     if vals:
         ax2 = ax.twinx()
-        ax2.plot(*zip(*vals), color="k", marker="o", label="val mIoU")
-        ax2.set_ylabel("val mIoU")
+        handles += ax2.plot(*zip(*vals), color="k", marker="o", label="val mIoU (single scale)")
+        ax2.set_ylabel("val mIoU (single scale)")
         ax2.set_ylim(0, 1)
-        ax2.legend(loc="upper right", fontsize=8)
-    ax.legend(loc="upper left", fontsize=8, ncol=2)
+    # one legend right of the axes, so that no curve's early points hide behind it
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.12 if vals else 1.02, 1.0), fontsize=8,
+              frameon=False)
     ax.set_title("training curves")
     fig.tight_layout()
     return fig
