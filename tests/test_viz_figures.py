@@ -217,6 +217,16 @@ def test_cooccurrence_figure_draws_the_conditional_shares():
     expected = [[np.nan, 2 / 3, 1 / 3], [2 / 3, np.nan, 1 / 3], [1, 1, np.nan], [3 / 5, 3 / 5, 1 / 5]]
     np.testing.assert_allclose(shown, expected)
     assert [t.get_text() for t in ax.get_yticklabels()] == ["a (3)", "b (3)", "c (1)", "all images"]
+    assert ax.get_images()[0].get_clim() == (0, 1.0)                # the largest share here is 1
+    low = {**stats, "cooccurrence": class_cooccurrence(np.array([[1, 0, 0]] * 9 + [[1, 1, 1]] * 1)).tolist(),
+           "num_scanned": 10}
+    fig2, ax2 = plt.subplots()
+    D.plot_cooccurrence(low, ax=ax2)
+    assert ax2.get_images()[0].get_clim()[1] == pytest.approx(1.0)  # c with a and b: 1.0 again
+    shares = {**stats, "cooccurrence": [[30, 6, 5], [6, 30, 7], [5, 7, 30]], "num_scanned": 100}
+    fig3, ax3 = plt.subplots()
+    D.plot_cooccurrence(shares, ax=ax3)                             # shares 0.17-0.30: the scale follows them
+    assert ax3.get_images()[0].get_clim()[1] == pytest.approx(0.30 * 1.1)
     with pytest.raises(ValueError, match="does not match"):
         D.plot_cooccurrence({**stats, "class_names": ["background", "a"]})
 

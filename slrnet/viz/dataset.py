@@ -93,7 +93,10 @@ def plot_cooccurrence(stats: dict, ax=None):
     size = 0.55 * len(names) + 2.2
     fig, ax = (plt.subplots(figsize=(size + 0.8, size)) if ax is None else (ax.figure, ax))
     cmap = plt.get_cmap("Purples").with_extremes(bad="white")
-    im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0, vmax=1)
+    # the colour scale spans the shares present (not 0-1), so that departures from chance show as shades
+    top = float(np.nanmax(grid)) if np.isfinite(grid).any() else 1.0
+    vmax = min(1.0, max(0.05, top * 1.1))
+    im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0, vmax=vmax)
     ax.axhline(len(names) - 0.5, color="black", linewidth=1)
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(names) + 1), [f"{n} ({int(counts[c, c])})" for c, n in enumerate(names)]
@@ -105,7 +108,7 @@ def plot_cooccurrence(stats: dict, ax=None):
             for c in range(grid.shape[1]):
                 if np.isfinite(grid[r, c]):
                     ax.text(c, r, f"{grid[r, c]:.2f}", ha="center", va="center", fontsize=7,
-                            color="white" if grid[r, c] > 0.6 else "black")
+                            color="white" if grid[r, c] > 0.6 * vmax else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the row's images")
     ax.set_title(f"class co-occurrence ({stats['split']}, {stats['num_scanned']} images)", fontsize=10)
     if ax.figure.get_layout_engine() is None:
