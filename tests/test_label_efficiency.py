@@ -219,6 +219,12 @@ def test_plot_label_efficiency(tmp_path):
         offsets = {t.get_text(): t.xyann[1] for t in fig.axes[0].texts}
         assert offsets["0.600"] > 0 > offsets["0.500"]
         plt.close(fig)
+    # three at one fraction: highest above, lowest below, the middle one beside its point
+    fig = V.plot_label_efficiency([{"setting": s, "fraction": 0.1, "val_miou": v}
+                                   for s, v in (("semi_w_cls", 0.7), ("semi_wo_cls", 0.6), ("labelled_only", 0.65))])
+    placed = {t.get_text(): t.xyann for t in fig.axes[0].texts}
+    assert placed["0.700"][1] > 0 > placed["0.600"][1] and placed["0.650"][0] > 0 == placed["0.700"][0]
+    plt.close(fig)
     with pytest.raises(ValueError, match="no rows"):
         V.plot_label_efficiency([])
     # several-seed means: error bars of one std on the curves, a band around the weak line

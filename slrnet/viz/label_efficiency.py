@@ -36,12 +36,15 @@ def plot_label_efficiency(rows: list[dict], ax=None, title: str = "label efficie
     fractions = sorted({r["fraction"] for r in rows if r["fraction"] is not None})
     styles = {"semi_w_cls": ("tab:blue", "o"), "semi_wo_cls": ("tab:orange", "s"),
               "labelled_only": ("tab:green", "^"), "weak": ("tab:gray", None)}
-    above, below = (0, 7), (0, -13)                         # value labels, offsets in points
+    above, below, right = (0, 7), (0, -13), (22, -3)          # value labels, offsets in points
 
     def label_offset(setting: str, fraction: float, y: float) -> tuple[int, int]:
-        """Above the point when it is the highest of the settings at its fraction, else below it."""
+        """Above the point when it is the highest of the settings at its fraction, below it when it is the lowest,
+        beside it otherwise, so that no two labels of one fraction collide."""
         others = [r["val_miou"] for r in rows if r["fraction"] == fraction and r["setting"] != setting]
-        return above if all(y > o or (y == o and setting == "semi_w_cls") for o in others) else below
+        if all(y > o or (y == o and setting == "semi_w_cls") for o in others):
+            return above
+        return below if all(y <= o for o in others) else right
 
     for setting in SETTINGS:
         hits = sorted((r for r in rows if r["setting"] == setting), key=lambda r: r["fraction"] or 0.0)
