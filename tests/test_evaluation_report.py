@@ -233,6 +233,13 @@ def test_failure_mode_names_each_failure(two_objects):
     shrunk[2:4, 2:8] = 0
     assert mode(shrunk)["mode"] == "masks too small" and "part of a" in mode(shrunk)["detail"]
     assert mode(gt)["mode"] == "no error" and mode(gt)["error_share"] == 0.0
+    big = np.kron(gt, np.ones((8, 8), dtype=gt.dtype))              # the same scene, 64 times the pixels
+    nearly = big.copy()
+    ys, xs = np.nonzero(big == 1)
+    nearly[ys[:3], xs[:3]] = 0                                       # three object pixels as background
+    minor = R.failure_mode(nearly, big, 4)
+    assert minor["mode"] == "minor errors" and minor["error_share"] < R.MINOR_ERROR_SHARE
+    assert minor["detail"].startswith("the classes right, ")
     void = gt.copy()
     void[8:14, 8:14] = 255                           # void is not scored: no error
     assert R.failure_mode(np.zeros_like(gt) + gt * (gt < 255), void, 4)["mode"] == "no error"

@@ -369,7 +369,8 @@ def _dilate(mask: np.ndarray, width: int) -> np.ndarray:
 
 
 FAILURE_MODES = ("missed object", "wrong class", "merged overlapping objects", "background leak",
-                 "masks too small", "no error")
+                 "masks too small", "minor errors", "no error")
+MINOR_ERROR_SHARE = 0.01     # the right classes and under 1 % of the pixels wrong: a few border pixels, not a failure
 
 ERROR_KINDS = ("object -> background", "background -> object", "object -> another object of the image",
                "object -> a class not in the image")
@@ -389,7 +390,8 @@ def failure_mode(pred, gt, num_classes: int, class_names: Sequence[str] | None =
       objects**; otherwise to another class -> **wrong class**;
     * a predicted class the image lacks: its pixels are mostly an object's -> **wrong class**, mostly
       background's -> **background leak** (an object where there is none).
-    With the class sets equal, the largest kind of error pixel decides: background taken for an object ->
+    With the class sets equal and fewer than ``MINOR_ERROR_SHARE`` of the pixels wrong -> **minor errors**;
+    with more, the largest kind of error pixel decides: background taken for an object ->
     **background leak**; object pixels taken for background -> **masks too small**; one object class taken
     for another -> **merged overlapping objects** when the two objects touch, else **wrong class**.
 
@@ -446,6 +448,8 @@ def failure_mode(pred, gt, num_classes: int, class_names: Sequence[str] | None =
             mode, detail = "background leak", f"{_name(class_names, j)} predicted where there is none"
         else:
             mode, detail = "wrong class", f"{_name(class_names, c)} predicted as {_name(class_names, j)}"
+    elif out["error_share"] < MINOR_ERROR_SHARE:
+        mode, detail = "minor errors", f"the classes right, {_pct(out['error_share'])} of the pixels wrong"
     else:
         kind = max(kinds, key=kinds.get)
         if kind == "background -> object":
