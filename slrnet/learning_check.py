@@ -91,3 +91,13 @@ def check_learning(history: list[dict], prior_cls_loss: float | None = None,
     return {"learned": learned, "findings": findings, "message": message, "train_cls": cls,
             "prior_cls_loss": prior_cls_loss, "train_pseudo_empty": empty,
             "val_miou": vals[-1] if vals else None, "background_only_miou": background_only_miou}
+
+
+STILL_RISING_MARGIN = 0.005  # val mIoU gained at the last validation above which a run had not converged
+
+
+def still_rising(history: list[dict], margin: float = STILL_RISING_MARGIN) -> bool:
+    """True when a run's last validation beat the one before by more than ``margin`` mIoU: it had not converged
+    (records without ``val_miou`` are skipped)."""
+    vals = [h["val_miou"] for h in history if h.get("val_miou") is not None]
+    return len(vals) >= 2 and vals[-1] > vals[-2] + margin

@@ -467,6 +467,15 @@ def failure_mode(pred, gt, num_classes: int, class_names: Sequence[str] | None =
     return {"mode": mode, "detail": detail, **out}
 
 
+def error_counts(matrix) -> dict:
+    """The wrong pixels of a (K_gt, K_pred) confusion matrix by kind (class 0 the background): object ->
+    background, background -> object, object -> (another) object."""
+    m = np.asarray(matrix)
+    objects = m[1:, 1:]
+    return {"object -> background": m[1:, 0].sum(), "background -> object": m[0, 1:].sum(),
+            "object -> object": objects.sum() - np.trace(objects)}
+
+
 def error_breakdown(matrix, class_names: Sequence[str] | None = None) -> dict:
     """Where a (K, K) confusion matrix's wrong pixels are (rows ground truth, columns prediction, class 0
     background): ``error_share`` of the scored pixels, the shares of the wrong pixels that are object ->
@@ -474,9 +483,10 @@ def error_breakdown(matrix, class_names: Sequence[str] | None = None) -> dict:
     ground truth, prediction, its share of that class's pixels and of all wrong pixels). JSON-ready."""
     m = np.asarray(matrix, dtype=np.float64)
     total = m.sum()
-    wrong = total - np.trace(m)
-    to_bg, from_bg = m[1:, 0].sum(), m[0, 1:].sum()
-    between = wrong - to_bg - from_bg
+    counts = error_counts(m)
+    wrong = sum(counts.values())
+    to_bg, from_bg, between = (counts[k] for k in ("object -> background", "background -> object",
+                                                    "object -> object"))
     out = {"error_share": float(wrong / total) if total else None,
            "object -> background": float(to_bg / wrong) if wrong else 0.0,
            "background -> object": float(from_bg / wrong) if wrong else 0.0,
@@ -586,17 +596,12 @@ def _pct(x: float) -> str:
 
 
 def error_kind_changes(before, after) -> dict:
-    """How many wrong pixels of each kind disappear from confusion matrix ``before`` (K_gt, K_pred) to ``after``
-    (negative: more of them after): object as another object, background as object, object as background
-    (class 0 is the background)."""
-    def kinds(m):
-        m = np.asarray(m, dtype=np.int64)
-        objects = m[1:, 1:]
-        return {"object as another object": int(objects.sum() - np.trace(objects)),
-                "background as object": int(m[0, 1:].sum()), "object as background": int(m[1:, 0].sum())}
-
-    a, b = kinds(before), kinds(after)
-    return {k: a[k] - b[k] for k in a}
+    """How many wrong pixels of each kind (:func:`error_counts`) disappear from confusion matrix ``before`` to
+    ``after`` (negative: more of them after), named as the CRF reading words them."""
+    a, b = error_counts(before), error_counts(after)
+    words = {"object -> object": "object as another object", "background -> object": "background as object",
+             "object -> background": "object as background"}
+    return {words[k]: int(a[k] - b[k]) for k in words}
 
 
 def crf_reading(result: EvaluationResult, pass_key: str = "multi_scale", top: int = 2) -> str:

@@ -35,6 +35,9 @@ import torch
 from slrnet.losses import max_onehot
 from slrnet.ops import resize
 
+COLLAPSED_ATOM_COS = 0.99    # mean cosine between atoms above which the dictionary is one vector repeated
+COLLAPSED_RANK = 1.5         # effective rank of the reconstruction below which it is one vector per image
+
 VOID = 255
 
 
@@ -314,11 +317,11 @@ def read_diagnostics(d: dict, temperature: float) -> list[str]:
         f"Atoms: two different atoms have mean cosine {d['atom_cos']:.4f} after the iteration, "
         f"{d['init_atom_cos']:.4f} as initialised from the class activation maps; "
         + ("the atoms point the same way: what tells them apart is a small part of each, which only a much lower "
-           "temperature brings out." if d["atom_cos"] > 0.99 else
+           "temperature brings out." if d["atom_cos"] > COLLAPSED_ATOM_COS else
            "the atoms are distinct directions." if d["atom_cos"] < 0.5 else "the atoms overlap strongly."),
         f"Rank: the reconstruction Zᵀ D has effective rank {d['effective_rank_reconstruction']:.2f} of at most "
         f"K = {K} (the features: {d['effective_rank_features']:.2f}); "
-        + ("it is one vector repeated at every pixel." if d["effective_rank_reconstruction"] < 1.5 else
+        + ("it is one vector repeated at every pixel." if d["effective_rank_reconstruction"] < COLLAPSED_RANK else
            "it keeps several directions."),
         f"Atoms and classes: purity {pure:.3f} against {floor:.3f} for one atom covering every pixel; "
         + ("the atoms separate the classes barely better than a single atom would" if pure - floor < 0.05 else
@@ -358,7 +361,7 @@ def module_verdict(d: dict, ladder_rows: Sequence[dict] | None = None, dataset: 
     given, the ablation ladder's rows of ``dataset`` (test-time ablations and the no-code-consistency regime)."""
     out = []
     rank = d["effective_rank_reconstruction"]
-    if rank < 1.5:
+    if rank < COLLAPSED_RANK:
         out.append(f"The reconstruction Zᵀ D has effective rank {rank:.2f}: one vector at every pixel of an image, so "
                    f"what the module adds to the features, W2 ReLU(Zᵀ D), is a per-image bias, not a low-rank picture "
                    f"of the scene.")
@@ -376,8 +379,9 @@ def module_verdict(d: dict, ladder_rows: Sequence[dict] | None = None, dataset: 
     free = [r for r in rows if r["setting"] == "full_cvlr_no_code" and "factors" in r]
     if free and full and "factors" in full[0]:
         f, g = free[0]["factors"], full[0]["factors"]
-        verdict = ("that loss is what collapses it" if f["atom_cos"] < 0.99 <= g["atom_cos"] else
-                   "removing it does not undo the collapse" if f["atom_cos"] >= 0.99 else "neither run collapsed")
+        verdict = ("that loss is what collapses it" if f["atom_cos"] < COLLAPSED_ATOM_COS <= g["atom_cos"] else
+                   "removing it does not undo the collapse" if f["atom_cos"] >= COLLAPSED_ATOM_COS else
+                   "neither run collapsed")
         out.append(f"Without the code-consistency loss (the ladder's full_cvlr_no_code run, seed {free[0]['seed']}) the "
                    f"atoms' cosine is {f['atom_cos']:.3f} (with it {g['atom_cos']:.3f}), the winning code "
                    f"{f['code_top']:.3f} ({g['code_top']:.3f}), the reconstruction's rank "

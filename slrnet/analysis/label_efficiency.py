@@ -445,10 +445,11 @@ def learning_reading(rows: list[dict]) -> str:
 
 def seed_study_budget_reading(seed_rows: list[dict], rows: list[dict]) -> str:
     """Whether the seed study trained its runs with this run's budget (SGD steps and batch per setting)."""
-    def budgets(rs):
-        return {(r["setting"], r["steps"], r["batch_size"]) for r in rs if r["fraction"] in (None, rows_fraction)}
+    fraction = next((r["fraction"] for r in rows if r["fraction"] is not None), None)
 
-    rows_fraction = next((r["fraction"] for r in rows if r["fraction"] is not None), None)
+    def budgets(rs):
+        return {(r["setting"], r["steps"], r["batch_size"]) for r in rs if r["fraction"] in (None, fraction)}
+
     here, there = budgets(rows), budgets(seed_rows)
     if here and here <= there:
         return "the seed study trained every setting with this notebook's budget (the same SGD steps and batch)"
@@ -479,12 +480,15 @@ def seed_reading(summary: list[dict]) -> str:
 def convergence_reading(runs: dict) -> str:
     """Each run's val mIoU at its validations, and whether it was still rising at the last one: a margin between
     runs that had not converged compares how far each got within the budget, not where each would end."""
+    from slrnet.learning_check import still_rising
+
     lines, rising = [], 0
     for key in sorted(runs, key=lambda k: (SETTINGS.index(k[0]), k[1] or 0.0)):
-        vals = [(h["epoch"] + 1, h["val_miou"]) for h in runs[key].history or [] if h.get("val_miou") is not None]
+        history = runs[key].history or []
+        vals = [(h["epoch"] + 1, h["val_miou"]) for h in history if h.get("val_miou") is not None]
         if not vals:
             continue
-        up = len(vals) >= 2 and vals[-1][1] > vals[-2][1] + 0.005
+        up = still_rising(history)
         rising += up
         lines.append(f"  {run_name(*key)}: " + " -> ".join(f"{v:.3f} (epoch {e})" for e, v in vals)
                      + (", still rising" if up else ""))

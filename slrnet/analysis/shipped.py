@@ -99,10 +99,9 @@ def _starting_weights_sha(cfg: dict) -> str | None:
 
 
 def _generator_version(dataset: str) -> int:
-    from slrnet.data.photos import GENERATOR_VERSION as PHOTOS
-    from slrnet.data.synthetic import GENERATOR_VERSION as SHAPES
+    from slrnet.data.build import GENERATORS
 
-    return {"shapes": SHAPES, "photos": PHOTOS}[dataset]
+    return GENERATORS[dataset].version
 
 
 def stale_reasons(kind: str, dataset: str = "shapes") -> list[str]:
@@ -168,7 +167,9 @@ def shipped_segmenters(stage1_source: str, dataset: str, profile: str) -> dict |
     current, so that notebook 06 run alone trains nothing; None: train them there."""
     if stage1_source != "shipped":
         return None
-    paths = {kind: shipped_model(kind, dataset, profile) for kind in ("second_stage", "real_masks")}
+    from slrnet.analysis.two_stage import SEGMENTERS
+
+    paths = {kind: shipped_model(kind, dataset, profile) for kind in SEGMENTERS}
     return paths if all(p is not None for p in paths.values()) else None
 
 

@@ -404,7 +404,9 @@ def factor_history_reading(history: Sequence[dict]) -> str:
             f"{first['train_factor_atom_cos']:.3f} -> {last['train_factor_atom_cos']:.3f}, effective rank of the "
             f"reconstruction {first['train_factor_rank']:.2f} -> {last['train_factor_rank']:.2f}, winning code "
             f"{first['train_factor_code_top']:.3f} -> {last['train_factor_code_top']:.3f}.")
-    if last["train_factor_atom_cos"] > 0.99 and last["train_factor_rank"] < 1.5:
+    from slrnet.analysis.factors import COLLAPSED_ATOM_COS, COLLAPSED_RANK
+
+    if last["train_factor_atom_cos"] > COLLAPSED_ATOM_COS and last["train_factor_rank"] < COLLAPSED_RANK:
         text += (" The dictionary has collapsed: every atom is the same vector and every pixel the same mix of them, "
                  "so the reconstruction adds one vector per image to the features, not a low-rank picture of the "
                  "scene. What this model segments with comes from the rest of the network; notebook 04 measures "

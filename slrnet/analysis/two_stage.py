@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from slrnet.learning_check import still_rising  # noqa: F401  (notebook 06 reads it here)
 from slrnet.profiles import dataset_config, training_config
 
 SEGMENTERS = ("second_stage", "real_masks")
@@ -133,12 +134,6 @@ def crf_reading(changes: dict) -> str:
                  f"thin part of one is a few pixels wide, it can hand a region to the neighbour's class; a second "
                  f"stage learns such errors only when they repeat across many labels.")
     return text
-
-
-def still_rising(history: list[dict], margin: float = 0.005) -> bool:
-    """True when a run's last validation beat the one before by more than ``margin`` mIoU: it had not converged."""
-    vals = [h["val_miou"] for h in history if h.get("val_miou") is not None]
-    return len(vals) >= 2 and vals[-1] > vals[-2] + margin
 
 
 def comparison_reading(setting: str, first: float, second: float, ceiling: float,
